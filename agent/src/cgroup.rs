@@ -1,0 +1,98 @@
+//! Governance scope: cgroup v2 directories and their ids.
+
+use std::{
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use rampart_common::MAX_CGROUP_LEVELS;
+
+/// `CGROUP2_SUPER_MAGIC` from `include/uapi/linux/magic.h`.
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// A governed cgroup: its path and the id the kernel reports for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    pub path: PathBuf,
+    pub id: u64,
+    /// Depth below the cgroup2 root (the root is level 0).
+    pub level: u32,
+}
+
+fn is_cgroup2(path: &Path) -> Result<bool> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .with_context(|| format!("{} contains a NUL byte", path.display()))?;
+    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: c_path is a valid NUL-terminated string and buf is a properly sized out-pointer.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), buf.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot statfs {}", path.display()));
+    }
+    // SAFETY: statfs returned 0, so it filled buf.
+    let st = unsafe { buf.assume_init() };
+    Ok(st.f_type as i64 == CGROUP2_SUPER_MAGIC)
+}
+
+impl Cgroup {
+    /// Resolves a cgroup v2 directory. The id is the directory's inode number, which is the
+    /// kernfs node id that `bpf_get_current_cgroup_id()` returns.
+    pub fn open(path: &Path) -> Result<Self> {
+        let path = path
+            .canonicalize()
+            .with_context(|| format!("governed cgroup {} does not exist", path.display()))?;
+        if !is_cgroup2(&path)? {
+            bail!(
+                "{} is not on a cgroup v2 file system; governance needs cgroup v2 \
+                 (mount it with `mount -t cgroup2 none /sys/fs/cgroup`)",
+                path.display()
+            );
+        }
+        // The level is the number of cgroup2 directories above this one.
+        let mut level = 0;
+        let mut cur = path.parent();
+        while let Some(dir) = cur {
+            if !is_cgroup2(dir)? {
+                break;
+            }
+            level += 1;
+            cur = dir.parent();
+        }
+        if level == 0 {
+            bail!(
+                "{} is the cgroup v2 root; governing the whole host is refused, \
+                 govern a child cgroup instead",
+                path.display()
+            );
+        }
+        if level >= MAX_CGROUP_LEVELS {
+            bail!(
+                "{} is {level} levels deep; governed cgroups must be fewer than \
+                 {MAX_CGROUP_LEVELS} levels below the cgroup v2 root",
+                path.display()
+            );
+        }
+        let id = std::fs::metadata(&path)
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .ino();
+        Ok(Self { path, id, level })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_cgroup_directory_is_refused() {
+        let err = Cgroup::open(&std::env::temp_dir()).unwrap_err();
+        assert!(err.to_string().contains("not on a cgroup v2"), "{err}");
+    }
+
+    #[test]
+    fn missing_directory_is_refused() {
+        let err = Cgroup::open(Path::new("/nonexistent/rampart")).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,111 @@
+//! Resolves the [`KernelLayout`] the programs need from the running kernel's BTF.
+
+use rampart_common::KernelLayout;
+
+use crate::btf::{Btf, BtfError};
+
+/// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
+pub const MEMBERS: [(&str, &str); 5] = [
+    ("linux_binprm", "file"),
+    ("file", "f_inode"),
+    ("inode", "i_ino"),
+    ("inode", "i_sb"),
+    ("super_block", "s_dev"),
+];
+
+/// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
+pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
+    let [binprm_file, file_inode, inode_ino, inode_sb, sb_dev] =
+        MEMBERS.map(|(s, m)| btf.member_offset(s, m));
+    Ok(KernelLayout {
+        binprm_file: binprm_file?,
+        file_inode: file_inode?,
+        inode_ino: inode_ino?,
+        inode_sb: inode_sb?,
+        sb_dev: sb_dev?,
+        valid: 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::tests::BtfBuilder;
+
+    #[test]
+    fn resolves_all_members_from_synthetic_btf() {
+        let mut b = BtfBuilder::new();
+        let long = b.int("long", 8);
+        let uint = b.int("unsigned int", 4);
+        let p = b.ptr(long);
+        b.composite(
+            false,
+            "linux_binprm",
+            64,
+            &[("vma", p, 0), ("file", p, 8 * 40)],
+        );
+        b.composite(
+            false,
+            "file",
+            64,
+            &[("f_path", long, 0), ("f_inode", p, 8 * 24)],
+        );
+        b.composite(
+            false,
+            "inode",
+            64,
+            &[("i_sb", p, 8 * 40), ("i_ino", long, 8 * 64)],
+        );
+        b.composite(false, "super_block", 64, &[("s_dev", uint, 8 * 16)]);
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(
+            resolve(&btf).unwrap(),
+            KernelLayout {
+                binprm_file: 40,
+                file_inode: 24,
+                inode_ino: 64,
+                inode_sb: 40,
+                sb_dev: 16,
+                valid: 1
+            }
+        );
+    }
+
+    #[test]
+    fn missing_member_fails_resolution() {
+        let mut b = BtfBuilder::new();
+        let long = b.int("long", 8);
+        b.composite(false, "linux_binprm", 8, &[("file", long, 0)]);
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(
+            resolve(&btf).unwrap_err(),
+            BtfError::NoSuchStruct("file".into())
+        );
+    }
+
+    /// Host-native: the machine running the tests has BTF; every member must resolve to an
+    /// offset inside its struct. Skips (with a printed reason) where the kernel has no BTF.
+    #[test]
+    fn resolves_against_running_kernel_btf() {
+        let raw = match Btf::from_sys_fs() {
+            Ok(raw) => raw,
+            Err(e) => {
+                eprintln!("SKIP: no /sys/kernel/btf/vmlinux on this host ({e})");
+                return;
+            }
+        };
+        let btf = Btf::parse(&raw).unwrap();
+        let layout = resolve(&btf).unwrap();
+        assert_eq!(layout.valid, 1);
+        // i_ino and i_sb are distinct members of struct inode.
+        assert_ne!(layout.inode_ino, layout.inode_sb);
+        for off in [
+            layout.binprm_file,
+            layout.file_inode,
+            layout.inode_sb,
+            layout.sb_dev,
+        ] {
+            assert!(off < 4096, "implausible offset {off}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The Rampart agent as a library: one module per concern, so the binary stays a thin CLI.
+
+pub mod btf;
+pub mod cgroup;
+pub mod daemon;
+pub mod file_id;
+pub mod layout;
+pub mod loader;
+pub mod preflight;

@@ -1,0 +1,129 @@
+//! Rampart's kernel programs.
+//!
+//! Every program is a thin entry that calls a `try_*` function; the decision logic reads as
+//! ordinary Rust. Inside a governed cgroup (or any descendant) the default is deny: only a
+//! positive match in a policy map allows. Anything the program cannot establish (an unset
+//! struct layout, an unreadable identity) denies with its own reason code.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, generated::bpf_get_current_ancestor_cgroup_id},
+    macros::{lsm, map},
+    maps::{HashMap, PerCpuArray},
+    programs::LsmContext,
+};
+use rampart_common::{
+    FileId, KernelLayout, Reason, MAX_CGROUP_LEVELS, MAX_EXEC_RULES, MAX_GOVERNED_CGROUPS,
+    REASON_COUNT,
+};
+
+/// `-EPERM`: what a denied exec returns to the caller.
+const DENY: i32 = -1;
+const ALLOW: i32 = 0;
+
+#[map(name = "GOVERNED")]
+static GOVERNED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_GOVERNED_CGROUPS, 0);
+
+#[map(name = "EXEC_ALLOW")]
+static EXEC_ALLOW: HashMap<FileId, u32> = HashMap::with_max_entries(MAX_EXEC_RULES, 0);
+
+#[map(name = "DECISIONS")]
+static DECISIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+
+/// Filled in by the agent from the running kernel's BTF before load (read-only data).
+#[no_mangle]
+static KERNEL_LAYOUT: KernelLayout = KernelLayout::UNSET;
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    // The last argument of an LSM program is the verdict of the programs before it on this
+    // hook: never turn an earlier denial into an allow.
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    if !current_task_governed() {
+        return ALLOW;
+    }
+    let reason = match try_bprm_check(&ctx) {
+        Ok(reason) | Err(reason) => reason,
+    };
+    count(reason);
+    if reason.denies() {
+        DENY
+    } else {
+        ALLOW
+    }
+}
+
+fn try_bprm_check(ctx: &LsmContext) -> Result<Reason, Reason> {
+    // SAFETY: KERNEL_LAYOUT is a plain-data static; the volatile read stops the compiler from
+    // folding in the compile-time placeholder, since the agent rewrites it before load.
+    let layout = unsafe { core::ptr::read_volatile(&KERNEL_LAYOUT) };
+    if layout.valid == 0 {
+        return Err(Reason::LayoutUnset);
+    }
+    let bprm: *const u8 = ctx.arg(0);
+    let id = binary_identity(bprm, &layout).ok_or(Reason::IdentityUnreadable)?;
+    // SAFETY: the value is only tested for presence, never held across a map update.
+    if unsafe { EXEC_ALLOW.get(&id) }.is_some() {
+        Ok(Reason::ExecAllowed)
+    } else {
+        Err(Reason::ExecNotAllowed)
+    }
+}
+
+/// `(s_dev, i_ino)` of `bprm->file->f_inode`, read with offsets from the running kernel's BTF.
+fn binary_identity(bprm: *const u8, layout: &KernelLayout) -> Option<FileId> {
+    let file: *const u8 = read_at(bprm, layout.binprm_file)?;
+    let inode: *const u8 = read_at(file, layout.file_inode)?;
+    let ino: u64 = read_at(inode, layout.inode_ino)?;
+    let sb: *const u8 = read_at(inode, layout.inode_sb)?;
+    let dev: u32 = read_at(sb, layout.sb_dev)?;
+    Some(FileId {
+        dev: dev as u64,
+        ino,
+    })
+}
+
+/// Reads a `T` at `base + offset` in kernel memory; `None` for a null base or a failed read.
+fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-handling path and
+    // returns an error instead of faulting on a bad address.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
+}
+
+/// Whether the current task's cgroup, or one of its ancestors, is governed.
+fn current_task_governed() -> bool {
+    let mut level = 0;
+    while level < MAX_CGROUP_LEVELS {
+        // SAFETY: a helper call with a scalar argument; it returns 0 past the task's depth.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+        if id == 0 {
+            return false;
+        }
+        // SAFETY: the value is only tested for presence.
+        if unsafe { GOVERNED.get(&id) }.is_some() {
+            return true;
+        }
+        level += 1;
+    }
+    false
+}
+
+fn count(reason: Reason) {
+    if let Some(slot) = DECISIONS.get_ptr_mut(reason as u32) {
+        // SAFETY: a per-CPU slot of this map, touched only by this CPU while we run.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
