@@ -1,1 +1,45 @@
-fn main() {}
+//! `rampart-vm-tests`: the scenario runner that runs inside the QEMU guest.
+//!
+//! - `rampart-vm-tests guest` runs every scenario (or those named by `rampart.only=a,b` on
+//!   the kernel command line) and prints the console protocol.
+//! - `rampart-vm-tests cg-exec CGROUP PATH [ARGS...]` moves itself into CGROUP, then execs
+//!   PATH; if the exec fails it prints `cg-exec: errno=N` and exits 126. This is how a
+//!   scenario makes exactly one exec happen inside a governed cgroup.
+//! - `rampart-vm-tests probe` prints [`scenarios::PROBE_OK`]; copies of this binary are the
+//!   allowed and disallowed programs the scenarios execute.
+
+mod guest;
+mod scenarios;
+
+use std::{os::unix::process::CommandExt, process::ExitCode};
+
+fn cg_exec(args: &[String]) -> ExitCode {
+    let [cgroup, path, rest @ ..] = args else {
+        eprintln!("usage: rampart-vm-tests cg-exec CGROUP PATH [ARGS...]");
+        return ExitCode::from(2);
+    };
+    let procs = format!("{cgroup}/cgroup.procs");
+    if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
+        eprintln!("cg-exec: cannot join {cgroup}: {e}");
+        return ExitCode::from(125);
+    }
+    let err = std::process::Command::new(path).args(rest).exec();
+    eprintln!("cg-exec: errno={}", err.raw_os_error().unwrap_or(-1));
+    ExitCode::from(126)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("guest") => guest::main(),
+        Some("cg-exec") => cg_exec(&args[1..]),
+        Some("probe") => {
+            println!("{}", scenarios::PROBE_OK);
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("usage: rampart-vm-tests guest | cg-exec CGROUP PATH [ARGS...] | probe");
+            ExitCode::from(2)
+        }
+    }
+}

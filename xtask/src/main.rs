@@ -1,1 +1,111 @@
-fn main() {}
+//! `cargo xtask`: Rampart's build, test and VM automation.
+
+mod debian;
+mod ebpf;
+mod initramfs;
+mod prereq;
+mod progress;
+mod run;
+mod vm;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+use crate::run::run_cmd;
+
+/// Build, test and VM automation for Rampart.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the eBPF programs (nightly + bpf-linker, with BTF), installing missing
+    /// prerequisites when run as root on Debian; otherwise prints the commands to run.
+    BuildEbpf,
+    /// Boot the kernel matrix (Debian 6.1 and 6.12) in QEMU with BPF-LSM and run every
+    /// end-to-end scenario with the real programs loaded.
+    VmTest(vm::VmTestArgs),
+    /// Run everything: fmt check, clippy (warnings denied), unit and host tests, and the
+    /// VM suite on the whole kernel matrix. This is the project's test command.
+    Test {
+        /// Skip the VM suite (for quick iterations; CI never skips it).
+        #[arg(long)]
+        no_vm: bool,
+    },
+}
+
+/// The workspace root (the parent of xtask/).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(workspace_root())
+            .args(args),
+    )
+}
+
+fn test(no_vm: bool) -> Result<()> {
+    let started = Instant::now();
+    eprintln!("==> cargo fmt --check");
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    // Build the eBPF object first so clippy and tests see the agent as it ships.
+    ebpf::build()?;
+    eprintln!("==> cargo clippy (warnings denied)");
+    cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    eprintln!("==> unit and host tests");
+    cargo(&["test"])?;
+    if !no_vm {
+        let tally = vm::vm_test(&vm::VmTestArgs {
+            kernel: None,
+            scenario: Vec::new(),
+            keep_log: false,
+            console: false,
+            boot_timeout: 600,
+        })?;
+        if tally.failed > 0 {
+            bail!("{} VM scenario(s) failed", tally.failed);
+        }
+        if tally.passed == 0 {
+            bail!("the VM suite passed no scenario");
+        }
+    }
+    eprintln!("==> all tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::BuildEbpf => ebpf::build().map(|_| ()),
+        Cmd::VmTest(args) => vm::vm_test(&args).and_then(|t| {
+            if t.failed > 0 {
+                bail!("{} VM scenario(s) failed", t.failed)
+            }
+            Ok(())
+        }),
+        Cmd::Test { no_vm } => test(no_vm),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

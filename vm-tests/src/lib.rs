@@ -1,0 +1,2 @@
+//! Shared between the in-guest scenario runner and the host harness: the console protocol.
+pub mod protocol;

@@ -1,0 +1,259 @@
+//! The end-to-end scenarios. Each one makes real execs in real cgroups with the real
+//! programs loaded, and fails unless the kernel did exactly what the scenario expects.
+
+use std::{
+    os::unix::fs::symlink,
+    path::Path,
+    process::{Command, Output},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::guest::Env;
+
+/// What a probe prints when it ran.
+pub const PROBE_OK: &str = "rampart-probe-ok";
+
+/// When a scenario runs relative to the agent's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before the agent starts: controls showing the set-up itself does not deny.
+    BeforeAgent,
+    /// With `rampart run` enforcing.
+    WithAgent,
+    /// After the agent stopped.
+    AfterAgent,
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub phase: Phase,
+    pub run: fn(&mut Env) -> Result<String>,
+}
+
+/// Every scenario, in the order they run.
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "control-denied-binary-runs-before-enforcement",
+        phase: Phase::BeforeAgent,
+        run: control_before_enforcement,
+    },
+    Scenario {
+        name: "exec-allowed-binary-runs-inside",
+        phase: Phase::WithAgent,
+        run: allowed_runs_inside,
+    },
+    Scenario {
+        name: "exec-disallowed-binary-denied-inside",
+        phase: Phase::WithAgent,
+        run: disallowed_denied_inside,
+    },
+    Scenario {
+        name: "exec-disallowed-binary-runs-outside",
+        phase: Phase::WithAgent,
+        run: disallowed_runs_outside,
+    },
+    Scenario {
+        name: "exec-child-cgroup-created-later-is-governed",
+        phase: Phase::WithAgent,
+        run: late_child_cgroup_governed,
+    },
+    Scenario {
+        name: "exec-hardlink-and-symlink-to-disallowed-denied",
+        phase: Phase::WithAgent,
+        run: other_names_for_disallowed_denied,
+    },
+    Scenario {
+        name: "exec-copy-of-allowed-binary-denied",
+        phase: Phase::WithAgent,
+        run: copy_of_allowed_denied,
+    },
+    Scenario {
+        name: "agent-decision-counters-match-observed",
+        phase: Phase::AfterAgent,
+        run: counters_match,
+    },
+    Scenario {
+        name: "enforcement-ends-with-agent",
+        phase: Phase::AfterAgent,
+        run: enforcement_ends_with_agent,
+    },
+];
+
+/// What happened to one exec attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum ExecResult {
+    /// The probe ran and printed its marker.
+    Ran,
+    /// execve failed with this errno.
+    Failed(i32),
+}
+
+fn classify(out: &Output) -> Result<ExecResult> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && stdout.contains(PROBE_OK) {
+        return Ok(ExecResult::Ran);
+    }
+    if let Some(errno) = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("cg-exec: errno="))
+        .and_then(|n| n.trim().parse().ok())
+    {
+        return Ok(ExecResult::Failed(errno));
+    }
+    bail!(
+        "unexpected result ({}): stdout={stdout:?} stderr={stderr:?}",
+        out.status
+    )
+}
+
+/// Execs `path` (with argument `probe`) from inside `cgroup`.
+fn exec_in(env: &Env, cgroup: &Path, path: &Path) -> Result<ExecResult> {
+    let out = Command::new(&env.runner)
+        .arg("cg-exec")
+        .arg(cgroup)
+        .arg(path)
+        .arg("probe")
+        .output()
+        .context("spawning cg-exec")?;
+    classify(&out)
+}
+
+/// Expects the exec to run; counts it when it happened under governance.
+fn expect_runs(env: &mut Env, cgroup: &Path, path: &Path, governed: bool) -> Result<()> {
+    match exec_in(env, cgroup, path)? {
+        ExecResult::Ran => {
+            if governed {
+                env.observed_allowed += 1;
+            }
+            Ok(())
+        }
+        ExecResult::Failed(errno) => bail!(
+            "exec of {} in {} failed with errno {errno}; expected it to run",
+            path.display(),
+            cgroup.display()
+        ),
+    }
+}
+
+/// Expects the exec to fail with EPERM; counts the denial.
+fn expect_eperm(env: &mut Env, cgroup: &Path, path: &Path) -> Result<()> {
+    match exec_in(env, cgroup, path)? {
+        ExecResult::Failed(libc::EPERM) => {
+            env.observed_denied += 1;
+            Ok(())
+        }
+        ExecResult::Failed(errno) => bail!(
+            "exec of {} in {} failed with errno {errno}; expected EPERM",
+            path.display(),
+            cgroup.display()
+        ),
+        ExecResult::Ran => bail!(
+            "exec of {} in {} RAN; expected EPERM",
+            path.display(),
+            cgroup.display()
+        ),
+    }
+}
+
+fn control_before_enforcement(env: &mut Env) -> Result<String> {
+    let governed = env.governed.clone();
+    let denied = env.denied.clone();
+    expect_runs(env, &governed, &denied, false)?;
+    Ok("the disallowed probe runs in the test cgroup while no agent is loaded".into())
+}
+
+fn allowed_runs_inside(env: &mut Env) -> Result<String> {
+    let (governed, allowed) = (env.governed.clone(), env.allowed.clone());
+    expect_runs(env, &governed, &allowed, true)?;
+    Ok("allowed probe ran in the governed cgroup".into())
+}
+
+fn disallowed_denied_inside(env: &mut Env) -> Result<String> {
+    let (governed, denied) = (env.governed.clone(), env.denied.clone());
+    expect_eperm(env, &governed, &denied)?;
+    Ok("disallowed probe got EPERM in the governed cgroup".into())
+}
+
+fn disallowed_runs_outside(env: &mut Env) -> Result<String> {
+    let (ungoverned, denied) = (env.ungoverned.clone(), env.denied.clone());
+    expect_runs(env, &ungoverned, &denied, false)?;
+    let out = Command::new(&env.denied).arg("probe").output()?;
+    if !String::from_utf8_lossy(&out.stdout).contains(PROBE_OK) {
+        bail!("disallowed probe did not run in the root cgroup: {out:?}");
+    }
+    Ok("disallowed probe ran in an ungoverned sibling cgroup and in the root cgroup".into())
+}
+
+fn late_child_cgroup_governed(env: &mut Env) -> Result<String> {
+    let child = env.governed.join("created-later");
+    let grandchild = child.join("deeper");
+    std::fs::create_dir_all(&grandchild).context("creating descendant cgroups")?;
+    let (allowed, denied) = (env.allowed.clone(), env.denied.clone());
+    for cg in [&child, &grandchild] {
+        expect_runs(env, cg, &allowed, true)?;
+        expect_eperm(env, cg, &denied)?;
+    }
+    Ok(
+        "cgroups created after start (two levels down) allow the allowed probe and deny the other"
+            .into(),
+    )
+}
+
+fn other_names_for_disallowed_denied(env: &mut Env) -> Result<String> {
+    let hard = env.fixture("innocent-hardlink");
+    let soft = env.fixture("innocent-symlink");
+    let _ = std::fs::remove_file(&hard);
+    let _ = std::fs::remove_file(&soft);
+    std::fs::hard_link(&env.denied, &hard).context("creating hardlink")?;
+    symlink(&env.denied, &soft).context("creating symlink")?;
+    let governed = env.governed.clone();
+    expect_eperm(env, &governed, &hard)?;
+    expect_eperm(env, &governed, &soft)?;
+    Ok("a hardlink and a symlink to the disallowed probe both got EPERM".into())
+}
+
+fn copy_of_allowed_denied(env: &mut Env) -> Result<String> {
+    let copy = env.fixture("copy-of-allowed");
+    std::fs::copy(&env.allowed, &copy).context("copying the allowed probe")?;
+    let governed = env.governed.clone();
+    expect_eperm(env, &governed, &copy)?;
+    Ok("a byte-identical copy of the allowed probe (another inode) got EPERM".into())
+}
+
+fn counters_match(env: &mut Env) -> Result<String> {
+    let Some(decisions) = env.agent_decisions.clone() else {
+        bail!("the agent logged no decision counters on SIGTERM");
+    };
+    let count = |name: &str| -> Result<u64> {
+        decisions
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .context(format!("counter {name} missing from {decisions:?}"))?
+            .parse()
+            .context("counter is not a number")
+    };
+    let (allowed, denied) = (count("exec-allowed")?, count("exec-not-allowed")?);
+    let other: u64 = ["layout-unset", "identity-unreadable"]
+        .iter()
+        .map(|n| count(n))
+        .sum::<Result<u64>>()?;
+    if (allowed, denied, other) != (env.observed_allowed, env.observed_denied, 0) {
+        bail!(
+            "kernel counted allowed={allowed} not-allowed={denied} other={other}; scenarios \
+             observed allowed={} denied={}",
+            env.observed_allowed,
+            env.observed_denied
+        );
+    }
+    Ok(format!(
+        "kernel counters equal observed execs: {allowed} allowed, {denied} denied, 0 other"
+    ))
+}
+
+fn enforcement_ends_with_agent(env: &mut Env) -> Result<String> {
+    let (governed, denied) = (env.governed.clone(), env.denied.clone());
+    expect_runs(env, &governed, &denied, false)?;
+    Ok("after SIGTERM the disallowed probe runs again (pinning is not implemented yet)".into())
+}

@@ -1,0 +1,49 @@
+//! `cargo xtask build-ebpf`: the kernel programs, with nightly, build-std and bpf-linker.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, Result};
+
+use crate::{prereq, run::run_cmd, workspace_root};
+
+pub const TARGET: &str = "bpfel-unknown-none";
+
+/// Path of the built object, which the agent's build script embeds.
+pub fn object_path() -> PathBuf {
+    workspace_root()
+        .join("target")
+        .join(TARGET)
+        .join("release")
+        .join("rampart-ebpf")
+}
+
+/// Builds the eBPF object (release, with BTF), installing missing prerequisites.
+pub fn build() -> Result<PathBuf> {
+    prereq::ensure_nightly_rust_src()?;
+    prereq::ensure_bpf_linker()?;
+    eprintln!("==> building eBPF programs ({TARGET}, nightly, BTF)");
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(workspace_root())
+            .args(["+nightly", "build", "--release", "-p", "rampart-ebpf"])
+            .args(["--target", TARGET, "-Z", "build-std=core"])
+            // BTF for maps and programs; debuginfo is what bpf-linker turns into BTF.
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "-Cdebuginfo=2\x1f-Clink-arg=--btf",
+            )
+            // The outer cargo's toolchain must not leak into the nightly build.
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WRAPPER"),
+    )
+    .context("building the eBPF programs")?;
+    let object = object_path();
+    anyhow::ensure!(
+        object.exists(),
+        "build succeeded but {} is missing",
+        object.display()
+    );
+    eprintln!("    eBPF object: {}", object.display());
+    Ok(object)
+}

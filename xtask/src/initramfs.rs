@@ -1,0 +1,68 @@
+//! The guest's initramfs: busybox, the static agent and scenario runner, and an /init that
+//! mounts what Rampart needs, runs the scenarios and powers off.
+
+use std::{io::Cursor, path::Path};
+
+use anyhow::{Context, Result};
+
+/// The guest's /init. Mounts follow PLATFORM.md: devtmpfs is required for spawning children
+/// with a null stdin; securityfs shows the active LSMs; cgroup2 is where governance lives.
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t securityfs securityfs /sys/kernel/security
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+ip link set lo up
+echo "@@RAMPART-KERNEL $(uname -r)"
+/bin/rampart-vm-tests guest
+echo "@@RAMPART-EXIT $?"
+poweroff -f
+"#;
+
+enum Entry<'a> {
+    Dir(&'a str),
+    File(&'a str, Vec<u8>, u32),
+}
+
+/// Writes the initramfs (uncompressed cpio newc, which every kernel accepts) to `out`.
+pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<()> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let entries = vec![
+        Entry::Dir("bin"),
+        Entry::Dir("sbin"),
+        Entry::Dir("usr"),
+        Entry::Dir("usr/bin"),
+        Entry::Dir("usr/sbin"),
+        Entry::Dir("proc"),
+        Entry::Dir("sys"),
+        Entry::Dir("dev"),
+        Entry::Dir("tmp"),
+        Entry::Dir("run"),
+        Entry::Dir("opt"),
+        Entry::Dir("etc"),
+        Entry::File("init", INIT.as_bytes().to_vec(), 0o755),
+        Entry::File("bin/busybox", read(busybox)?, 0o755),
+        Entry::File("bin/rampart", read(agent)?, 0o755),
+        Entry::File("bin/rampart-vm-tests", read(runner)?, 0o755),
+    ];
+    let inputs = entries.into_iter().map(|entry| match entry {
+        Entry::Dir(name) => (
+            cpio::NewcBuilder::new(name).mode(0o040_755).nlink(2),
+            Cursor::new(Vec::new()),
+        ),
+        Entry::File(name, data, perm) => (
+            cpio::NewcBuilder::new(name).mode(0o100_000 | perm).nlink(1),
+            Cursor::new(data),
+        ),
+    });
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    cpio::write_cpio(inputs, std::io::BufWriter::new(file))
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}

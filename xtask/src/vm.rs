@@ -1,0 +1,423 @@
+//! `cargo xtask vm-test`: boots Debian kernels in QEMU (TCG) with BPF-LSM enabled, runs the
+//! scenarios inside, and reports a per-kernel, per-scenario table.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use rampart_vm_tests::protocol::{Outcome, ScenarioResult, END, PLAN, RESULT};
+
+use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace_root};
+
+/// A kernel in the test matrix: a short name and how to find its Debian package today.
+pub struct Kernel {
+    pub name: &'static str,
+    resolve: fn() -> Result<String>,
+}
+
+/// Debian 12's 6.1 LTS kernel: whatever `linux-image-amd64` depends on now.
+fn resolve_6_1() -> Result<String> {
+    debian::dependency_of("linux-image-amd64", "linux-image-6.1.")?
+        .context("no linux-image-6.1.* dependency of linux-image-amd64 in the package lists")
+}
+
+/// Debian 12's 6.12 LTS kernel (backports): the newest `linux-image-6.12.N+deb12-amd64-unsigned`.
+fn resolve_6_12() -> Result<String> {
+    let mut names = debian::search_names(r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$")?;
+    names.sort_by_key(|n| {
+        n.trim_start_matches("linux-image-6.12.")
+            .split('+')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    names
+        .pop()
+        .context("no linux-image-6.12.*+deb12-amd64-unsigned package in the package lists")
+}
+
+/// The kernel matrix, oldest first.
+pub const KERNELS: &[Kernel] = &[
+    Kernel {
+        name: "6.1",
+        resolve: resolve_6_1,
+    },
+    Kernel {
+        name: "6.12",
+        resolve: resolve_6_12,
+    },
+];
+
+/// Options of `cargo xtask vm-test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VmTestArgs {
+    /// Run only this kernel of the matrix (6.1 or 6.12).
+    #[arg(long, value_name = "NAME")]
+    pub kernel: Option<String>,
+    /// Run only this scenario (repeatable); names are printed in the report.
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Vec<String>,
+    /// Keep each guest's console log under target/vm-test/ even when everything passed.
+    #[arg(long)]
+    pub keep_log: bool,
+    /// Print the guest console live, as it boots and runs.
+    #[arg(long)]
+    pub console: bool,
+    /// Seconds a guest may run before it is killed and counted as failed.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub boot_timeout: u64,
+}
+
+fn cache_dir() -> PathBuf {
+    workspace_root().join("target").join("vm-cache")
+}
+
+fn out_dir() -> PathBuf {
+    workspace_root().join("target").join("vm-test")
+}
+
+/// Builds the static agent and runner for the guest (the agent embeds the eBPF object).
+fn build_guest_binaries() -> Result<(PathBuf, PathBuf)> {
+    prereq::ensure_musl_target()?;
+    eprintln!(
+        "==> building static rampart and rampart-vm-tests ({})",
+        prereq::MUSL_TARGET
+    );
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(workspace_root())
+            .args(["build", "--release", "--target", prereq::MUSL_TARGET])
+            .args(["-p", "rampart", "-p", "rampart-vm-tests"])
+            .env("RAMPART_EBPF_OBJECT", ebpf::object_path()),
+    )?;
+    let dir = workspace_root()
+        .join("target")
+        .join(prereq::MUSL_TARGET)
+        .join("release");
+    Ok((dir.join("rampart"), dir.join("rampart-vm-tests")))
+}
+
+fn find_vmlinuz(root: &Path) -> Result<PathBuf> {
+    let boot = root.join("boot");
+    for entry in std::fs::read_dir(&boot).with_context(|| format!("reading {}", boot.display()))? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("vmlinuz-"))
+        {
+            return Ok(path);
+        }
+    }
+    bail!("no vmlinuz in {}", boot.display())
+}
+
+/// What one guest boot produced.
+struct Boot {
+    plan: Vec<String>,
+    results: Vec<ScenarioResult>,
+    ended: bool,
+    timed_out: bool,
+    console: String,
+    kernel_release: Option<String>,
+}
+
+fn boot(kernel: &Path, initrd: &Path, args: &VmTestArgs, log: &Path) -> Result<Boot> {
+    let mut append = String::from("console=ttyS0 quiet panic=-1 lsm=lockdown,capability,bpf");
+    if !args.scenario.is_empty() {
+        append.push_str(&format!(" rampart.only={}", args.scenario.join(",")));
+    }
+    let mut child = Command::new("qemu-system-x86_64")
+        // KVM is present on these machines but guests hang under it; TCG works (PLATFORM.md).
+        .args(["-accel", "tcg", "-cpu", "max", "-m", "1G", "-smp", "2"])
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(&append)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let stderr = child.stderr.take().context("qemu stderr")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let tx_err = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_owned();
+            if tx.send(text).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx_err.send(format!("[qemu] {line}")).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut logfile = std::fs::File::create(log)?;
+    let mut b = Boot {
+        plan: Vec::new(),
+        results: Vec::new(),
+        ended: false,
+        timed_out: false,
+        console: String::new(),
+        kernel_release: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
+    let spinner = crate::progress::spinner("booting".into());
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            b.timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(500))) {
+            Ok(line) => {
+                writeln!(logfile, "{line}")?;
+                b.console.push_str(&line);
+                b.console.push('\n');
+                if args.console {
+                    spinner.suspend(|| println!("    | {line}"));
+                }
+                if let Some(rel) = line.strip_prefix("@@RAMPART-KERNEL ") {
+                    b.kernel_release = Some(rel.trim().to_owned());
+                    spinner.set_message(format!("running scenarios on {}", rel.trim()));
+                } else if let Some(json) = line.strip_prefix(PLAN) {
+                    b.plan = serde_json::from_str(json).unwrap_or_default();
+                } else if let Some(json) = line.strip_prefix(RESULT) {
+                    match serde_json::from_str::<ScenarioResult>(json) {
+                        Ok(r) => {
+                            spinner.suspend(|| {
+                                println!("    {:<5} {}", outcome_label(r.outcome), r.scenario)
+                            });
+                            b.results.push(r);
+                        }
+                        Err(e) => {
+                            spinner.suspend(|| println!("    unparsable result ({e}): {json}"))
+                        }
+                    }
+                } else if line.trim() == END {
+                    b.ended = true;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if child.try_wait()?.is_some() {
+                    // Drain what the reader threads still hold, then stop.
+                    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                        writeln!(logfile, "{line}")?;
+                        b.console.push_str(&line);
+                        b.console.push('\n');
+                    }
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    spinner.finish_and_clear();
+    let _ = child.wait();
+    Ok(b)
+}
+
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Skip => "SKIP",
+    }
+}
+
+/// One row of the final report.
+struct Row {
+    kernel: &'static str,
+    scenario: String,
+    outcome: Outcome,
+    detail: String,
+}
+
+/// Collapses a boot into report rows: planned scenarios that never reported, a guest that
+/// hung or crashed, all become failures, never silent passes.
+fn rows_of(kernel: &'static str, b: &Boot) -> Vec<Row> {
+    let mut rows: Vec<Row> = b
+        .results
+        .iter()
+        .map(|r| Row {
+            kernel,
+            scenario: r.scenario.clone(),
+            outcome: r.outcome,
+            detail: r.detail.clone(),
+        })
+        .collect();
+    for name in &b.plan {
+        if !b.results.iter().any(|r| &r.scenario == name) {
+            rows.push(Row {
+                kernel,
+                scenario: name.clone(),
+                outcome: Outcome::Fail,
+                detail: "never reported (guest stopped early)".into(),
+            });
+        }
+    }
+    if b.plan.is_empty() || !b.ended {
+        let why = if b.timed_out {
+            "guest timed out (raise --boot-timeout or see the console log)"
+        } else if b.plan.is_empty() {
+            "the scenario runner never started in the guest"
+        } else {
+            "the guest stopped before the runner finished"
+        };
+        rows.push(Row {
+            kernel,
+            scenario: "guest".into(),
+            outcome: Outcome::Fail,
+            detail: why.into(),
+        });
+    }
+    rows
+}
+
+fn console_tail(console: &str, lines: usize) -> String {
+    let all: Vec<&str> = console.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Counts of passed, failed and skipped rows.
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+fn print_table(rows: &[Row], kernels: &[&'static str]) {
+    let mut by_scenario: BTreeMap<&str, BTreeMap<&str, Outcome>> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for r in rows {
+        if !order.contains(&r.scenario.as_str()) {
+            order.push(&r.scenario);
+        }
+        by_scenario
+            .entry(&r.scenario)
+            .or_default()
+            .insert(r.kernel, r.outcome);
+    }
+    let width = order.iter().map(|s| s.len()).max().unwrap_or(8).max(8);
+    print!("\n{:<width$}", "scenario");
+    for k in kernels {
+        print!("  {k:<6}");
+    }
+    println!();
+    for s in order {
+        print!("{s:<width$}");
+        for k in kernels {
+            let cell = by_scenario[s].get(k).map_or("-", |o| outcome_label(*o));
+            print!("  {cell:<6}");
+        }
+        println!();
+    }
+}
+
+/// Runs the whole VM suite; returns the tally (the caller decides the exit code).
+pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {
+    let kernels: Vec<&Kernel> = KERNELS
+        .iter()
+        .filter(|k| args.kernel.as_deref().is_none_or(|n| n == k.name))
+        .collect();
+    if kernels.is_empty() {
+        let names: Vec<_> = KERNELS.iter().map(|k| k.name).collect();
+        bail!(
+            "unknown kernel {:?}; the matrix is {}",
+            args.kernel,
+            names.join(", ")
+        );
+    }
+    prereq::ensure_qemu()?;
+    ebpf::build()?;
+    let (agent, runner) = build_guest_binaries()?;
+
+    eprintln!(
+        "==> fetching guest packages (cached in {})",
+        cache_dir().display()
+    );
+    let busybox = debian::fetch_and_unpack("busybox-static", &cache_dir())?.join("bin/busybox");
+    let out = out_dir();
+    std::fs::create_dir_all(&out)?;
+    let initrd = out.join("initramfs.cpio");
+    initramfs::build(&initrd, &busybox, &agent, &runner)?;
+
+    let mut rows = Vec::new();
+    let mut failed_boots = Vec::new();
+    for kernel in &kernels {
+        let package =
+            (kernel.resolve)().with_context(|| format!("resolving kernel {}", kernel.name))?;
+        let root = debian::fetch_and_unpack(&package, &cache_dir())?;
+        let vmlinuz = find_vmlinuz(&root)?;
+        eprintln!("==> kernel {} ({package})", kernel.name);
+        let log = out.join(format!("console-{}.log", kernel.name));
+        let b = boot(&vmlinuz, &initrd, args, &log)?;
+        let kernel_rows = rows_of(kernel.name, &b);
+        let any_failed = kernel_rows.iter().any(|r| r.outcome == Outcome::Fail);
+        if any_failed {
+            failed_boots.push((kernel.name, log.clone(), console_tail(&b.console, 60)));
+        } else if !args.keep_log {
+            let _ = std::fs::remove_file(&log);
+        }
+        if let Some(rel) = &b.kernel_release {
+            eprintln!("    guest kernel {rel}");
+        }
+        rows.extend(kernel_rows);
+    }
+
+    let names: Vec<&'static str> = kernels.iter().map(|k| k.name).collect();
+    print_table(&rows, &names);
+    for r in rows.iter().filter(|r| r.outcome != Outcome::Pass) {
+        println!(
+            "  {} [{}] {}: {}",
+            outcome_label(r.outcome),
+            r.kernel,
+            r.scenario,
+            r.detail
+        );
+    }
+    for (kernel, log, tail) in &failed_boots {
+        println!(
+            "\n--- console of kernel {kernel} (last 60 lines; full log: {}) ---",
+            log.display()
+        );
+        println!("{tail}");
+        println!("--- end console ---");
+    }
+    let tally = Tally {
+        passed: rows.iter().filter(|r| r.outcome == Outcome::Pass).count(),
+        failed: rows.iter().filter(|r| r.outcome == Outcome::Fail).count(),
+        skipped: rows.iter().filter(|r| r.outcome == Outcome::Skip).count(),
+    };
+    println!(
+        "\nvm-test: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.skipped
+    );
+    Ok(tally)
+}
