@@ -32,7 +32,10 @@ fn is_cgroup2(path: &Path) -> Result<bool> {
     }
     // SAFETY: statfs returned 0, so it filled buf.
     let st = unsafe { buf.assume_init() };
-    Ok(st.f_type as i64 == CGROUP2_SUPER_MAGIC)
+    // f_type is i64 on glibc and u64 on musl (the guest build): compare as i64 on both.
+    #[allow(clippy::unnecessary_cast)]
+    let f_type = st.f_type as i64;
+    Ok(f_type == CGROUP2_SUPER_MAGIC)
 }
 
 impl Cgroup {

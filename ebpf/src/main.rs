@@ -67,7 +67,7 @@ fn try_bprm_check(ctx: &LsmContext) -> Result<Reason, Reason> {
     let bprm: *const u8 = ctx.arg(0);
     let id = binary_identity(bprm, &layout).ok_or(Reason::IdentityUnreadable)?;
     // SAFETY: the value is only tested for presence, never held across a map update.
-    if unsafe { EXEC_ALLOW.get(&id) }.is_some() {
+    if unsafe { EXEC_ALLOW.get(id) }.is_some() {
         Ok(Reason::ExecAllowed)
     } else {
         Err(Reason::ExecNotAllowed)
@@ -107,7 +107,7 @@ fn current_task_governed() -> bool {
             return false;
         }
         // SAFETY: the value is only tested for presence.
-        if unsafe { GOVERNED.get(&id) }.is_some() {
+        if unsafe { GOVERNED.get(id) }.is_some() {
             return true;
         }
         level += 1;

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use rampart_vm_tests::protocol::{Outcome, ScenarioResult, END, PLAN, RESULT};
 
-use crate::scenarios::{self, Phase};
+use crate::scenarios::{self, AgentPhase, Requires};
 
 pub const AGENT: &str = "/bin/rampart";
 const FIXTURES: &str = "/opt/rampart-test";
@@ -205,26 +205,36 @@ pub fn main() -> ExitCode {
 
     let mut failed = false;
     let mut agent_error: Option<String> = None;
-    for phase in [Phase::BeforeAgent, Phase::WithAgent, Phase::AfterAgent] {
+    for phase in [
+        AgentPhase::NotStarted,
+        AgentPhase::Running,
+        AgentPhase::Stopped,
+    ] {
         let in_phase: Vec<_> = selected.iter().filter(|s| s.phase == phase).collect();
         if in_phase.is_empty() {
             continue;
         }
-        let needs_lsm = phase != Phase::BeforeAgent;
-        if phase == Phase::WithAgent && env.bpf_lsm.is_ok() {
+        if phase == AgentPhase::Running && env.bpf_lsm.is_ok() {
             if let Err(e) = start_agent(&mut env) {
                 agent_error = Some(format!("{e:#}"));
             }
         }
-        if phase == Phase::AfterAgent && env.agent.is_some() {
+        if phase == AgentPhase::Stopped && env.agent.is_some() {
             if let Err(e) = stop_agent(&mut env) {
                 agent_error = Some(format!("{e:#}"));
             }
         }
         for s in in_phase {
-            let (outcome, detail) = match (&env.bpf_lsm, &agent_error) {
-                (Err(why), _) if needs_lsm => (Outcome::Skip, why.clone()),
-                (_, Some(e)) if needs_lsm => (Outcome::Fail, format!("agent: {e}")),
+            let (outcome, detail) = match (s.requires, &env.bpf_lsm, &agent_error) {
+                (Requires::BpfLsm, Err(why), _) => (Outcome::Skip, why.clone()),
+                (Requires::NoBpfLsm, Ok(()), _) => (
+                    Outcome::Skip,
+                    "needs a kernel booted without BPF-LSM (the 6.12-no-bpf-lsm matrix entry)"
+                        .into(),
+                ),
+                (Requires::BpfLsm, Ok(()), Some(e)) if phase != AgentPhase::NotStarted => {
+                    (Outcome::Fail, format!("agent: {e}"))
+                }
                 _ => match (s.run)(&mut env) {
                     Ok(detail) => (Outcome::Pass, detail),
                     Err(e) => (Outcome::Fail, format!("{e:#}")),

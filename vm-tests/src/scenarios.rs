@@ -16,66 +16,91 @@ pub const PROBE_OK: &str = "rampart-probe-ok";
 
 /// When a scenario runs relative to the agent's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum AgentPhase {
     /// Before the agent starts: controls showing the set-up itself does not deny.
-    BeforeAgent,
+    NotStarted,
     /// With `rampart run` enforcing.
-    WithAgent,
+    Running,
     /// After the agent stopped.
-    AfterAgent,
+    Stopped,
+}
+
+/// What the guest kernel must offer for a scenario to run; otherwise it is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requires {
+    /// BPF-LSM active (`bpf` in /sys/kernel/security/lsm).
+    BpfLsm,
+    /// BPF-LSM *not* active: scenarios about refusing such a kernel.
+    NoBpfLsm,
 }
 
 pub struct Scenario {
     pub name: &'static str,
-    pub phase: Phase,
+    pub phase: AgentPhase,
+    pub requires: Requires,
     pub run: fn(&mut Env) -> Result<String>,
 }
 
 /// Every scenario, in the order they run.
 pub const ALL: &[Scenario] = &[
     Scenario {
+        name: "agent-refuses-kernel-without-bpf-lsm",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::NoBpfLsm,
+        run: refuses_without_bpf_lsm,
+    },
+    Scenario {
         name: "control-denied-binary-runs-before-enforcement",
-        phase: Phase::BeforeAgent,
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
         run: control_before_enforcement,
     },
     Scenario {
         name: "exec-allowed-binary-runs-inside",
-        phase: Phase::WithAgent,
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
         run: allowed_runs_inside,
     },
     Scenario {
         name: "exec-disallowed-binary-denied-inside",
-        phase: Phase::WithAgent,
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
         run: disallowed_denied_inside,
     },
     Scenario {
         name: "exec-disallowed-binary-runs-outside",
-        phase: Phase::WithAgent,
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
         run: disallowed_runs_outside,
     },
     Scenario {
         name: "exec-child-cgroup-created-later-is-governed",
-        phase: Phase::WithAgent,
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
         run: late_child_cgroup_governed,
     },
     Scenario {
         name: "exec-hardlink-and-symlink-to-disallowed-denied",
-        phase: Phase::WithAgent,
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
         run: other_names_for_disallowed_denied,
     },
     Scenario {
         name: "exec-copy-of-allowed-binary-denied",
-        phase: Phase::WithAgent,
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
         run: copy_of_allowed_denied,
     },
     Scenario {
         name: "agent-decision-counters-match-observed",
-        phase: Phase::AfterAgent,
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
         run: counters_match,
     },
     Scenario {
         name: "enforcement-ends-with-agent",
-        phase: Phase::AfterAgent,
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
         run: enforcement_ends_with_agent,
     },
 ];
@@ -256,4 +281,29 @@ fn enforcement_ends_with_agent(env: &mut Env) -> Result<String> {
     let (governed, denied) = (env.governed.clone(), env.denied.clone());
     expect_runs(env, &governed, &denied, false)?;
     Ok("after SIGTERM the disallowed probe runs again (pinning is not implemented yet)".into())
+}
+
+fn refuses_without_bpf_lsm(env: &mut Env) -> Result<String> {
+    let out = Command::new(crate::guest::AGENT)
+        .arg("run")
+        .arg("--govern")
+        .arg(&env.governed)
+        .arg("--allow-exec")
+        .arg(&env.allowed)
+        .output()
+        .context("spawning the agent")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        bail!("the agent exited 0 on a kernel without BPF-LSM: {stderr}");
+    }
+    for needle in ["BPF-LSM is not active", "lsm=", "bpf"] {
+        if !stderr.contains(needle) {
+            bail!("the agent's error does not say {needle:?}: {stderr}");
+        }
+    }
+    // Nothing was left half-loaded: the disallowed probe still runs in the cgroup.
+    let (governed, denied) = (env.governed.clone(), env.denied.clone());
+    expect_runs(env, &governed, &denied, false)?;
+    let first = stderr.lines().last().unwrap_or_default();
+    Ok(format!("agent exited {} with: {first}", out.status))
 }

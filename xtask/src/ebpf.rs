@@ -17,15 +17,37 @@ pub fn object_path() -> PathBuf {
         .join("rampart-ebpf")
 }
 
+/// Lints the eBPF crate with the nightly clippy, for its real target.
+pub fn clippy() -> Result<()> {
+    prereq::ensure_nightly_rust_src()?;
+    eprintln!("==> cargo +nightly clippy (eBPF crate, warnings denied)");
+    run_cmd(
+        nightly_cargo()
+            .args(["clippy", "--release", "-p", "rampart-ebpf"])
+            .args(["--target", TARGET, "-Z", "build-std=core"])
+            .args(["--", "-D", "warnings"]),
+    )
+}
+
+/// `cargo +nightly` in the workspace, without the outer cargo's toolchain settings.
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(workspace_root())
+        .arg("+nightly")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("RUSTC_WRAPPER");
+    cmd
+}
+
 /// Builds the eBPF object (release, with BTF), installing missing prerequisites.
 pub fn build() -> Result<PathBuf> {
     prereq::ensure_nightly_rust_src()?;
     prereq::ensure_bpf_linker()?;
     eprintln!("==> building eBPF programs ({TARGET}, nightly, BTF)");
     run_cmd(
-        Command::new("cargo")
-            .current_dir(workspace_root())
-            .args(["+nightly", "build", "--release", "-p", "rampart-ebpf"])
+        nightly_cargo()
+            .args(["build", "--release", "-p", "rampart-ebpf"])
             .args(["--target", TARGET, "-Z", "build-std=core"])
             // BTF for maps and programs; debuginfo is what bpf-linker turns into BTF.
             .env(

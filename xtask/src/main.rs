@@ -68,6 +68,7 @@ fn test(no_vm: bool) -> Result<()> {
     ebpf::build()?;
     eprintln!("==> cargo clippy (warnings denied)");
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    ebpf::clippy()?;
     eprintln!("==> unit and host tests");
     cargo(&["test"])?;
     if !no_vm {

@@ -81,7 +81,7 @@ pub fn apt_install(packages: &[&str], why: &str) -> Result<()> {
     )
 }
 
-/// Ensures the nightly toolchain has rust-src (needed for `-Z build-std=core`).
+/// Ensures the nightly toolchain has rust-src (for `-Z build-std=core`) and clippy.
 pub fn ensure_nightly_rust_src() -> Result<()> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is required to build the eBPF programs (https://rustup.rs)")?;

@@ -15,11 +15,15 @@ use rampart_vm_tests::protocol::{Outcome, ScenarioResult, END, PLAN, RESULT};
 
 use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace_root};
 
-/// A kernel in the test matrix: a short name and how to find its Debian package today.
+/// A kernel in the test matrix: a short name, how to find its Debian package today, and the
+/// LSMs it boots with.
 pub struct Kernel {
     pub name: &'static str,
     resolve: fn() -> Result<String>,
+    lsm: &'static str,
 }
+
+const WITH_BPF_LSM: &str = "lockdown,capability,bpf";
 
 /// Debian 12's 6.1 LTS kernel: whatever `linux-image-amd64` depends on now.
 fn resolve_6_1() -> Result<String> {
@@ -42,22 +46,30 @@ fn resolve_6_12() -> Result<String> {
         .context("no linux-image-6.12.*+deb12-amd64-unsigned package in the package lists")
 }
 
-/// The kernel matrix, oldest first.
+/// The kernel matrix, oldest first. The last entry boots without BPF-LSM to prove the agent
+/// refuses such a kernel with a clear error; the enforcement scenarios skip there.
 pub const KERNELS: &[Kernel] = &[
     Kernel {
         name: "6.1",
         resolve: resolve_6_1,
+        lsm: WITH_BPF_LSM,
     },
     Kernel {
         name: "6.12",
         resolve: resolve_6_12,
+        lsm: WITH_BPF_LSM,
+    },
+    Kernel {
+        name: "6.12-no-bpf-lsm",
+        resolve: resolve_6_12,
+        lsm: "lockdown,capability",
     },
 ];
 
 /// Options of `cargo xtask vm-test`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VmTestArgs {
-    /// Run only this kernel of the matrix (6.1 or 6.12).
+    /// Run only this kernel of the matrix (6.1, 6.12 or 6.12-no-bpf-lsm).
     #[arg(long, value_name = "NAME")]
     pub kernel: Option<String>,
     /// Run only this scenario (repeatable); names are printed in the report.
@@ -128,8 +140,8 @@ struct Boot {
     kernel_release: Option<String>,
 }
 
-fn boot(kernel: &Path, initrd: &Path, args: &VmTestArgs, log: &Path) -> Result<Boot> {
-    let mut append = String::from("console=ttyS0 quiet panic=-1 lsm=lockdown,capability,bpf");
+fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) -> Result<Boot> {
+    let mut append = format!("console=ttyS0 quiet panic=-1 lsm={lsm}");
     if !args.scenario.is_empty() {
         append.push_str(&format!(" rampart.only={}", args.scenario.join(",")));
     }
@@ -212,7 +224,12 @@ fn boot(kernel: &Path, initrd: &Path, args: &VmTestArgs, log: &Path) -> Result<B
                     match serde_json::from_str::<ScenarioResult>(json) {
                         Ok(r) => {
                             spinner.suspend(|| {
-                                println!("    {:<5} {}", outcome_label(r.outcome), r.scenario)
+                                println!(
+                                    "    {:<5} {}: {}",
+                                    outcome_label(r.outcome),
+                                    r.scenario,
+                                    r.detail
+                                )
                             });
                             b.results.push(r);
                         }
@@ -377,7 +394,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {
         let vmlinuz = find_vmlinuz(&root)?;
         eprintln!("==> kernel {} ({package})", kernel.name);
         let log = out.join(format!("console-{}.log", kernel.name));
-        let b = boot(&vmlinuz, &initrd, args, &log)?;
+        let b = boot(&vmlinuz, kernel.lsm, &initrd, args, &log)?;
         let kernel_rows = rows_of(kernel.name, &b);
         let any_failed = kernel_rows.iter().any(|r| r.outcome == Outcome::Fail);
         if any_failed {
