@@ -60,7 +60,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "rampart failed");
+            // On a terminal the plain line is the message; elsewhere a log collector also
+            // gets the structured record.
+            if !std::io::stderr().is_terminal() {
+                tracing::error!(error = %format!("{e:#}"), "rampart failed");
+            }
             eprintln!("rampart: error: {e:#}");
             ExitCode::FAILURE
         }
