@@ -1,11 +1,13 @@
 //! `rampart run`: load, govern, enforce until told to stop.
 
-use std::path::PathBuf;
+use std::{io::Write, path::PathBuf};
 
 use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::io::{unix::AsyncFd, Interest};
 use tracing::{info, warn};
 
-use crate::{btf::Btf, cgroup::Cgroup, file_id, layout, loader::Enforcer, preflight};
+use crate::{btf::Btf, cgroup::Cgroup, events, file_id, layout, loader::Enforcer, preflight};
 
 /// What `rampart run` enforces. Interim: the allow list comes from the command line until
 /// signed policy bundles land.
@@ -53,18 +55,65 @@ pub async fn run(config: RunConfig) -> Result<()> {
         exec_rules = allowed.len(),
         "enforcing"
     );
+    let events = enforcer.take_events()?;
+    // SAFETY: the RingBuf owns its map's file descriptor (an OwnedFd inside MapData) for as
+    // long as it lives, and as_raw_fd() always returns that same descriptor; the AsyncFd
+    // owns the RingBuf, so the descriptor outlives the registration.
+    let mut ring = unsafe { AsyncFd::register_with_interest(events, Interest::READABLE) }
+        .map_err(std::io::Error::from)
+        .context("polling the event ring")?;
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!(error = %e, "could not notify the service manager of readiness");
     }
 
-    wait_for_stop().await?;
+    let stop = wait_for_stop();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            stopped = &mut stop => { stopped?; break; }
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting for kernel events")?;
+                drain(guard.get_inner_mut());
+                guard.clear_ready();
+            }
+        }
+    }
+    // Events written between the last wake-up and the signal are still owed.
+    drain(ring.get_mut());
     let decisions = enforcer.decisions()?;
     let fields: Vec<String> = decisions
         .iter()
         .map(|(r, n)| format!("{}={n}", r.name()))
         .collect();
-    info!(decisions = %fields.join(","), "stopping; enforcement ends with this process");
+    info!(
+        decisions = %fields.join(","),
+        event_drops = enforcer.event_drops()?,
+        "stopping; enforcement ends with this process"
+    );
     Ok(())
+}
+
+/// Writes every pending event as a JSON line on stdout (the event sink until the lineage
+/// replaces it). A malformed record is logged, never silently skipped.
+fn drain(ring: &mut RingBuf<MapData>) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    while let Some(item) = ring.next() {
+        match events::parse(&item) {
+            Ok(record) => match serde_json::to_string(&record) {
+                Ok(line) => {
+                    if let Err(e) = writeln!(out, "{line}") {
+                        warn!(error = %e, "cannot write an event to stdout");
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot serialise an event"),
+            },
+            Err(e) => warn!(error = %e, "malformed event from the kernel"),
+        }
+    }
+    if let Err(e) = out.flush() {
+        warn!(error = %e, "cannot flush events to stdout");
+    }
 }
 
 async fn wait_for_stop() -> Result<()> {

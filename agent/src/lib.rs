@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod cgroup;
 pub mod daemon;
+pub mod events;
 pub mod file_id;
 pub mod layout;
 pub mod loader;

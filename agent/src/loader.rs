@@ -6,7 +6,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::Lsm,
     Btf, Ebpf, EbpfLoader,
 };
@@ -89,19 +89,38 @@ impl Enforcer {
             .with_context(|| format!("governing cgroup {}", cgroup.path.display()))
     }
 
-    /// Decisions taken so far, summed over CPUs, indexed like [`Reason::ALL`].
-    pub fn decisions(&self) -> Result<Vec<(Reason, u64)>> {
+    /// Takes the event ring buffer out of the object, for the event reader to own.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self
             .ebpf
-            .map(maps::DECISIONS)
-            .ok_or_else(|| anyhow!("map {} missing from the eBPF object", maps::DECISIONS))?;
+            .take_map(maps::EVENTS)
+            .ok_or_else(|| anyhow!("map {} missing from the eBPF object", maps::EVENTS))?;
+        RingBuf::try_from(map).context("EVENTS is not a ring buffer")
+    }
+
+    /// A per-CPU `u64` counter array, summed over CPUs for each index in `indices`.
+    fn per_cpu_sums(&self, name: &str, indices: impl Iterator<Item = u32>) -> Result<Vec<u64>> {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))?;
         let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
-        Reason::ALL
-            .iter()
-            .map(|&reason| {
-                let per_cpu = counters.get(&(reason as u32), 0)?;
-                Ok((reason, per_cpu.iter().sum()))
-            })
+        indices
+            .map(|i| Ok(counters.get(&i, 0)?.iter().sum()))
             .collect()
+    }
+
+    /// Decisions taken so far, summed over CPUs, in [`Reason::ALL`] order.
+    pub fn decisions(&self) -> Result<Vec<(Reason, u64)>> {
+        let sums = self.per_cpu_sums(maps::DECISIONS, Reason::ALL.iter().map(|r| *r as u32))?;
+        Ok(Reason::ALL.into_iter().zip(sums).collect())
+    }
+
+    /// Events the kernel could not write because the ring buffer was full.
+    pub fn event_drops(&self) -> Result<u64> {
+        Ok(self
+            .per_cpu_sums(maps::EVENT_DROPS, std::iter::once(0))?
+            .iter()
+            .sum())
     }
 }

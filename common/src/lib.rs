@@ -103,6 +103,44 @@ impl Reason {
     }
 }
 
+/// Size of the event ring buffer in bytes (a power of two, a multiple of the page size).
+pub const EVENT_RING_BYTES: u32 = 256 * 1024;
+
+/// `rule_id` of an event that matched no rule (every default-deny).
+pub const NO_RULE: u32 = u32::MAX;
+
+/// What a task tried to do.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Exec = 1,
+}
+
+/// One kernel decision, as written to the event ring buffer. Plain data, no padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()`: monotonic nanoseconds since boot.
+    pub ktime_ns: u64,
+    /// The cgroup v2 id of the acting task.
+    pub cgroup_id: u64,
+    /// Identity of the target file (zero when it could not be read).
+    pub target: FileId,
+    /// Thread group id (the userspace "pid").
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub uid: u32,
+    /// An [`Action`] value.
+    pub action: u32,
+    /// A [`Reason`] value.
+    pub reason: u32,
+    /// The matching rule, or [`NO_RULE`].
+    pub rule_id: u32,
+    /// The task's `comm`, NUL-padded.
+    pub comm: [u8; 16],
+}
+
 /// Names of the maps in the eBPF object, shared so the two sides cannot drift apart.
 pub mod maps {
     /// `HashMap<u64 cgroup id, u32 flags>`: the governed cgroups.
@@ -111,6 +149,10 @@ pub mod maps {
     pub const EXEC_ALLOW: &str = "EXEC_ALLOW";
     /// `PerCpuArray<u64>` indexed by [`super::Reason`]: decisions taken.
     pub const DECISIONS: &str = "DECISIONS";
+    /// `RingBuf` of [`super::Event`]s.
+    pub const EVENTS: &str = "EVENTS";
+    /// `PerCpuArray<u64>` with one slot: events lost because the ring buffer was full.
+    pub const EVENT_DROPS: &str = "EVENT_DROPS";
 }
 
 /// Names of the programs in the eBPF object.
@@ -119,10 +161,15 @@ pub mod programs {
     pub const BPRM_CHECK: &str = "bprm_check_security";
 }
 
+// The ABI must not change size silently: the agent parses events by this size.
+const _: () = assert!(core::mem::size_of::<Event>() == 72);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: FileId is repr(C), Copy, made of two u64 with no padding; every bit pattern is valid.
     unsafe impl aya::Pod for super::FileId {}
     // SAFETY: KernelLayout is repr(C), Copy, made of u32 fields with no padding; any bits are valid.
     unsafe impl aya::Pod for super::KernelLayout {}
+    // SAFETY: Event is repr(C), Copy, 72 bytes of integers with no padding; any bits are valid.
+    unsafe impl aya::Pod for super::Event {}
 }

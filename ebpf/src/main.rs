@@ -8,14 +8,18 @@
 #![no_main]
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, generated::bpf_get_current_ancestor_cgroup_id},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        generated::bpf_get_current_ancestor_cgroup_id,
+    },
     macros::{lsm, map},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, PerCpuArray, RingBuf},
     programs::LsmContext,
 };
 use rampart_common::{
-    FileId, KernelLayout, Reason, MAX_CGROUP_LEVELS, MAX_EXEC_RULES, MAX_GOVERNED_CGROUPS,
-    REASON_COUNT,
+    Action, Event, FileId, KernelLayout, Reason, EVENT_RING_BYTES, MAX_CGROUP_LEVELS,
+    MAX_EXEC_RULES, MAX_GOVERNED_CGROUPS, NO_RULE, REASON_COUNT,
 };
 
 /// `-EPERM`: what a denied exec returns to the caller.
@@ -30,6 +34,12 @@ static EXEC_ALLOW: HashMap<FileId, u32> = HashMap::with_max_entries(MAX_EXEC_RUL
 
 #[map(name = "DECISIONS")]
 static DECISIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+
+#[map(name = "EVENT_DROPS")]
+static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Filled in by the agent from the running kernel's BTF before load (read-only data).
 #[no_mangle]
@@ -46,31 +56,59 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     if !current_task_governed() {
         return ALLOW;
     }
-    let reason = match try_bprm_check(&ctx) {
-        Ok(reason) | Err(reason) => reason,
-    };
+    let (reason, target) = judge_exec(&ctx);
     count(reason);
     if reason.denies() {
+        emit(Action::Exec, reason, target);
         DENY
     } else {
         ALLOW
     }
 }
 
-fn try_bprm_check(ctx: &LsmContext) -> Result<Reason, Reason> {
+/// The decision for the exec in `ctx`, and the binary's identity (zero if unreadable).
+fn judge_exec(ctx: &LsmContext) -> (Reason, FileId) {
+    const UNKNOWN: FileId = FileId { dev: 0, ino: 0 };
     // SAFETY: KERNEL_LAYOUT is a plain-data static; the volatile read stops the compiler from
     // folding in the compile-time placeholder, since the agent rewrites it before load.
     let layout = unsafe { core::ptr::read_volatile(&KERNEL_LAYOUT) };
     if layout.valid == 0 {
-        return Err(Reason::LayoutUnset);
+        return (Reason::LayoutUnset, UNKNOWN);
     }
     let bprm: *const u8 = ctx.arg(0);
-    let id = binary_identity(bprm, &layout).ok_or(Reason::IdentityUnreadable)?;
+    let Some(id) = binary_identity(bprm, &layout) else {
+        return (Reason::IdentityUnreadable, UNKNOWN);
+    };
     // SAFETY: the value is only tested for presence, never held across a map update.
     if unsafe { EXEC_ALLOW.get(id) }.is_some() {
-        Ok(Reason::ExecAllowed)
+        (Reason::ExecAllowed, id)
     } else {
-        Err(Reason::ExecNotAllowed)
+        (Reason::ExecNotAllowed, id)
+    }
+}
+
+/// Writes a decision event; a full ring buffer is counted, never silent.
+fn emit(action: Action, reason: Reason, target: FileId) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let event = Event {
+        // SAFETY: helper calls without pointer arguments.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        // SAFETY: as above.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        target,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        uid: bpf_get_current_uid_gid() as u32,
+        action: action as u32,
+        reason: reason as u32,
+        rule_id: NO_RULE,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    if EVENTS.output::<Event>(&event, 0).is_err() {
+        if let Some(slot) = EVENT_DROPS.get_ptr_mut(0) {
+            // SAFETY: this CPU's slot of a per-CPU map.
+            unsafe { *slot += 1 };
+        }
     }
 }
 

@@ -18,6 +18,8 @@ const FIXTURES: &str = "/opt/rampart-test";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const NOTIFY_SOCKET: &str = "/run/rampart-notify.sock";
 const AGENT_LOG: &str = "/tmp/rampart-agent.log";
+/// The agent's stdout: one JSON decision event per line.
+pub const AGENT_EVENTS: &str = "/tmp/rampart-events.jsonl";
 /// Under TCG the agent's BTF parse and program load take seconds; leave ample room.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -33,6 +35,8 @@ pub struct Env {
     pub observed_denied: u64,
     /// The agent's final decision counters, once it has stopped.
     pub agent_decisions: Option<String>,
+    /// Events the kernel dropped (ring buffer full), as the agent reported when it stopped.
+    pub agent_event_drops: Option<u64>,
     pub bpf_lsm: Result<(), String>,
     agent: Option<Child>,
 }
@@ -95,6 +99,7 @@ fn set_up() -> Result<Env> {
         observed_allowed: 0,
         observed_denied: 0,
         agent_decisions: None,
+        agent_event_drops: None,
         bpf_lsm: check_bpf_lsm(),
         agent: None,
     })
@@ -115,7 +120,7 @@ pub fn start_agent(env: &mut Env) -> Result<()> {
         .env("NOTIFY_SOCKET", NOTIFY_SOCKET)
         .env("RAMPART_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(std::fs::File::create(AGENT_EVENTS)?)
         .stderr(log)
         .spawn()
         .context("spawning the agent")?;
@@ -160,10 +165,14 @@ pub fn stop_agent(env: &mut Env) -> Result<()> {
     if !status.success() {
         bail!("agent exited with {status} on SIGTERM; log:\n{log}");
     }
-    env.agent_decisions = log.lines().find_map(|line| {
+    let summary = log.lines().find_map(|line| {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        v.get("decisions")?.as_str().map(str::to_owned)
+        v.get("decisions").is_some().then_some(v)
     });
+    if let Some(v) = summary {
+        env.agent_decisions = v["decisions"].as_str().map(str::to_owned);
+        env.agent_event_drops = v["event_drops"].as_u64();
+    }
     Ok(())
 }
 

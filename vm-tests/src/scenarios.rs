@@ -2,7 +2,7 @@
 //! programs loaded, and fails unless the kernel did exactly what the scenario expects.
 
 use std::{
-    os::unix::fs::symlink,
+    os::unix::fs::{symlink, MetadataExt},
     path::Path,
     process::{Command, Output},
 };
@@ -96,6 +96,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Stopped,
         requires: Requires::BpfLsm,
         run: counters_match,
+    },
+    Scenario {
+        name: "deny-events-match-observed-denials",
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
+        run: deny_events_match,
     },
     Scenario {
         name: "enforcement-ends-with-agent",
@@ -306,4 +312,64 @@ fn refuses_without_bpf_lsm(env: &mut Env) -> Result<String> {
     expect_runs(env, &governed, &denied, false)?;
     let first = stderr.lines().last().unwrap_or_default();
     Ok(format!("agent exited {} with: {first}", out.status))
+}
+
+fn deny_events_match(env: &mut Env) -> Result<String> {
+    let drops = env
+        .agent_event_drops
+        .context("the agent did not report event_drops when it stopped")?;
+    if drops != 0 {
+        bail!("the kernel dropped {drops} events with a nearly idle ring buffer");
+    }
+    let text = std::fs::read_to_string(crate::guest::AGENT_EVENTS).context("reading events")?;
+    let ino = |p: &Path| std::fs::metadata(p).map(|m| m.ino());
+    let denied_inodes = [ino(&env.denied)?, ino(&env.fixture("copy-of-allowed"))?];
+    let governed = env.governed.join("created-later");
+    let cgroups = [
+        ino(&env.governed)?,
+        ino(&governed)?,
+        ino(&governed.join("deeper"))?,
+    ];
+    let mut count = 0;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("event is not JSON: {line}"))?;
+        let field = |k: &str| v.get(k).cloned().unwrap_or_default();
+        let expect = [
+            ("action", "exec"),
+            ("decision", "deny"),
+            ("reason", "exec-not-allowed"),
+        ];
+        for (k, want) in expect {
+            if field(k) != want {
+                bail!("event {k} is {}, expected {want}: {line}", field(k));
+            }
+        }
+        let comm = field("comm").as_str().unwrap_or_default().to_owned();
+        if comm.len() < 8 || !"rampart-vm-tests".starts_with(&comm) {
+            bail!("event comm {comm:?} is not the exec'ing runner: {line}");
+        }
+        if field("pid").as_u64().unwrap_or(0) == 0 || field("uid") != 0 {
+            bail!("event pid/uid wrong: {line}");
+        }
+        if !denied_inodes.contains(&field("target_ino").as_u64().unwrap_or(0)) {
+            bail!("event target inode is not a disallowed fixture {denied_inodes:?}: {line}");
+        }
+        if field("target_dev").as_u64().unwrap_or(0) == 0 {
+            bail!("event target device is zero: {line}");
+        }
+        if !cgroups.contains(&field("cgroup_id").as_u64().unwrap_or(0)) {
+            bail!("event cgroup is not in the governed subtree {cgroups:?}: {line}");
+        }
+        count += 1;
+    }
+    if count != env.observed_denied {
+        bail!(
+            "{count} deny events for {} observed denials",
+            env.observed_denied
+        );
+    }
+    Ok(format!(
+        "{count} deny events, one per observed denial, with pid, uid, comm, cgroup, target and reason; 0 drops"
+    ))
 }
