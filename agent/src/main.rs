@@ -23,7 +23,10 @@ enum Command {
     /// EPERM unless the binary is one of the --allow-exec files. Binaries are matched by
     /// identity (device and inode), so another name for a file (a hardlink, a symlink) is
     /// judged as that file. Processes outside governed cgroups are never affected.
-    /// Enforcement stops when this process exits (pinning arrives with the daemon work).
+    /// Every denial is written to stdout as one JSON line (pid, uid, comm, cgroup id, target
+    /// device and inode, reason); logs go to stderr (JSON when not a terminal, level from
+    /// RAMPART_LOG). Readiness is signalled with sd_notify READY=1. Enforcement stops when
+    /// this process exits (pinning arrives with the daemon work).
     Run {
         /// A cgroup v2 directory to govern, e.g. /sys/fs/cgroup/workload.slice (repeatable).
         #[arg(long = "govern", value_name = "CGROUP_PATH", required = true)]
