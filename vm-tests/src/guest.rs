@@ -191,7 +191,24 @@ pub fn main() -> ExitCode {
         .iter()
         .filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|n| n == s.name)))
         .collect();
-    let names: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    let unknown: Vec<&String> = only
+        .iter()
+        .flatten()
+        .filter(|n| !scenarios::ALL.iter().any(|s| s.name == n.as_str()))
+        .collect();
+    let mut names: Vec<&str> = selected.iter().map(|s| s.name).collect();
+    names.extend(unknown.iter().map(|n| n.as_str()));
+    println!(
+        "{PLAN}{}",
+        serde_json::to_string(&names).unwrap_or_default()
+    );
+    for name in &unknown {
+        report(&ScenarioResult {
+            scenario: (*name).clone(),
+            outcome: Outcome::Fail,
+            detail: "no such scenario (see the names in a full run's table)".into(),
+        });
+    }
     println!(
         "{PLAN}{}",
         serde_json::to_string(&names).unwrap_or_default()
@@ -212,7 +229,7 @@ pub fn main() -> ExitCode {
         }
     };
 
-    let mut failed = false;
+    let mut failed = !unknown.is_empty();
     let mut agent_error: Option<String> = None;
     for phase in [
         AgentPhase::NotStarted,

@@ -21,19 +21,16 @@ pub fn object_path() -> PathBuf {
 pub fn clippy() -> Result<()> {
     prereq::ensure_nightly_rust_src()?;
     eprintln!("==> cargo +nightly clippy (eBPF crate, warnings denied)");
-    run_cmd(
-        nightly_cargo()
-            .args(["clippy", "--release", "-p", "rampart-ebpf"])
-            .args(["--target", TARGET, "-Z", "build-std=core"])
-            .args(["--", "-D", "warnings"]),
-    )
+    run_cmd(nightly_cargo("clippy").args(["--", "-D", "warnings"]))
 }
 
-/// `cargo +nightly` in the workspace, without the outer cargo's toolchain settings.
-fn nightly_cargo() -> Command {
+/// `cargo +nightly SUBCOMMAND` on the eBPF crate for its target, in release mode, without
+/// the outer cargo's toolchain settings.
+fn nightly_cargo(subcommand: &str) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(workspace_root())
-        .arg("+nightly")
+        .args(["+nightly", subcommand, "--release", "-p", "rampart-ebpf"])
+        .args(["--target", TARGET, "-Z", "build-std=core"])
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("RUSTC")
         .env_remove("RUSTC_WRAPPER");
@@ -46,9 +43,7 @@ pub fn build() -> Result<PathBuf> {
     prereq::ensure_bpf_linker()?;
     eprintln!("==> building eBPF programs ({TARGET}, nightly, BTF)");
     run_cmd(
-        nightly_cargo()
-            .args(["build", "--release", "-p", "rampart-ebpf"])
-            .args(["--target", TARGET, "-Z", "build-std=core"])
+        nightly_cargo("build")
             // BTF for maps and programs; debuginfo is what bpf-linker turns into BTF.
             .env(
                 "CARGO_ENCODED_RUSTFLAGS",
