@@ -105,10 +105,7 @@ fn emit(action: Action, reason: Reason, target: FileId) {
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
     if EVENTS.output::<Event>(&event, 0).is_err() {
-        if let Some(slot) = EVENT_DROPS.get_ptr_mut(0) {
-            // SAFETY: this CPU's slot of a per-CPU map.
-            unsafe { *slot += 1 };
-        }
+        increment(&EVENT_DROPS, 0);
     }
 }
 
@@ -154,7 +151,12 @@ fn current_task_governed() -> bool {
 }
 
 fn count(reason: Reason) {
-    if let Some(slot) = DECISIONS.get_ptr_mut(reason as u32) {
+    increment(&DECISIONS, reason as u32);
+}
+
+/// Adds one to this CPU's slot `index` of a per-CPU counter array.
+fn increment(counters: &PerCpuArray<u64>, index: u32) {
+    if let Some(slot) = counters.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot of this map, touched only by this CPU while we run.
         unsafe { *slot += 1 };
     }

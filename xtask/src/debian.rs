@@ -34,7 +34,7 @@ fn download(package: &str, cache: &Path) -> Result<PathBuf> {
             .args(["download", "-qq", package])
             .current_dir(cache),
     );
-    if attempt.is_err() && prereq_can_update() {
+    if attempt.is_err() && prereq::can_use_apt() {
         // A fresh machine may have no package lists yet, or stale ones.
         prereq::apt_update_once()?;
         attempt = output(
@@ -65,15 +65,10 @@ fn download(package: &str, cache: &Path) -> Result<PathBuf> {
     )
 }
 
-fn prereq_can_update() -> bool {
-    output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
-        && prereq::on_path("apt-get")
-}
-
 /// Names of available packages matching an `apt-cache search --names-only` regex.
 pub fn search_names(regex: &str) -> Result<Vec<String>> {
     let mut found = output(Command::new("apt-cache").args(["search", "--names-only", regex]))?;
-    if found.trim().is_empty() && prereq_can_update() {
+    if found.trim().is_empty() && prereq::can_use_apt() {
         prereq::apt_update_once()?;
         found = output(Command::new("apt-cache").args(["search", "--names-only", regex]))?;
     }
@@ -96,7 +91,7 @@ pub fn dependency_of(metapackage: &str, prefix: &str) -> Result<Option<String>> 
     if let Some(found) = pick(&deps) {
         return Ok(Some(found));
     }
-    if prereq_can_update() {
+    if prereq::can_use_apt() {
         prereq::apt_update_once()?;
         let deps = output(Command::new("apt-cache").args(["depends", metapackage]))?;
         return Ok(pick(&deps));

@@ -22,6 +22,11 @@ fn is_root() -> bool {
     output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
 }
 
+/// Whether this process may run apt-get to change the system (root, on a Debian-like host).
+pub fn can_use_apt() -> bool {
+    is_root() && on_path("apt-get")
+}
+
 /// Whether `program` is found on PATH (or is an existing path).
 pub fn on_path(program: &str) -> bool {
     find_on_path(program).is_some()
@@ -65,7 +70,7 @@ pub fn apt_install(packages: &[&str], why: &str) -> Result<()> {
         "apt-get install -y --no-install-recommends {}",
         missing.join(" ")
     );
-    if !is_root() || !on_path("apt-get") {
+    if !can_use_apt() {
         bail!(
             "{why} needs these packages: {}\n  run as root: apt-get update && {cmd}",
             missing.join(" ")
