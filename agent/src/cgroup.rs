@@ -83,6 +83,32 @@ impl Cgroup {
     }
 }
 
+/// Where the cgroup v2 hierarchy is mounted: the first `cgroup2` entry of
+/// `/proc/self/mounts` (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on
+/// hybrid ones).
+pub fn hierarchy_root() -> Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")
+        .context("cannot read /proc/self/mounts to find the cgroup v2 mount")?;
+    mounts
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, dir, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            (fstype == "cgroup2").then(|| PathBuf::from(dir))
+        })
+        .context(
+            "no cgroup v2 file system is mounted; governance needs one \
+             (mount -t cgroup2 none /sys/fs/cgroup)",
+        )
+}
+
+/// Opens a governed cgroup named as in a policy: relative to the cgroup v2 root, with a
+/// leading `/`.
+pub fn open_in_hierarchy(root: &Path, name: &str) -> Result<Cgroup> {
+    let rel = name.trim_start_matches('/');
+    Cgroup::open(&root.join(rel)).with_context(|| format!("governed cgroup {name}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,19 +7,26 @@ use aya::maps::{MapData, RingBuf};
 use tokio::io::{unix::AsyncFd, Interest};
 use tracing::{info, warn};
 
-use crate::{btf::Btf, cgroup::Cgroup, events, file_id, layout, loader::Enforcer, preflight};
+use crate::{
+    btf::Btf,
+    cgroup::{self, Cgroup},
+    events::{self, DecisionRecord},
+    layout,
+    loader::Enforcer,
+    policy::{self, compile::CompiledPolicy},
+    preflight,
+};
 
-/// What `rampart run` enforces. Interim: the allow list comes from the command line until
-/// signed policy bundles land.
+/// What `rampart run` enforces. Interim: policy files from the command line, unsigned
+/// (version 0), until signed policy bundles land.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub govern: Vec<PathBuf>,
-    pub allow_exec: Vec<PathBuf>,
+    pub policies: Vec<PathBuf>,
 }
 
 /// Runs the enforcer until SIGINT or SIGTERM.
 pub async fn run(config: RunConfig) -> Result<()> {
-    let RunConfig { govern, allow_exec } = config;
+    let RunConfig { policies } = config;
     preflight::check_kernel()?;
     let raw = Btf::from_sys_fs().context("reading /sys/kernel/btf/vmlinux")?;
     let btf = Btf::parse(&raw).context("parsing the kernel's BTF")?;
@@ -27,32 +34,46 @@ pub async fn run(config: RunConfig) -> Result<()> {
         "this kernel's struct layout is not one Rampart can read; please report the kernel version",
     )?;
 
-    // Resolve everything before touching the kernel: a bad path changes nothing.
-    let mut allowed = Vec::with_capacity(allow_exec.len());
-    for path in &allow_exec {
-        allowed.push((path, file_id::of_path(path).context("exec allow rule")?));
+    // Compile and resolve everything before touching the kernel: a bad policy or path
+    // changes nothing.
+    let compiled = policy::host::compile_files(&policies, &policy::host::Host)?;
+    let root = cgroup::hierarchy_root()?;
+    let mut governed: Vec<(usize, Cgroup)> = Vec::new();
+    for (slot, p) in compiled.iter().enumerate() {
+        for name in &p.governs {
+            governed.push((slot, cgroup::open_in_hierarchy(&root, name)?));
+        }
+        for e in p
+            .paths
+            .iter()
+            .filter(|e| e.access & rampart_common::access::RUN != 0)
+        {
+            if e.identity.is_none() {
+                warn!(policy = %p.name, path = %e.path,
+                    "exec rule names a file that does not exist on this host; nothing runs from it");
+            }
+        }
     }
-    let cgroups = govern
-        .iter()
-        .map(|p| Cgroup::open(p))
-        .collect::<Result<Vec<_>>>()?;
-    anyhow::ensure!(
-        !cgroups.is_empty(),
-        "nothing to govern: pass --govern CGROUP_PATH"
-    );
 
     let mut enforcer = Enforcer::load(&layout)?;
-    for (rule, (path, id)) in allowed.iter().enumerate() {
-        enforcer.allow_exec(*id, rule as u32)?;
-        info!(rule, path = %path.display(), dev = id.dev, ino = id.ino, "exec allowed");
+    for (slot, p) in compiled.iter().enumerate() {
+        enforcer.install(slot as u32, 0, p)?;
+        info!(
+            policy = %p.name, slot, mode = ?p.mode, rules = p.rules.len(),
+            path_entries = p.paths.len(), net_entries = p.net4.len() + p.net6.len(),
+            "policy loaded"
+        );
     }
-    for cgroup in &cgroups {
-        enforcer.govern(cgroup)?;
-        info!(cgroup = %cgroup.path.display(), id = cgroup.id, "governing");
+    for (_, cgroup) in &governed {
+        enforcer.attach_network(cgroup)?;
+    }
+    for (slot, cgroup) in &governed {
+        enforcer.govern(cgroup, *slot as u32)?;
+        info!(cgroup = %cgroup.path.display(), id = cgroup.id, policy = %compiled[*slot].name, "governing");
     }
     info!(
-        governed = cgroups.len(),
-        exec_rules = allowed.len(),
+        governed = governed.len(),
+        policies = compiled.len(),
         "enforcing"
     );
     let events = enforcer.take_events()?;
@@ -73,13 +94,13 @@ pub async fn run(config: RunConfig) -> Result<()> {
             stopped = &mut stop => { stopped?; break; }
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for kernel events")?;
-                drain(guard.get_inner_mut());
+                drain(guard.get_inner_mut(), &compiled);
                 guard.clear_ready();
             }
         }
     }
     // Events written between the last wake-up and the signal are still owed.
-    drain(ring.get_mut());
+    drain(ring.get_mut(), &compiled);
     let decisions = enforcer.decisions()?;
     let fields: Vec<String> = decisions
         .iter()
@@ -95,12 +116,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
 /// Writes every pending event as a JSON line on stdout (the event sink until the lineage
 /// replaces it). A malformed record is logged, never silently skipped.
-fn drain(ring: &mut RingBuf<MapData>) {
+fn drain(ring: &mut RingBuf<MapData>, policies: &[CompiledPolicy]) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     while let Some(item) = ring.next() {
         match events::parse(&item) {
-            Ok(record) => match serde_json::to_string(&record) {
+            Ok(mut record) => match serde_json::to_string(annotate(&mut record, policies)) {
                 Ok(line) => {
                     if let Err(e) = writeln!(out, "{line}") {
                         warn!(error = %e, "cannot write an event to stdout");
@@ -114,6 +135,18 @@ fn drain(ring: &mut RingBuf<MapData>) {
     if let Err(e) = out.flush() {
         warn!(error = %e, "cannot flush events to stdout");
     }
+}
+
+/// Names the policy and rule of a record from the policies loaded into the kernel.
+fn annotate<'a>(record: &'a mut DecisionRecord, policies: &[CompiledPolicy]) -> &'a DecisionRecord {
+    if let Some(p) = policies.get(record.policy_id as usize) {
+        record.policy = Some(p.name.clone());
+        record.rule = record
+            .rule_id
+            .and_then(|id| p.rule(id))
+            .map(|r| r.field.clone());
+    }
+    record
 }
 
 async fn wait_for_stop() -> Result<()> {

@@ -1,9 +1,13 @@
 //! Kernel decision events: parsed from ring-buffer bytes (outside input: length-checked, no
 //! trust in enum values) into records that serialise as one JSON line each.
 
-use rampart_common::{Action, Event, Reason, NO_RULE};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use rampart_common::{Action, Decision, Event, Reason, EVENT_PATH_BYTES, NO_RULE};
 use serde::Serialize;
 use thiserror::Error;
+
+use crate::policy::{compile::access_names, explain};
 
 /// Why ring-buffer bytes were not an event.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -26,20 +30,68 @@ pub struct DecisionRecord {
     pub reason: &'static str,
     /// `None` for a default deny.
     pub rule_id: Option<u32>,
-    /// Kernel-encoded device and inode of the target file.
-    pub target_dev: u64,
-    pub target_ino: u64,
+    /// The policy slot that decided, and its version.
+    pub policy_id: u32,
+    pub policy_version: u64,
+    /// Set by the agent from its loaded policies: the policy name and the rule's field.
+    pub policy: Option<String>,
+    pub rule: Option<String>,
+    /// The requested access of a file action (`read,write`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
+    /// The path the kernel resolved (file actions), cut to the event's buffer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Whether `path` holds only the first bytes of a longer path.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_truncated: bool,
+    /// Kernel-encoded device and inode of the target file (file actions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_dev: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_ino: Option<u64>,
+    /// `ADDR:PORT/PROTO` (network actions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
-fn action_name(raw: u32) -> &'static str {
-    match raw {
-        x if x == Action::Exec as u32 => "exec",
-        _ => "unknown",
-    }
+fn action_of(raw: u32) -> Option<Action> {
+    [
+        Action::Exec,
+        Action::Open,
+        Action::MapExec,
+        Action::Connect,
+        Action::Send,
+    ]
+    .into_iter()
+    .find(|a| *a as u32 == raw)
 }
 
-/// Decodes one ring-buffer record. Unknown action or reason numbers are kept visible as
-/// "unknown" rather than rejected: a decision happened and must not vanish.
+fn decision_of(raw: u32) -> Option<Decision> {
+    [Decision::Allow, Decision::Deny, Decision::Audit]
+        .into_iter()
+        .find(|d| *d as u32 == raw)
+}
+
+fn endpoint(e: &Event) -> Option<String> {
+    let ip = match e.family {
+        2 => IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3])),
+        10 => IpAddr::V6(Ipv6Addr::from(e.addr)),
+        _ => return None,
+    };
+    let proto = match e.protocol {
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        n => format!("proto{n}"),
+    };
+    Some(match ip {
+        IpAddr::V4(v4) => format!("{v4}:{}/{proto}", e.port),
+        IpAddr::V6(v6) => format!("[{v6}]:{}/{proto}", e.port),
+    })
+}
+
+/// Decodes one ring-buffer record. Unknown action, reason or decision numbers are kept
+/// visible as "unknown" rather than rejected: a decision happened and must not vanish.
 pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
     if bytes.len() != std::mem::size_of::<Event>() {
         return Err(EventError::BadSize(bytes.len()));
@@ -47,57 +99,61 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
     // SAFETY: the length equals size_of::<Event>(), Event is plain integers (every bit
     // pattern valid), and read_unaligned has no alignment requirement.
     let e: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) };
-    let Event {
-        ktime_ns,
-        cgroup_id,
-        target,
-        pid,
-        tid,
-        uid,
-        action,
-        reason,
-        rule_id,
-        comm,
-    } = e;
-    let reason = Reason::ALL.iter().find(|r| **r as u32 == reason).copied();
-    let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    let action = action_of(e.action);
+    let is_file = matches!(action, Some(Action::Exec | Action::Open | Action::MapExec));
+    let path = (e.path_len > 0).then(|| {
+        let n = (e.path_len as usize - 1).min(EVENT_PATH_BYTES);
+        let bytes = &e.path[..n];
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(n);
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    });
+    let comm_len = e.comm.iter().position(|&b| b == 0).unwrap_or(e.comm.len());
     Ok(DecisionRecord {
-        ktime_ns,
-        pid,
-        tid,
-        uid,
-        comm: String::from_utf8_lossy(&comm[..comm_len]).into_owned(),
-        cgroup_id,
-        action: action_name(action),
-        decision: match reason {
-            Some(r) if !r.denies() => "allow",
-            _ => "deny",
-        },
-        reason: reason.map_or("unknown", Reason::name),
-        rule_id: (rule_id != NO_RULE).then_some(rule_id),
-        target_dev: target.dev,
-        target_ino: target.ino,
+        ktime_ns: e.ktime_ns,
+        pid: e.pid,
+        tid: e.tid,
+        uid: e.uid,
+        comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
+        cgroup_id: e.cgroup_id,
+        action: action.map_or("unknown", explain::action_name),
+        decision: decision_of(e.decision).map_or("unknown", explain::decision_name),
+        reason: Reason::from_raw(e.reason).map_or("unknown", Reason::name),
+        rule_id: (e.rule_id != NO_RULE).then_some(e.rule_id),
+        policy_id: e.policy_id,
+        policy_version: e.policy_version,
+        policy: None,
+        rule: None,
+        access: is_file.then(|| access_names(e.access)),
+        path,
+        path_truncated: e.path_len as usize > EVENT_PATH_BYTES + 1,
+        file_dev: is_file.then_some(e.file.dev),
+        file_ino: is_file.then_some(e.file.ino),
+        endpoint: endpoint(&e),
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use rampart_common::FileId;
+    use rampart_common::{access, FileId};
 
     use super::*;
 
     fn bytes_of(e: &Event) -> Vec<u8> {
+        let n = std::mem::size_of::<Event>();
         // SAFETY: Event is repr(C) plain data without padding; viewing it as bytes is sound.
-        unsafe { std::slice::from_raw_parts((e as *const Event).cast::<u8>(), 72) }.to_vec()
+        unsafe { std::slice::from_raw_parts((e as *const Event).cast::<u8>(), n) }.to_vec()
     }
 
     fn sample() -> Event {
         let mut comm = [0u8; 16];
         comm[..4].copy_from_slice(b"curl");
+        let mut path = [0u8; EVENT_PATH_BYTES];
+        path[..9].copy_from_slice(b"/bin/curl");
         Event {
             ktime_ns: 42,
             cgroup_id: 7,
-            target: FileId {
+            policy_version: 3,
+            file: FileId {
                 dev: 1 << 20,
                 ino: 99,
             },
@@ -105,9 +161,19 @@ mod tests {
             tid: 101,
             uid: 1000,
             action: Action::Exec as u32,
-            reason: Reason::ExecNotAllowed as u32,
+            reason: Reason::NoRule as u32,
+            decision: Decision::Deny as u32,
             rule_id: NO_RULE,
+            access: access::READ | access::EXEC,
+            policy_id: 0,
+            path_len: 10,
+            family: 0,
+            port: 0,
+            protocol: 0,
+            _reserved: 0,
+            addr: [0; 16],
             comm,
+            path,
         }
     }
 
@@ -117,35 +183,67 @@ mod tests {
         assert_eq!(r.comm, "curl");
         assert_eq!(
             (r.action, r.decision, r.reason),
-            ("exec", "deny", "exec-not-allowed")
+            ("exec", "deny", "no-rule")
         );
         assert_eq!((r.pid, r.tid, r.uid, r.cgroup_id), (100, 101, 1000, 7));
-        assert_eq!((r.target_dev, r.target_ino, r.rule_id), (1 << 20, 99, None));
+        assert_eq!(r.path.as_deref(), Some("/bin/curl"));
+        assert_eq!(r.access.as_deref(), Some("read,exec"));
+        assert_eq!(
+            (r.file_dev, r.file_ino, r.rule_id),
+            (Some(1 << 20), Some(99), None)
+        );
+        assert_eq!((r.policy_version, r.endpoint), (3, None));
     }
 
     #[test]
-    fn unknown_reason_is_a_visible_deny() {
+    fn parses_a_network_denial() {
+        let mut e = sample();
+        e.action = Action::Connect as u32;
+        e.path_len = 0;
+        e.family = 10;
+        e.port = 443;
+        e.protocol = 6;
+        e.addr = std::net::Ipv6Addr::LOCALHOST.octets();
+        let r = parse(&bytes_of(&e)).unwrap();
+        assert_eq!(r.endpoint.as_deref(), Some("[::1]:443/tcp"));
+        assert_eq!((r.path, r.access, r.file_ino), (None, None, None));
+    }
+
+    #[test]
+    fn long_paths_are_marked_truncated() {
+        let mut e = sample();
+        e.path = [b'a'; EVENT_PATH_BYTES];
+        e.path_len = 4000;
+        let r = parse(&bytes_of(&e)).unwrap();
+        assert!(r.path_truncated);
+        assert_eq!(r.path.map(|p| p.len()), Some(EVENT_PATH_BYTES));
+    }
+
+    #[test]
+    fn unknown_numbers_are_visible() {
         let mut e = sample();
         e.reason = 9999;
+        e.decision = 77;
         let r = parse(&bytes_of(&e)).unwrap();
-        assert_eq!((r.decision, r.reason), ("deny", "unknown"));
+        assert_eq!((r.decision, r.reason), ("unknown", "unknown"));
     }
 
     #[test]
     fn wrong_sizes_are_rejected() {
         let raw = bytes_of(&sample());
-        assert_eq!(parse(&raw[..71]), Err(EventError::BadSize(71)));
+        let n = raw.len();
+        assert_eq!(parse(&raw[..n - 1]), Err(EventError::BadSize(n - 1)));
         assert_eq!(parse(&[]), Err(EventError::BadSize(0)));
         let mut long = raw.clone();
         long.push(0);
-        assert_eq!(parse(&long), Err(EventError::BadSize(73)));
+        assert_eq!(parse(&long), Err(EventError::BadSize(n + 1)));
     }
 
     #[test]
     fn serialises_as_one_json_line() {
         let line = serde_json::to_string(&parse(&bytes_of(&sample())).unwrap()).unwrap();
         assert!(!line.contains('\n'));
-        assert!(line.contains(r#""reason":"exec-not-allowed""#), "{line}");
+        assert!(line.contains(r#""reason":"no-rule""#), "{line}");
         assert!(line.contains(r#""rule_id":null"#), "{line}");
     }
 }

@@ -7,4 +7,5 @@ pub mod events;
 pub mod file_id;
 pub mod layout;
 pub mod loader;
+pub mod policy;
 pub mod preflight;

@@ -1,18 +1,29 @@
-//! Loads Rampart's kernel programs and drives their maps.
+//! Loads Rampart's kernel programs and fills their maps from compiled policies.
 //!
-//! Order matters for fail-closed behaviour: the allow maps are filled and the programs
-//! attached *before* any cgroup is marked governed, so a governed task never meets a
+//! Order matters for fail-closed behaviour: a policy's rules are written before its slot is
+//! marked loaded, and cgroups are marked governed last, so a governed task never meets a
 //! half-filled policy.
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::Lsm,
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+    },
+    programs::{links::CgroupAttachMode, CgroupSockAddr, Lsm},
     Btf, Ebpf, EbpfLoader,
 };
-use rampart_common::{maps, programs, FileId, KernelLayout, Reason, KERNEL_LAYOUT_SYMBOL};
+use ipnet::IpNet;
+use rampart_common::{
+    maps, programs, FileId, KernelLayout, Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo,
+    PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES, PATH_KEY_BYTES,
+    PORT_RANGES_PER_NET_RULE,
+};
 
-use crate::cgroup::Cgroup;
+use crate::{
+    cgroup::Cgroup,
+    policy::compile::{CompiledPolicy, Identity, NetEntry},
+};
 
 /// The eBPF object compiled into this binary by `cargo xtask build-ebpf`.
 #[cfg(rampart_ebpf_embedded)]
@@ -36,6 +47,43 @@ pub const fn has_embedded_object() -> bool {
     cfg!(rampart_ebpf_embedded)
 }
 
+/// The LPM key of a path entry in policy slot `slot`.
+pub fn path_key(slot: u16, key_bytes: &[u8]) -> Key<PathKey> {
+    let mut path = [0u8; PATH_KEY_BYTES];
+    let n = key_bytes.len().min(PATH_KEY_BYTES);
+    path[..n].copy_from_slice(&key_bytes[..n]);
+    Key::new(
+        16 + 8 * n as u32,
+        PathKey {
+            policy: slot.to_be_bytes(),
+            path,
+        },
+    )
+}
+
+/// The kernel value of a network entry.
+pub fn net_rule(entry: &NetEntry) -> Result<NetRule> {
+    anyhow::ensure!(
+        entry.ports.len() <= PORT_RANGES_PER_NET_RULE,
+        "{}: too many port ranges",
+        entry.cidr
+    );
+    let mut ranges = [PortRange::default(); PORT_RANGES_PER_NET_RULE];
+    for (slot, p) in ranges.iter_mut().zip(&entry.ports) {
+        *slot = PortRange {
+            rule_id: p.rule_id,
+            first: p.first,
+            last: p.last,
+            protocol: p.protocol_number(),
+        };
+    }
+    Ok(NetRule {
+        count: entry.ports.len() as u32,
+        rule_id: entry.rule_id,
+        ranges,
+    })
+}
+
 /// The loaded and attached kernel programs, and handles on their maps. Dropping it detaches
 /// everything (pinning comes with the daemon's restart story).
 pub struct Enforcer {
@@ -44,7 +92,7 @@ pub struct Enforcer {
 
 impl Enforcer {
     /// Loads the programs with the kernel struct layout written into their read-only data,
-    /// and attaches them. Nothing is governed until [`Enforcer::govern`] is called.
+    /// and attaches the LSM programs. Nothing is governed until [`Enforcer::govern`].
     pub fn load(layout: &KernelLayout) -> Result<Self> {
         let object = embedded_object()?;
         let mut ebpf = EbpfLoader::new()
@@ -52,17 +100,35 @@ impl Enforcer {
             .load(object)
             .context("loading the eBPF object into the kernel (maps and programs)")?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF for the LSM attach points")?;
-        let prog: &mut Lsm = ebpf
-            .program_mut(programs::BPRM_CHECK)
-            .ok_or_else(|| anyhow!("program {} missing from the object", programs::BPRM_CHECK))?
-            .try_into()
-            .context("bprm_check_security is not an LSM program")?;
-        prog.load("bprm_check_security", &btf).context(
-            "the kernel refused the exec program (BPF-LSM needs CONFIG_BPF_LSM=y and `bpf` in \
-             the lsm= boot parameter)",
-        )?;
-        prog.attach()
-            .context("attaching the exec program to bprm_check_security")?;
+        for hook in programs::LSM {
+            let prog: &mut Lsm = ebpf
+                .program_mut(hook)
+                .ok_or_else(|| anyhow!("program {hook} missing from the object"))?
+                .try_into()
+                .with_context(|| format!("{hook} is not an LSM program"))?;
+            prog.load(hook, &btf).with_context(|| {
+                format!(
+                    "the kernel refused the {hook} program (BPF-LSM needs CONFIG_BPF_LSM=y \
+                     and `bpf` in the lsm= boot parameter)"
+                )
+            })?;
+            prog.attach()
+                .with_context(|| format!("attaching the LSM program to {hook}"))?;
+        }
+        for name in [
+            programs::CONNECT4,
+            programs::CONNECT6,
+            programs::SENDMSG4,
+            programs::SENDMSG6,
+        ] {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()
+                .with_context(|| format!("{name} is not a cgroup sock_addr program"))?;
+            prog.load()
+                .with_context(|| format!("the kernel refused the {name} program"))?;
+        }
         Ok(Self { ebpf })
     }
 
@@ -72,20 +138,99 @@ impl Enforcer {
             .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
     }
 
-    /// Allows executing the file with identity `id`, recording `rule` as the matching rule.
-    pub fn allow_exec(&mut self, id: FileId, rule: u32) -> Result<()> {
-        let mut allow: HashMap<_, FileId, u32> =
-            HashMap::try_from(self.map_mut(maps::EXEC_ALLOW)?)?;
-        allow
-            .insert(id, rule, 0)
-            .with_context(|| format!("adding exec rule {rule} to the kernel map"))
+    /// Writes `policy` into slot `slot` with `version`, then marks the slot loaded.
+    pub fn install(&mut self, slot: u32, version: u64, policy: &CompiledPolicy) -> Result<()> {
+        anyhow::ensure!(slot < MAX_POLICIES, "policy slot {slot} out of range");
+        let slot16 = slot as u16;
+        {
+            let mut trie: LpmTrie<_, PathKey, PathRule> =
+                LpmTrie::try_from(self.map_mut(maps::PATH_RULES)?)?;
+            for e in &policy.paths {
+                let file = e
+                    .identity
+                    .map_or(FileId::default(), |Identity { dev, ino }| FileId {
+                        dev,
+                        ino,
+                    });
+                let value = PathRule {
+                    rule_id: e.rule_id,
+                    access: e.access,
+                    file,
+                };
+                trie.insert(&path_key(slot16, &e.key_bytes()), value, 0)
+                    .with_context(|| format!("adding path rule {} to the kernel", e.path))?;
+            }
+        }
+        for e in &policy.net4 {
+            let IpNet::V4(net) = e.cidr else { continue };
+            let mut trie: LpmTrie<_, Net4Key, NetRule> =
+                LpmTrie::try_from(self.map_mut(maps::NET4_RULES)?)?;
+            let key = Key::new(
+                16 + u32::from(net.prefix_len()),
+                Net4Key {
+                    policy: slot16.to_be_bytes(),
+                    addr: net.addr().octets(),
+                    _pad: [0; 2],
+                },
+            );
+            trie.insert(&key, net_rule(e)?, 0)
+                .with_context(|| format!("adding network rule {net} to the kernel"))?;
+        }
+        for e in &policy.net6 {
+            let IpNet::V6(net) = e.cidr else { continue };
+            let mut trie: LpmTrie<_, Net6Key, NetRule> =
+                LpmTrie::try_from(self.map_mut(maps::NET6_RULES)?)?;
+            let key = Key::new(
+                16 + u32::from(net.prefix_len()),
+                Net6Key {
+                    policy: slot16.to_be_bytes(),
+                    addr: net.addr().octets(),
+                    _pad: [0; 2],
+                },
+            );
+            trie.insert(&key, net_rule(e)?, 0)
+                .with_context(|| format!("adding network rule {net} to the kernel"))?;
+        }
+        let mut policies: Array<_, PolicyInfo> = Array::try_from(self.map_mut(maps::POLICIES)?)?;
+        policies
+            .set(
+                slot,
+                PolicyInfo {
+                    version,
+                    flags: policy.flags,
+                    loaded: 1,
+                },
+                0,
+            )
+            .context("marking the policy loaded")
     }
 
-    /// Puts `cgroup` and all of its descendants under default-deny governance.
-    pub fn govern(&mut self, cgroup: &Cgroup) -> Result<()> {
+    /// Attaches the network programs to `cgroup` (they apply to its descendants too).
+    pub fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()> {
+        let dir = std::fs::File::open(&cgroup.path)
+            .with_context(|| format!("opening {}", cgroup.path.display()))?;
+        for name in [
+            programs::CONNECT4,
+            programs::CONNECT6,
+            programs::SENDMSG4,
+            programs::SENDMSG6,
+        ] {
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()?;
+            prog.attach(&dir, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to cgroup {}", cgroup.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Puts `cgroup` and all of its descendants under the policy in `slot`.
+    pub fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()> {
         let mut governed: HashMap<_, u64, u32> = HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
         governed
-            .insert(cgroup.id, 0, 0)
+            .insert(cgroup.id, slot, 0)
             .with_context(|| format!("governing cgroup {}", cgroup.path.display()))
     }
 

@@ -11,14 +11,39 @@ pub const MAX_CGROUP_LEVELS: u32 = 16;
 /// Capacity of the governed-cgroup map.
 pub const MAX_GOVERNED_CGROUPS: u32 = 1024;
 
-/// Capacity of the exec allow map.
-pub const MAX_EXEC_RULES: u32 = 65536;
+/// Number of policy slots. A slot number is the policy id written into every rule key, so
+/// a decision only ever reads the rules of the one slot its cgroup points at.
+pub const MAX_POLICIES: u32 = 256;
+
+/// Capacity of the path rule trie (all policies together).
+pub const MAX_PATH_RULES: u32 = 65536;
+
+/// Capacity of each network rule trie (IPv4 and IPv6, all policies together).
+pub const MAX_NET_RULES: u32 = 16384;
+
+/// Size of the buffer `bpf_d_path` writes into: `PATH_MAX`. A longer path fails to
+/// resolve and is denied with [`Reason::PathTooLong`].
+pub const PATH_BUF_BYTES: usize = 4096;
+
+/// Path bytes in a path rule key. The kernel's LPM trie takes at most 256 data bytes, two
+/// of which hold the policy id.
+pub const PATH_KEY_BYTES: usize = 254;
+
+/// Longest path a rule may name: one byte of the key is kept for the terminating NUL that
+/// makes an exact-file rule exact.
+pub const MAX_RULE_PATH_BYTES: usize = PATH_KEY_BYTES - 1;
+
+/// Port ranges one network rule entry can carry.
+pub const PORT_RANGES_PER_NET_RULE: usize = 8;
+
+/// Path bytes copied into an event (the decision itself used the whole path).
+pub const EVENT_PATH_BYTES: usize = 256;
 
 /// Identity of a file as the kernel sees it: the super block's device number in the
 /// kernel's internal encoding (`MAJOR << 20 | MINOR`, see `include/linux/kdev_t.h`) and the
 /// inode number. Userspace converts `stat(2)`'s `st_dev` to this encoding.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FileId {
     pub dev: u64,
     pub ino: u64,
@@ -35,12 +60,18 @@ pub struct KernelLayout {
     pub binprm_file: u32,
     /// `struct file::f_inode`
     pub file_inode: u32,
+    /// `struct file::f_path`
+    pub file_path: u32,
+    /// `struct file::f_mode`
+    pub file_mode: u32,
     /// `struct inode::i_ino`
     pub inode_ino: u32,
     /// `struct inode::i_sb`
     pub inode_sb: u32,
     /// `struct super_block::s_dev`
     pub sb_dev: u32,
+    /// `struct vm_area_struct::vm_file`
+    pub vma_file: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -50,9 +81,12 @@ impl KernelLayout {
     pub const UNSET: Self = Self {
         binprm_file: 0,
         file_inode: 0,
+        file_path: 0,
+        file_mode: 0,
         inode_ino: 0,
         inode_sb: 0,
         sb_dev: 0,
+        vma_file: 0,
         valid: 0,
     };
 }
@@ -61,59 +95,211 @@ impl KernelLayout {
 pub const KERNEL_LAYOUT_SYMBOL: &str = "KERNEL_LAYOUT";
 
 /// Why the kernel decided what it decided. Stable numbers: they appear in events, counters
-/// and the lineage.
+/// and the lineage. Only [`Reason::Allowed`] allows.
 #[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
-    /// The binary's identity is in the exec allow map.
-    ExecAllowed = 0,
-    /// The binary's identity is not in the exec allow map.
-    ExecNotAllowed = 1,
+    /// A rule of the policy in force grants the action.
+    Allowed = 0,
+    /// No rule names the path or address.
+    NoRule = 1,
+    /// A rule names the path or address, but not this access, port or protocol.
+    AccessNotGranted = 2,
+    /// The exec rule names this path, but the file there is not the one pinned when the
+    /// policy was loaded (replaced, or a different file under that name).
+    IdentityMismatch = 3,
+    /// The kernel could not produce a path for the file (`bpf_d_path` failed).
+    PathUnresolvable = 4,
+    /// The path is longer than the kernel buffer ([`PATH_BUF_BYTES`]).
+    PathTooLong = 5,
     /// The agent never supplied the kernel struct layout: deny everything governed.
-    LayoutUnset = 2,
-    /// Reading the binary's identity from kernel memory failed.
-    IdentityUnreadable = 3,
+    LayoutUnset = 6,
+    /// Reading the file's identity from kernel memory failed.
+    IdentityUnreadable = 7,
+    /// The cgroup points at a policy slot that holds no policy.
+    PolicyMissing = 8,
+    /// Strict mode: the event for this decision could not be recorded.
+    EventUnrecorded = 9,
 }
 
 /// Number of [`Reason`] values; the size of the per-CPU decision counter array.
-pub const REASON_COUNT: u32 = 4;
+pub const REASON_COUNT: u32 = 10;
 
 impl Reason {
     /// All reasons, in counter-index order.
     pub const ALL: [Reason; REASON_COUNT as usize] = [
-        Reason::ExecAllowed,
-        Reason::ExecNotAllowed,
+        Reason::Allowed,
+        Reason::NoRule,
+        Reason::AccessNotGranted,
+        Reason::IdentityMismatch,
+        Reason::PathUnresolvable,
+        Reason::PathTooLong,
         Reason::LayoutUnset,
         Reason::IdentityUnreadable,
+        Reason::PolicyMissing,
+        Reason::EventUnrecorded,
     ];
 
     /// Stable kebab-case name used in output and docs.
     pub const fn name(self) -> &'static str {
         match self {
-            Reason::ExecAllowed => "exec-allowed",
-            Reason::ExecNotAllowed => "exec-not-allowed",
+            Reason::Allowed => "allowed",
+            Reason::NoRule => "no-rule",
+            Reason::AccessNotGranted => "access-not-granted",
+            Reason::IdentityMismatch => "identity-mismatch",
+            Reason::PathUnresolvable => "path-unresolvable",
+            Reason::PathTooLong => "path-too-long",
             Reason::LayoutUnset => "layout-unset",
             Reason::IdentityUnreadable => "identity-unreadable",
+            Reason::PolicyMissing => "policy-missing",
+            Reason::EventUnrecorded => "event-unrecorded",
         }
     }
 
-    /// Whether this reason denies the action.
+    /// The reason with this number, if any.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| *r as u32 == raw)
+    }
+
+    /// Whether this reason denies the action (in enforce mode).
     pub const fn denies(self) -> bool {
-        !matches!(self, Reason::ExecAllowed)
+        !matches!(self, Reason::Allowed)
     }
 }
 
-/// Size of the event ring buffer in bytes (a power of two, a multiple of the page size).
-pub const EVENT_RING_BYTES: u32 = 256 * 1024;
+/// What the kernel did.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow = 0,
+    Deny = 1,
+    /// The policy is in audit mode: the action would have been denied and was allowed.
+    Audit = 2,
+}
 
-/// `rule_id` of an event that matched no rule (every default-deny).
+/// Size of the event ring buffer in bytes (a power of two, a multiple of the page size).
+pub const EVENT_RING_BYTES: u32 = 1024 * 1024;
+
+/// `rule_id` of a decision that matched no rule (every default-deny).
 pub const NO_RULE: u32 = u32::MAX;
 
 /// What a task tried to do.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// `execve` of a program (`bprm_check_security`, once per interpreter level).
     Exec = 1,
+    /// Opening a file (`file_open`).
+    Open = 2,
+    /// Mapping a file executable (`mmap_file`, `file_mprotect` with `PROT_EXEC`).
+    MapExec = 3,
+    /// `connect` (`cgroup/connect4`, `connect6`).
+    Connect = 4,
+    /// `sendto`/`sendmsg` with an address (`cgroup/sendmsg4`, `sendmsg6`).
+    Send = 5,
+}
+
+/// Access bits of a path rule and of a file request.
+pub mod access {
+    /// Open for reading.
+    pub const READ: u32 = 1;
+    /// Open for writing or appending.
+    pub const WRITE: u32 = 2;
+    /// Open for execution (`FMODE_EXEC`) or map executable.
+    pub const EXEC: u32 = 4;
+    /// Run as a program (`execve`); only exec rules grant it, bound to a file identity.
+    pub const RUN: u32 = 8;
+}
+
+/// Policy flags in [`PolicyInfo::flags`].
+pub mod policy_flags {
+    /// Audit mode: denials are recorded and allowed.
+    pub const AUDIT: u32 = 1;
+    /// Every decision is an event, not just denials.
+    pub const EVENTS_ALL: u32 = 2;
+    /// An action whose event cannot be recorded is denied.
+    pub const STRICT: u32 = 4;
+}
+
+/// One policy slot: what the rules keyed by this slot's id are, and how to apply them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PolicyInfo {
+    /// The policy version (from the signed bundle; 0 for an unsigned local policy).
+    pub version: u64,
+    /// [`policy_flags`] bits.
+    pub flags: u32,
+    /// Non-zero once the slot's rules are all in place.
+    pub loaded: u32,
+}
+
+/// Data of a path rule key in the LPM trie: the policy id (big-endian, so it is the
+/// leading 16 bits of every prefix) then the path. An exact-file rule includes the
+/// terminating NUL in its prefix; a directory rule ends with `/` and no NUL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathKey {
+    pub policy: [u8; 2],
+    pub path: [u8; PATH_KEY_BYTES],
+}
+
+/// Value of a path rule.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathRule {
+    /// The rule that names this exact path or directory.
+    pub rule_id: u32,
+    /// [`access`] bits granted at this path (already including those of enclosing
+    /// directory rules: the longest match decides alone).
+    pub access: u32,
+    /// With [`access::RUN`]: the identity the file had when the policy was loaded.
+    pub file: FileId,
+}
+
+/// Data of an IPv4 rule key: policy id (big-endian) then the address, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net4Key {
+    pub policy: [u8; 2],
+    pub addr: [u8; 4],
+    pub _pad: [u8; 2],
+}
+
+/// Data of an IPv6 rule key: policy id (big-endian) then the address, network order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net6Key {
+    pub policy: [u8; 2],
+    pub addr: [u8; 16],
+    pub _pad: [u8; 2],
+}
+
+/// Protocol numbers in [`PortRange::protocol`].
+pub const IPPROTO_TCP: u32 = 6;
+pub const IPPROTO_UDP: u32 = 17;
+
+/// Ports a network rule allows, for one protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PortRange {
+    pub rule_id: u32,
+    /// First and last allowed port, inclusive, host order.
+    pub first: u16,
+    pub last: u16,
+    /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
+    pub protocol: u32,
+}
+
+/// Value of a network rule: the port ranges allowed to addresses in this prefix (already
+/// including those of enclosing prefixes: the longest match decides alone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetRule {
+    /// Used entries of `ranges`.
+    pub count: u32,
+    /// The rule that names this exact prefix.
+    pub rule_id: u32,
+    pub ranges: [PortRange; PORT_RANGES_PER_NET_RULE],
 }
 
 /// One kernel decision, as written to the event ring buffer. Plain data, no padding.
@@ -124,8 +310,10 @@ pub struct Event {
     pub ktime_ns: u64,
     /// The cgroup v2 id of the acting task.
     pub cgroup_id: u64,
-    /// Identity of the target file (zero when it could not be read).
-    pub target: FileId,
+    /// Version of the policy that decided.
+    pub policy_version: u64,
+    /// Identity of the target file (zero when not a file or unreadable).
+    pub file: FileId,
     /// Thread group id (the userspace "pid").
     pub pid: u32,
     /// Thread id.
@@ -135,18 +323,44 @@ pub struct Event {
     pub action: u32,
     /// A [`Reason`] value.
     pub reason: u32,
+    /// A [`Decision`] value.
+    pub decision: u32,
     /// The matching rule, or [`NO_RULE`].
     pub rule_id: u32,
+    /// Requested [`access`] bits (file actions).
+    pub access: u32,
+    /// The policy slot that decided.
+    pub policy_id: u32,
+    /// Length of the path including its NUL, as the kernel resolved it (0: no path). May
+    /// exceed [`EVENT_PATH_BYTES`]; `path` then holds the first bytes.
+    pub path_len: u32,
+    /// `AF_INET` (2) or `AF_INET6` (10) for network actions, else 0.
+    pub family: u32,
+    /// Destination port, host order.
+    pub port: u32,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP` for network actions.
+    pub protocol: u32,
+    pub _reserved: u32,
+    /// Destination address, network order (IPv4 in the first four bytes).
+    pub addr: [u8; 16],
     /// The task's `comm`, NUL-padded.
     pub comm: [u8; 16],
+    /// The target path (see `path_len`).
+    pub path: [u8; EVENT_PATH_BYTES],
 }
 
 /// Names of the maps in the eBPF object, shared so the two sides cannot drift apart.
 pub mod maps {
-    /// `HashMap<u64 cgroup id, u32 flags>`: the governed cgroups.
+    /// `HashMap<u64 cgroup id, u32 policy id>`: the governed cgroups.
     pub const GOVERNED: &str = "GOVERNED";
-    /// `HashMap<FileId, u32 rule id>`: binaries that may be executed.
-    pub const EXEC_ALLOW: &str = "EXEC_ALLOW";
+    /// `Array<PolicyInfo>` indexed by policy id.
+    pub const POLICIES: &str = "POLICIES";
+    /// `LpmTrie<PathKey, PathRule>`.
+    pub const PATH_RULES: &str = "PATH_RULES";
+    /// `LpmTrie<Net4Key, NetRule>`.
+    pub const NET4_RULES: &str = "NET4_RULES";
+    /// `LpmTrie<Net6Key, NetRule>`.
+    pub const NET6_RULES: &str = "NET6_RULES";
     /// `PerCpuArray<u64>` indexed by [`super::Reason`]: decisions taken.
     pub const DECISIONS: &str = "DECISIONS";
     /// `RingBuf` of [`super::Event`]s.
@@ -155,21 +369,46 @@ pub mod maps {
     pub const EVENT_DROPS: &str = "EVENT_DROPS";
 }
 
-/// Names of the programs in the eBPF object.
+/// Names of the programs in the eBPF object (each is also its hook or attach type).
 pub mod programs {
-    /// LSM program on `bprm_check_security`.
     pub const BPRM_CHECK: &str = "bprm_check_security";
+    pub const FILE_OPEN: &str = "file_open";
+    pub const MMAP_FILE: &str = "mmap_file";
+    pub const FILE_MPROTECT: &str = "file_mprotect";
+    /// The LSM programs, each named after its hook.
+    pub const LSM: [&str; 4] = [BPRM_CHECK, FILE_OPEN, MMAP_FILE, FILE_MPROTECT];
+    pub const CONNECT4: &str = "connect4";
+    pub const CONNECT6: &str = "connect6";
+    pub const SENDMSG4: &str = "sendmsg4";
+    pub const SENDMSG6: &str = "sendmsg6";
 }
 
-// The ABI must not change size silently: the agent parses events by this size.
-const _: () = assert!(core::mem::size_of::<Event>() == 72);
+// The ABI must not change size silently: the agent parses events by this size, and the
+// LPM trie keys must stay within the kernel's 256 data bytes.
+const _: () = assert!(core::mem::size_of::<Event>() == 384);
+const _: () = assert!(core::mem::size_of::<PathKey>() == 256);
+const _: () = assert!(core::mem::size_of::<PathRule>() == 24);
+const _: () = assert!(core::mem::size_of::<NetRule>() == 8 + 12 * PORT_RANGES_PER_NET_RULE);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: FileId is repr(C), Copy, made of two u64 with no padding; every bit pattern is valid.
+    // SAFETY (all impls below): each type is repr(C), Copy, made only of integers and
+    // integer arrays laid out without padding (sizes asserted above); any bits are valid.
     unsafe impl aya::Pod for super::FileId {}
-    // SAFETY: KernelLayout is repr(C), Copy, made of u32 fields with no padding; any bits are valid.
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::KernelLayout {}
-    // SAFETY: Event is repr(C), Copy, 72 bytes of integers with no padding; any bits are valid.
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::Event {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::PolicyInfo {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::PathKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::PathRule {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::Net4Key {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::Net6Key {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::NetRule {}
 }

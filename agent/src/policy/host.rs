@@ -1,0 +1,100 @@
+//! Policies on this host: reading a set of policy files, resolving their paths against
+//! this host's files (as the kernel will see them), and compiling them together.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use rampart_common::FileId;
+
+use super::{compile, CompiledPolicy, PolicySource, Resolver};
+use crate::file_id::kernel_dev;
+
+/// Resolves rule paths with this host's file system: symlinks are followed (the kernel
+/// judges the file a path leads to), and exec rules pin the identity of the file there.
+pub struct Host;
+
+impl Resolver for Host {
+    fn canonical(&self, path: &str) -> Option<String> {
+        let dir = path.ends_with('/') && path.len() > 1;
+        let real = std::fs::canonicalize(path.trim_end_matches('/')).ok()?;
+        let mut s = real.to_str()?.to_owned();
+        if dir && s != "/" {
+            s.push('/');
+        }
+        Some(s)
+    }
+
+    fn identity(&self, canonical: &str) -> Option<FileId> {
+        let meta = std::fs::metadata(canonical).ok()?;
+        meta.is_file().then(|| FileId {
+            dev: kernel_dev(meta.dev()),
+            ino: meta.ino(),
+        })
+    }
+}
+
+/// Reads, compiles and cross-checks policy files: names are unique, and no cgroup is
+/// governed by two policies.
+pub fn compile_files(files: &[PathBuf], resolver: &dyn Resolver) -> Result<Vec<CompiledPolicy>> {
+    if files.is_empty() {
+        bail!("no policy file given");
+    }
+    let mut compiled = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut cgroups: BTreeMap<String, String> = BTreeMap::new();
+    for path in files {
+        let source = PolicySource::read(path)?;
+        for (i, doc) in source.documents.iter().enumerate() {
+            let place = if source.documents.len() > 1 {
+                format!("{} (document {})", source.file, i + 1)
+            } else {
+                source.file.clone()
+            };
+            let policy = compile(doc, &source.file, resolver)
+                .with_context(|| format!("{place}: cannot compile"))?;
+            if let Some(other) = names.insert(policy.name.clone(), place.clone()) {
+                bail!(
+                    "{place}:{}: metadata.name: policy `{}` is already defined in {other}",
+                    line_of(&source.text, "name:", &policy.name),
+                    policy.name
+                );
+            }
+            for cg in &policy.governs {
+                if let Some(other) = cgroups.insert(cg.clone(), policy.name.clone()) {
+                    bail!(
+                        "{place}:{}: spec.governs: cgroup {cg} is already governed by policy \
+                         `{other}`; a cgroup has one policy",
+                        line_of(&source.text, "", cg)
+                    );
+                }
+            }
+            compiled.push(policy);
+        }
+    }
+    Ok(compiled)
+}
+
+/// The first line number (1-based) holding `key` and `value`, for errors found after
+/// parsing; 0 if not found.
+fn line_of(text: &str, key: &str, value: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(key) && l.contains(value))
+        .map_or(0, |i| i + 1)
+}
+
+/// The canonical path the kernel will report for a request path (symlinks followed), and
+/// the file's identity when it is a regular file.
+pub fn resolve_request(path: &Path) -> Result<(String, Option<FileId>)> {
+    let real = std::fs::canonicalize(path)
+        .with_context(|| format!("{} does not exist on this host", path.display()))?;
+    let s = real
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", real.display()))?
+        .to_owned();
+    let id = Host.identity(&s);
+    Ok((s, id))
+}
