@@ -10,25 +10,25 @@ pub const MEMBERS: [(&str, &str); 8] = [
     ("file", "f_inode"),
     ("file", "f_path"),
     ("file", "f_mode"),
+    ("file", "f_flags"),
     ("inode", "i_ino"),
     ("inode", "i_sb"),
     ("super_block", "s_dev"),
-    ("vm_area_struct", "vm_file"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
 pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
-    let [binprm_file, file_inode, file_path, file_mode, inode_ino, inode_sb, sb_dev, vma_file] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev] =
         MEMBERS.map(|(s, m)| btf.member_offset(s, m));
     Ok(KernelLayout {
         binprm_file: binprm_file?,
         file_inode: file_inode?,
         file_path: file_path?,
         file_mode: file_mode?,
+        file_flags: file_flags?,
         inode_ino: inode_ino?,
         inode_sb: inode_sb?,
         sb_dev: sb_dev?,
-        vma_file: vma_file?,
         valid: 1,
     })
 }
@@ -57,6 +57,7 @@ mod tests {
             &[
                 ("f_path", long, 0),
                 ("f_mode", uint, 8 * 20),
+                ("f_flags", uint, 8 * 32),
                 ("f_inode", p, 8 * 24),
             ],
         );
@@ -67,7 +68,6 @@ mod tests {
             &[("i_sb", p, 8 * 40), ("i_ino", long, 8 * 64)],
         );
         b.composite(false, "super_block", 64, &[("s_dev", uint, 8 * 16)]);
-        b.composite(false, "vm_area_struct", 64, &[("vm_file", p, 8 * 32)]);
         let btf = Btf::parse(&b.build()).unwrap();
         assert_eq!(
             resolve(&btf).unwrap(),
@@ -76,10 +76,10 @@ mod tests {
                 file_inode: 24,
                 file_path: 0,
                 file_mode: 20,
+                file_flags: 32,
                 inode_ino: 64,
                 inode_sb: 40,
                 sb_dev: 16,
-                vma_file: 32,
                 valid: 1
             }
         );
@@ -118,8 +118,8 @@ mod tests {
             layout.file_inode,
             layout.file_path,
             layout.file_mode,
+            layout.file_flags,
             layout.inode_sb,
-            layout.vma_file,
             layout.sb_dev,
         ] {
             assert!(off < 4096, "implausible offset {off}");

@@ -64,14 +64,14 @@ pub struct KernelLayout {
     pub file_path: u32,
     /// `struct file::f_mode`
     pub file_mode: u32,
+    /// `struct file::f_flags`
+    pub file_flags: u32,
     /// `struct inode::i_ino`
     pub inode_ino: u32,
     /// `struct inode::i_sb`
     pub inode_sb: u32,
     /// `struct super_block::s_dev`
     pub sb_dev: u32,
-    /// `struct vm_area_struct::vm_file`
-    pub vma_file: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -83,10 +83,10 @@ impl KernelLayout {
         file_inode: 0,
         file_path: 0,
         file_mode: 0,
+        file_flags: 0,
         inode_ino: 0,
         inode_sb: 0,
         sb_dev: 0,
-        vma_file: 0,
         valid: 0,
     };
 }
@@ -191,7 +191,7 @@ pub enum Action {
     Exec = 1,
     /// Opening a file (`file_open`).
     Open = 2,
-    /// Mapping a file executable (`mmap_file`, `file_mprotect` with `PROT_EXEC`).
+    /// Mapping a file executable (`mmap_file` with `PROT_EXEC`).
     MapExec = 3,
     /// `connect` (`cgroup/connect4`, `connect6`).
     Connect = 4,
@@ -374,9 +374,8 @@ pub mod programs {
     pub const BPRM_CHECK: &str = "bprm_check_security";
     pub const FILE_OPEN: &str = "file_open";
     pub const MMAP_FILE: &str = "mmap_file";
-    pub const FILE_MPROTECT: &str = "file_mprotect";
     /// The LSM programs, each named after its hook.
-    pub const LSM: [&str; 4] = [BPRM_CHECK, FILE_OPEN, MMAP_FILE, FILE_MPROTECT];
+    pub const LSM: [&str; 3] = [BPRM_CHECK, FILE_OPEN, MMAP_FILE];
     pub const CONNECT4: &str = "connect4";
     pub const CONNECT6: &str = "connect6";
     pub const SENDMSG4: &str = "sendmsg4";

@@ -195,25 +195,6 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     ))
 }
 
-#[lsm(hook = "file_mprotect")]
-pub fn file_mprotect(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    let vma: *const u8 = ctx.arg(0);
-    let prot: u64 = ctx.arg(2);
-    if prot & PROT_EXEC == 0 {
-        return LSM_ALLOW;
-    }
-    lsm_verdict(judge_file(
-        vma,
-        FileFrom::Vma,
-        Action::MapExec,
-        access::EXEC,
-    ))
-}
-
 fn lsm_verdict(allow: bool) -> i32 {
     if allow {
         LSM_ALLOW
@@ -231,8 +212,6 @@ enum FileFrom {
     Open,
     /// `struct file *`.
     File,
-    /// `struct vm_area_struct *`: its `vm_file` (none for anonymous memory: allowed).
-    Vma,
 }
 
 /// Judges an action on a file for the current task; true to allow.
@@ -247,13 +226,6 @@ fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) -> b
     }
     let file = match from {
         FileFrom::Binprm => btf_ptr(object, layout.binprm_file),
-        FileFrom::Vma => {
-            let file = btf_ptr(object, layout.vma_file);
-            if file.is_null() {
-                return true;
-            }
-            file
-        }
         FileFrom::Open | FileFrom::File => object,
     };
     if from == FileFrom::Open {
@@ -265,8 +237,10 @@ fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) -> b
         if mode & FMODE_WRITE != 0 {
             need |= access::WRITE;
         }
-        if mode & FMODE_EXEC != 0 {
-            // The kernel opening a program or its ELF interpreter for execve.
+        // The kernel opening a program or its ELF interpreter for execve: `open_exec` passes
+        // __FMODE_EXEC in the open flags; f_mode only gains FMODE_EXEC on some kernels.
+        let flags = btf_u32(file, layout.file_flags);
+        if mode & FMODE_EXEC != 0 || flags & FMODE_EXEC != 0 {
             need |= access::EXEC;
             request.action = Action::Exec;
         }
@@ -406,24 +380,33 @@ fn sock_verdict(allow: bool) -> i32 {
 }
 
 /// Judges a connect or addressed send; an IPv4-mapped IPv6 address is judged as IPv4.
+/// Inlined so that each program gets its own copy with `v6` fixed.
+#[inline(always)]
 fn judge_inet(ctx: &SockAddrContext, action: Action, v6: bool) -> bool {
     let Some(policy_id) = governing_policy() else {
         return true;
     };
     let sa = ctx.sock_addr;
+    // Each context field is read with its own fixed-offset load: the verifier refuses
+    // loads through a context pointer that was moved.
     // SAFETY: `sa` is the program's context; the verifier checks each field access.
     let (port, protocol, words) = unsafe {
+        use core::ptr::{addr_of, read_volatile};
         let words = if v6 {
             [
-                (*sa).user_ip6[0],
-                (*sa).user_ip6[1],
-                (*sa).user_ip6[2],
-                (*sa).user_ip6[3],
+                read_volatile(addr_of!((*sa).user_ip6[0])),
+                read_volatile(addr_of!((*sa).user_ip6[1])),
+                read_volatile(addr_of!((*sa).user_ip6[2])),
+                read_volatile(addr_of!((*sa).user_ip6[3])),
             ]
         } else {
-            [0, 0, 0, (*sa).user_ip4]
+            [0, 0, 0, read_volatile(addr_of!((*sa).user_ip4))]
         };
-        (u16::from_be((*sa).user_port as u16), (*sa).protocol, words)
+        (
+            u16::from_be(read_volatile(addr_of!((*sa).user_port)) as u16),
+            read_volatile(addr_of!((*sa).protocol)),
+            words,
+        )
     };
     let mapped_v4 = v6 && words[0] == 0 && words[1] == 0 && words[2] == 0xffffu32.to_be();
     let mut request = Request::file(action, 0);

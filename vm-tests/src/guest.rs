@@ -23,16 +23,30 @@ pub const AGENT_EVENTS: &str = "/tmp/rampart-events.jsonl";
 /// Under TCG the agent's BTF parse and program load take seconds; leave ample room.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Where the guest writes the policy the agent enforces.
+pub const POLICY_FILE: &str = "/etc/rampart-test-policy.yaml";
+/// Name of the enforcing test policy (the other one, `test-audit`, is in audit mode).
+pub const ENFORCE_POLICY: &str = "test-enforce";
+
+/// A denial the kernel must have recorded: action, target (path or endpoint), reason.
+#[derive(Debug, Clone)]
+pub struct ExpectedEvent {
+    pub action: String,
+    pub target: String,
+    pub decision: String,
+    pub reason: String,
+}
+
 /// Everything a scenario may use: fixture paths, cgroups, and what the agent has decided.
 pub struct Env {
     pub allowed: PathBuf,
     pub denied: PathBuf,
     pub governed: PathBuf,
+    pub audited: PathBuf,
     pub ungoverned: PathBuf,
     pub runner: PathBuf,
-    /// Execs inside governance that the kernel allowed / denied, as observed by scenarios.
-    pub observed_allowed: u64,
-    pub observed_denied: u64,
+    /// Denials (and audit records) scenarios caused and expect as events.
+    pub expected_events: Vec<ExpectedEvent>,
     /// The agent's final decision counters, once it has stopped.
     pub agent_decisions: Option<String>,
     /// Events the kernel dropped (ring buffer full), as the agent reported when it stopped.
@@ -46,6 +60,79 @@ impl Env {
     pub fn fixture(&self, name: &str) -> PathBuf {
         Path::new(FIXTURES).join(name)
     }
+
+    /// Records a denial the agent's event stream must contain.
+    pub fn expect_event(&mut self, action: &str, target: &str, decision: &str, reason: &str) {
+        self.expected_events.push(ExpectedEvent {
+            action: action.into(),
+            target: target.into(),
+            decision: decision.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// The test policies: what the scenarios may do inside the governed cgroups.
+fn policy_text() -> String {
+    format!(
+        r#"apiVersion: rampart.dev/v1alpha1
+kind: Policy
+metadata:
+  name: {ENFORCE_POLICY}
+  description: what the VM scenarios may do in /rampart-governed
+spec:
+  governs: [/rampart-governed]
+  mode: enforce
+  exec:
+    allow:
+      - {F}/allowed-probe
+      - {F}/renamed-allowed
+      - {F}/movable
+      - {F}/script-ok.sh
+      - {F}/script-bad-interp.sh
+      - {F}/dyn-true
+      - /lib64/ld-linux-x86-64.so.2
+    libraries:
+      - /lib/x86_64-linux-gnu/
+  files:
+    - path: {F}/
+      access: [read]
+    - path: {F}/data/writable.txt
+      access: [read, write]
+    - path: /tmp/deep/
+      access: [read]
+    - path: /dev/null
+      access: [read, write]
+  network:
+    - cidr: 127.0.0.1/32
+      ports: ["8000-8100"]
+      protocol: tcp
+    - cidr: 127.0.0.1/32
+      ports: [5353]
+      protocol: udp
+    - cidr: ::1/128
+      ports: [9000]
+      protocol: tcp
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Policy
+metadata:
+  name: test-audit
+spec:
+  governs: [/rampart-audit]
+  mode: audit
+  exec:
+    allow: [{F}/allowed-probe]
+"#,
+        F = FIXTURES
+    )
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
 }
 
 fn report(result: &ScenarioResult) {
@@ -78,31 +165,83 @@ fn check_bpf_lsm() -> Result<(), String> {
 }
 
 fn set_up() -> Result<Env> {
-    std::fs::create_dir_all(FIXTURES)?;
+    let fx = Path::new(FIXTURES);
+    std::fs::create_dir_all(fx.join("data"))?;
     let me = std::fs::read_link("/proc/self/exe").context("locating the runner binary")?;
-    let allowed = Path::new(FIXTURES).join("allowed-probe");
-    let denied = Path::new(FIXTURES).join("denied-probe");
-    for copy in [&allowed, &denied] {
-        std::fs::copy(&me, copy).with_context(|| format!("creating fixture {}", copy.display()))?;
+    let allowed = fx.join("allowed-probe");
+    let denied = fx.join("denied-probe");
+    for name in [
+        "allowed-probe",
+        "denied-probe",
+        "renamed-allowed",
+        "movable",
+        "swap-in",
+    ] {
+        let copy = fx.join(name);
+        std::fs::copy(&me, &copy)
+            .with_context(|| format!("creating fixture {}", copy.display()))?;
     }
+    for name in ["dyn-true", "denied-dyn"] {
+        std::fs::copy("/usr/lib/rampart-test/dyn-true", fx.join(name))
+            .context("copying the dynamic test program")?;
+    }
+    write(
+        &fx.join("script-ok.sh"),
+        &format!("#!{FIXTURES}/allowed-probe probe\n"),
+        0o755,
+    )?;
+    write(
+        &fx.join("script-bad-interp.sh"),
+        &format!("#!{FIXTURES}/denied-probe probe\n"),
+        0o755,
+    )?;
+    write(
+        &fx.join("script-not-allowed.sh"),
+        &format!("#!{FIXTURES}/allowed-probe probe\n"),
+        0o755,
+    )?;
+    write(&fx.join("data/readable.txt"), "readable\n", 0o644)?;
+    write(&fx.join("data/writable.txt"), "writable\n", 0o644)?;
+    std::fs::create_dir_all("/srv")?;
+    write(Path::new("/srv/secret.txt"), "secret\n", 0o644)?;
+    // A directory chain whose full path is longer than PATH_MAX, with a file at each depth.
+    std::fs::create_dir_all("/tmp/deep")?;
+    make_deep_chain(Path::new("/tmp/deep"), 24)?;
+    write(Path::new(POLICY_FILE), &policy_text(), 0o644)?;
     let governed = Path::new(CGROUP_ROOT).join("rampart-governed");
+    let audited = Path::new(CGROUP_ROOT).join("rampart-audit");
     let ungoverned = Path::new(CGROUP_ROOT).join("rampart-free");
-    for cg in [&governed, &ungoverned] {
+    for cg in [&governed, &audited, &ungoverned] {
         std::fs::create_dir_all(cg).with_context(|| format!("creating cgroup {}", cg.display()))?;
     }
     Ok(Env {
         allowed,
         denied,
         governed,
+        audited,
         ungoverned,
         runner: me,
-        observed_allowed: 0,
-        observed_denied: 0,
+        expected_events: Vec::new(),
         agent_decisions: None,
         agent_event_drops: None,
         bpf_lsm: check_bpf_lsm(),
         agent: None,
     })
+}
+
+/// Creates `depth` nested directories under `base`, each with a file `f`, walking with
+/// relative paths (the absolute path outgrows PATH_MAX).
+fn make_deep_chain(base: &Path, depth: usize) -> Result<()> {
+    let saved = std::env::current_dir()?;
+    std::env::set_current_dir(base)?;
+    std::fs::write("f", "deep\n")?;
+    for _ in 0..depth {
+        std::fs::create_dir_all(crate::ops::DEEP_DIR_NAME)?;
+        std::env::set_current_dir(crate::ops::DEEP_DIR_NAME)?;
+        std::fs::write("f", "deep\n")?;
+    }
+    std::env::set_current_dir(saved)?;
+    Ok(())
 }
 
 /// Starts `rampart run` governing the test cgroup, and waits for its sd_notify READY=1.
@@ -113,10 +252,8 @@ pub fn start_agent(env: &mut Env) -> Result<()> {
     let log = std::fs::File::create(AGENT_LOG)?;
     let mut child = Command::new(AGENT)
         .arg("run")
-        .arg("--govern")
-        .arg(&env.governed)
-        .arg("--allow-exec")
-        .arg(&env.allowed)
+        .arg("--policy")
+        .arg(POLICY_FILE)
         .env("NOTIFY_SOCKET", NOTIFY_SOCKET)
         .env("RAMPART_LOG", "info")
         .stdin(Stdio::null())

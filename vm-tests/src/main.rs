@@ -5,10 +5,13 @@
 //! - `rampart-vm-tests cg-exec CGROUP PATH [ARGS...]` moves itself into CGROUP, then execs
 //!   PATH; if the exec fails it prints `cg-exec: errno=N` and exits 126. This is how a
 //!   scenario makes exactly one exec happen inside a governed cgroup.
+//! - `rampart-vm-tests op OP ARGS...` performs one action (open, io_uring open, exec through
+//!   /proc/self/fd or a memfd, executable mapping, connect, send) and prints its result.
 //! - `rampart-vm-tests probe` prints [`scenarios::PROBE_OK`]; copies of this binary are the
 //!   allowed and disallowed programs the scenarios execute.
 
 mod guest;
+mod ops;
 mod scenarios;
 
 use std::{os::unix::process::CommandExt, process::ExitCode};
@@ -33,6 +36,10 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("guest") => guest::main(),
         Some("cg-exec") => cg_exec(&args[1..]),
+        Some("op") => ops::run(&args[1..]).unwrap_or_else(|| {
+            eprintln!("usage: rampart-vm-tests op OP ARGS... (see vm-tests/src/ops.rs)");
+            ExitCode::from(2)
+        }),
         Some("probe") => {
             println!("{}", scenarios::PROBE_OK);
             ExitCode::SUCCESS

@@ -25,6 +25,11 @@ echo "@@RAMPART-EXIT $?"
 poweroff -f
 "#;
 
+/// The host's dynamic loader, libc, and a program that needs only them (Debian x86-64).
+const DYN_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+const DYN_LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
+const DYN_PROGRAM: &str = "/usr/bin/true";
+
 enum Entry<'a> {
     Dir(&'a str),
     File(&'a str, Vec<u8>, u32),
@@ -50,6 +55,28 @@ pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<
         Entry::File("bin/busybox", read(busybox)?, 0o755),
         Entry::File("bin/rampart", read(agent)?, 0o755),
         Entry::File("bin/rampart-vm-tests", read(runner)?, 0o755),
+        // A dynamically linked program with its loader and libc, from the host: the
+        // scenarios about running code through the dynamic loader need a real one.
+        Entry::Dir("lib"),
+        Entry::Dir("lib64"),
+        Entry::Dir("lib/x86_64-linux-gnu"),
+        Entry::Dir("usr/lib"),
+        Entry::Dir("usr/lib/rampart-test"),
+        Entry::File(
+            "lib64/ld-linux-x86-64.so.2",
+            read(Path::new(DYN_LOADER))?,
+            0o755,
+        ),
+        Entry::File(
+            "lib/x86_64-linux-gnu/libc.so.6",
+            read(Path::new(DYN_LIBC))?,
+            0o755,
+        ),
+        Entry::File(
+            "usr/lib/rampart-test/dyn-true",
+            read(Path::new(DYN_PROGRAM))?,
+            0o755,
+        ),
     ];
     let inputs = entries.into_iter().map(|entry| match entry {
         Entry::Dir(name) => (

@@ -1,0 +1,200 @@
+//! Single actions a scenario runs inside a governed cgroup (`cg-exec CGROUP PROBE op ...`).
+//! Each prints `rampart-op: ok` or `rampart-op: errno=N`; only EPERM means "denied".
+
+use std::{
+    ffi::CString,
+    io::Write,
+    net::{SocketAddr, TcpStream, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    process::ExitCode,
+};
+
+/// Prefix of an op's one-line result.
+pub const OP: &str = "rampart-op: ";
+
+fn report(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => println!("{OP}ok"),
+        Err(e) => println!("{OP}errno={}", e.raw_os_error().unwrap_or(-1)),
+    }
+    ExitCode::SUCCESS
+}
+
+fn cstr(s: &str) -> std::io::Result<CString> {
+    CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(rc: i64) -> std::io::Result<i64> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn open(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: a valid C string; the returned descriptor is owned below.
+    let fd = check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) } as i64)?;
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn open_flags(access: &str) -> Option<i32> {
+    Some(match access {
+        "read" => libc::O_RDONLY,
+        "write" => libc::O_WRONLY | libc::O_APPEND,
+        "read,write" => libc::O_RDWR,
+        _ => return None,
+    })
+}
+
+fn exec_fd_path(path: &str) -> std::io::Result<()> {
+    let p = cstr(path)?;
+    let arg = cstr("probe")?;
+    let argv = [p.as_ptr(), arg.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: NULL-terminated argv/envp of valid C strings; execve only returns on failure.
+    unsafe { libc::execve(p.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Err(std::io::Error::last_os_error())
+}
+
+fn exec_via_proc_fd(path: &str) -> std::io::Result<()> {
+    let fd = open(path, libc::O_RDONLY)?;
+    // Keep the descriptor across exec: /proc/self/fd/N must still name it.
+    // SAFETY: clears FD_CLOEXEC on a descriptor we own.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
+    exec_fd_path(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn memfd_exec(src: &str) -> std::io::Result<()> {
+    let bytes = std::fs::read(src)?;
+    let name = cstr("rampart-memfd")?;
+    // SAFETY: a valid C string; the descriptor is owned below.
+    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), 0) } as i64)?;
+    // SAFETY: memfd_create returned a fresh descriptor.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    file.write_all(&bytes)?;
+    let empty = cstr("")?;
+    let arg0 = cstr("memfd")?;
+    let arg1 = cstr("probe")?;
+    let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: execveat(2) on our memfd with AT_EMPTY_PATH; only returns on failure.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            file.as_raw_fd(),
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Err(std::io::Error::last_os_error())
+}
+
+fn map_exec(path: &str) -> std::io::Result<()> {
+    let fd = open(path, libc::O_RDONLY)?;
+    let len = 4096;
+    // SAFETY: a fresh private mapping of our own descriptor; unmapped before returning.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: unmaps exactly the mapping created above.
+    unsafe { libc::munmap(addr, len) };
+    Ok(())
+}
+
+fn uring_open(path: &str) -> std::io::Result<()> {
+    use io_uring::{opcode, types, IoUring};
+    let p = cstr(path)?;
+    let mut ring = IoUring::new(2)?;
+    let entry = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), p.as_ptr())
+        .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+        .build()
+        .user_data(1);
+    // SAFETY: the path buffer outlives the submission (we wait for completion below).
+    unsafe { ring.submission().push(&entry) }
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EBUSY))?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EIO))?;
+    let res = cqe.result();
+    if res < 0 {
+        return Err(std::io::Error::from_raw_os_error(-res));
+    }
+    // SAFETY: a successful openat returned a descriptor we now own and close.
+    drop(unsafe { OwnedFd::from_raw_fd(res) });
+    Ok(())
+}
+
+fn deep_open(base: &str, depth: usize) -> std::io::Result<()> {
+    std::env::set_current_dir(base)?;
+    for _ in 0..depth {
+        std::env::set_current_dir(DEEP_DIR_NAME)?;
+    }
+    open("f", libc::O_RDONLY).map(drop)
+}
+
+/// Name of each level of the deep directory chain (200 bytes).
+pub const DEEP_DIR_NAME: &str = "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+
+fn endpoint(s: &str) -> std::io::Result<(SocketAddr, bool)> {
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let (addr, proto) = s.rsplit_once('/').ok_or_else(bad)?;
+    Ok((addr.parse().map_err(|_| bad())?, proto == "tcp"))
+}
+
+fn connect(ep: &str) -> std::io::Result<()> {
+    let (addr, tcp) = endpoint(ep)?;
+    if tcp {
+        TcpStream::connect(addr).map(drop)
+    } else {
+        let local: SocketAddr = if addr.is_ipv4() {
+            "0.0.0.0:0".parse().expect("literal")
+        } else {
+            "[::]:0".parse().expect("literal")
+        };
+        UdpSocket::bind(local)?.connect(addr)
+    }
+}
+
+fn send(ep: &str) -> std::io::Result<()> {
+    let (addr, _) = endpoint(ep)?;
+    let local: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    UdpSocket::bind(local)?.send_to(b"rampart", addr).map(drop)
+}
+
+/// Runs one op; `None` for an unknown op or bad arguments.
+pub fn run(args: &[String]) -> Option<ExitCode> {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Some(report(match a.as_slice() {
+        ["open", path, access] => open(path, open_flags(access)?).map(drop),
+        ["uring-open", path] => uring_open(path),
+        ["exec-fd", path] => exec_via_proc_fd(path),
+        ["exec", path] => exec_fd_path(path),
+        ["memfd-exec", src] => memfd_exec(src),
+        ["map-exec", path] => map_exec(path),
+        ["deep-open", base, depth] => deep_open(base, depth.parse().ok()?),
+        ["connect", ep] => connect(ep),
+        ["send", ep] => send(ep),
+        _ => return None,
+    }))
+}
