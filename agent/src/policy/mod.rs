@@ -7,5 +7,8 @@ pub mod explain;
 pub mod host;
 pub mod source;
 
+#[cfg(test)]
+mod tests;
+
 pub use compile::{compile, CompiledPolicy, Literal, Resolver};
 pub use source::{PolicyDocument, PolicySource};

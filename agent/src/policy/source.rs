@@ -545,6 +545,12 @@ impl PolicySource {
 
     /// Parses policy documents (one or more, separated by `---`).
     pub fn parse(file: &str, text: &str) -> Result<Self, SourceError> {
+        if text.trim().is_empty() {
+            return Err(SourceError::Invalid {
+                file: file.to_owned(),
+                message: "the file is empty; a policy file holds at least one document".into(),
+            });
+        }
         let mut documents = Vec::new();
         for doc in serde_norway::Deserializer::from_str(text) {
             let parsed = PolicyDocument::deserialize(doc).map_err(|e| {
