@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::{
     guest::{Env, ENFORCE_POLICY, POLICY_FILE},
-    ops::{DEEP_DIR_NAME, OP},
+    ops::OP,
 };
 
 /// What a probe prints when it ran.
@@ -617,7 +617,6 @@ fn long_path_denied(env: &mut Env) -> Result<String> {
     }
     // The kernel could not produce the path, so the event carries none.
     env.expect_event("open", "", "deny", "path-too-long");
-    let _ = DEEP_DIR_NAME;
     Ok("a 400-byte path under an allowed directory opens; a 4.8 KB one is denied (path-too-long), never truncated".into())
 }
 

@@ -274,12 +274,7 @@ fn bad_input_errors_name_file_line_and_field() {
         ("[/web.slice]", "[/]", "spec.governs", "cgroup root"),
         ("/etc/nginx/\n", "/etc/../nginx/\n", "spec.files[0]", "`..`"),
         ("kind: Policy", "kind: Pod", "kind", "unsupported kind"),
-        (
-            "name: web",
-            "name: Web_Server",
-            "metadata",
-            "invalid name",
-        ),
+        ("name: web", "name: Web_Server", "metadata", "invalid name"),
         (
             "access: [read]",
             "access: []",
@@ -329,4 +324,19 @@ fn several_documents_in_one_file() {
     let two = format!("{BASE}---\n{}", BASE.replace("name: web", "name: batch"));
     let src = PolicySource::parse("p.yaml", &two).unwrap();
     assert_eq!(src.documents.len(), 2);
+}
+
+#[test]
+fn examples_compile() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let compiled = super::host::compile_files(&files, &Literal).unwrap();
+    assert_eq!(compiled.len(), files.len());
+    assert!(compiled.iter().all(|p| !p.paths.is_empty()));
 }
