@@ -121,7 +121,7 @@ fn judge_path(
     (Reason::Allowed, Some(entry.rule_id))
 }
 
-fn lookup_net<'a>(entries: &'a [NetEntry], addr: IpAddr) -> Option<&'a NetEntry> {
+fn lookup_net(entries: &[NetEntry], addr: IpAddr) -> Option<&NetEntry> {
     entries
         .iter()
         .filter(|e| e.cidr.contains(&addr))
