@@ -122,7 +122,7 @@ fn governing_policy() -> Option<u32> {
             break;
         }
         // SAFETY: the value is copied out at once.
-        if let Some(policy) = unsafe { GOVERNED.get(&id) } {
+        if let Some(policy) = unsafe { GOVERNED.get(id) } {
             found = Some(*policy);
         }
         level += 1;
