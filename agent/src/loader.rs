@@ -115,12 +115,7 @@ impl Enforcer {
             prog.attach()
                 .with_context(|| format!("attaching the LSM program to {hook}"))?;
         }
-        for name in [
-            programs::CONNECT4,
-            programs::CONNECT6,
-            programs::SENDMSG4,
-            programs::SENDMSG6,
-        ] {
+        for name in programs::SOCK_ADDR {
             let prog: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing from the object"))?
@@ -161,36 +156,23 @@ impl Enforcer {
                     .with_context(|| format!("adding path rule {} to the kernel", e.path))?;
             }
         }
-        for e in &policy.net4 {
-            let IpNet::V4(net) = e.cidr else { continue };
-            let mut trie: LpmTrie<_, Net4Key, NetRule> =
-                LpmTrie::try_from(self.map_mut(maps::NET4_RULES)?)?;
-            let key = Key::new(
-                16 + u32::from(net.prefix_len()),
-                Net4Key {
-                    policy: slot16.to_be_bytes(),
-                    addr: net.addr().octets(),
-                    _pad: [0; 2],
-                },
-            );
-            trie.insert(&key, net_rule(e)?, 0)
-                .with_context(|| format!("adding network rule {net} to the kernel"))?;
-        }
-        for e in &policy.net6 {
-            let IpNet::V6(net) = e.cidr else { continue };
-            let mut trie: LpmTrie<_, Net6Key, NetRule> =
-                LpmTrie::try_from(self.map_mut(maps::NET6_RULES)?)?;
-            let key = Key::new(
-                16 + u32::from(net.prefix_len()),
-                Net6Key {
-                    policy: slot16.to_be_bytes(),
-                    addr: net.addr().octets(),
-                    _pad: [0; 2],
-                },
-            );
-            trie.insert(&key, net_rule(e)?, 0)
-                .with_context(|| format!("adding network rule {net} to the kernel"))?;
-        }
+        let slot_bytes = slot16.to_be_bytes();
+        self.insert_net(maps::NET4_RULES, &policy.net4, |net| match net {
+            IpNet::V4(v4) => Some(Net4Key {
+                policy: slot_bytes,
+                addr: v4.addr().octets(),
+                _pad: [0; 2],
+            }),
+            IpNet::V6(_) => None,
+        })?;
+        self.insert_net(maps::NET6_RULES, &policy.net6, |net| match net {
+            IpNet::V6(v6) => Some(Net6Key {
+                policy: slot_bytes,
+                addr: v6.addr().octets(),
+                _pad: [0; 2],
+            }),
+            IpNet::V4(_) => None,
+        })?;
         let mut policies: Array<_, PolicyInfo> = Array::try_from(self.map_mut(maps::POLICIES)?)?;
         policies
             .set(
@@ -205,16 +187,30 @@ impl Enforcer {
             .context("marking the policy loaded")
     }
 
+    /// Writes network entries into the trie `map`; `key` builds the key data of a prefix of
+    /// that trie's family (the slot's 16 bits lead every prefix).
+    fn insert_net<K: aya::Pod>(
+        &mut self,
+        map: &str,
+        entries: &[NetEntry],
+        key: impl Fn(&IpNet) -> Option<K>,
+    ) -> Result<()> {
+        let mut trie: LpmTrie<_, K, NetRule> = LpmTrie::try_from(self.map_mut(map)?)?;
+        for e in entries {
+            let data = key(&e.cidr)
+                .ok_or_else(|| anyhow!("{} is in the wrong address family for {map}", e.cidr))?;
+            let key = Key::new(16 + u32::from(e.cidr.prefix_len()), data);
+            trie.insert(&key, net_rule(e)?, 0)
+                .with_context(|| format!("adding network rule {} to the kernel", e.cidr))?;
+        }
+        Ok(())
+    }
+
     /// Attaches the network programs to `cgroup` (they apply to its descendants too).
     pub fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()> {
         let dir = std::fs::File::open(&cgroup.path)
             .with_context(|| format!("opening {}", cgroup.path.display()))?;
-        for name in [
-            programs::CONNECT4,
-            programs::CONNECT6,
-            programs::SENDMSG4,
-            programs::SENDMSG6,
-        ] {
+        for name in programs::SOCK_ADDR {
             let prog: &mut CgroupSockAddr = self
                 .ebpf
                 .program_mut(name)

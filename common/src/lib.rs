@@ -380,6 +380,8 @@ pub mod programs {
     pub const CONNECT6: &str = "connect6";
     pub const SENDMSG4: &str = "sendmsg4";
     pub const SENDMSG6: &str = "sendmsg6";
+    /// The cgroup sock_addr programs, each named after its attach type.
+    pub const SOCK_ADDR: [&str; 4] = [CONNECT4, CONNECT6, SENDMSG4, SENDMSG6];
 }
 
 // The ABI must not change size silently: the agent parses events by this size, and the

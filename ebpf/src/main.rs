@@ -97,7 +97,8 @@ struct Request {
 }
 
 impl Request {
-    const fn file(action: Action, access: u32) -> Self {
+    /// A request with nothing resolved yet: the judge fills in the target.
+    const fn new(action: Action, access: u32) -> Self {
         Self {
             action,
             access,
@@ -220,7 +221,7 @@ fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) -> b
         return true;
     };
     let layout = layout();
-    let mut request = Request::file(action, need);
+    let mut request = Request::new(action, need);
     if layout.valid == 0 {
         return conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE);
     }
@@ -409,7 +410,7 @@ fn judge_inet(ctx: &SockAddrContext, action: Action, v6: bool) -> bool {
         )
     };
     let mapped_v4 = v6 && words[0] == 0 && words[1] == 0 && words[2] == 0xffffu32.to_be();
-    let mut request = Request::file(action, 0);
+    let mut request = Request::new(action, 0);
     request.port = port as u32;
     request.protocol = protocol;
     let policy = (policy_id as u16).to_be_bytes();
