@@ -1,6 +1,7 @@
 //! The Rampart agent as a library: one module per concern, so the binary stays a thin CLI.
 
 pub mod btf;
+pub mod bundle;
 pub mod cgroup;
 pub mod daemon;
 pub mod events;

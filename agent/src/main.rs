@@ -4,6 +4,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use rampart::{
+    bundle::{cli as bundle_cli, payload::BUNDLE_TYPE, trust::TRUST_ROOT_TYPE},
     daemon::{self, RunConfig},
     policy::cli,
 };
@@ -38,9 +39,88 @@ enum Command {
         #[arg(long = "policy", value_name = "FILE", required = true)]
         policies: Vec<PathBuf>,
     },
-    /// Check, compile and explain policies.
+    /// Check, compile, explain, sign and verify policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Generate an Ed25519 key pair for signing bundles or trust roots.
+    ///
+    /// Writes NAME.key (the secret seed, mode 0600; never overwrites a file) and NAME.pub,
+    /// and prints the key id (BLAKE3-derived from the public key).
+    Keygen {
+        /// DIR/NAME of the pair; the directory must exist.
+        #[arg(long, value_name = "DIR/NAME")]
+        out: PathBuf,
+    },
+    /// Create, rotate, sign and install trust roots (which keys may sign bundles).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Create a version-1 trust root: the keys, how many must sign, and the scope.
+    ///
+    /// Install the file on hosts out of band (it is the anchor; it is not signed). Later
+    /// roots replace it only through `trust rotate` + `trust update`.
+    Init {
+        /// A public key file (NAME.pub); repeatable.
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// How many distinct keys must sign a bundle.
+        #[arg(long)]
+        threshold: usize,
+        /// The fleet or host group bundles must name (A-Z a-z 0-9 . _ -).
+        #[arg(long)]
+        scope: String,
+        /// Where to write the root (never overwritten).
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Create the successor of a trust root (next version), signed by a threshold of the
+    /// current keys and a threshold of the new keys.
+    ///
+    /// Signatures can be given here (--sign) or added later, one person at a time, with
+    /// `trust cosign`. Prints whether the new root is already fully signed.
+    Rotate {
+        /// The trust root in force.
+        #[arg(long, value_name = "FILE")]
+        trust: PathBuf,
+        /// A public key file of the new root; repeatable.
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// The new root's threshold.
+        #[arg(long)]
+        threshold: usize,
+        /// The new root's scope (default: unchanged).
+        #[arg(long)]
+        scope: Option<String>,
+        /// A secret key (old or new) to sign the new root with; repeatable.
+        #[arg(long = "sign", value_name = "FILE")]
+        sign: Vec<PathBuf>,
+        /// Where to write the new root (never overwritten).
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Add one signature to a trust root made by `trust rotate`.
+    Cosign {
+        /// The secret key to sign with.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The trust root file (updated in place, atomically).
+        file: PathBuf,
+    },
+    /// Replace the installed trust root by its successor(s), each verified against the one
+    /// before; nothing changes unless all verify.
+    Update {
+        /// The installed trust root (e.g. /etc/rampart/trust.json).
+        #[arg(long, value_name = "FILE")]
+        trust: PathBuf,
+        /// Successor roots, oldest first.
+        #[arg(required = true, value_name = "FILE")]
+        successors: Vec<PathBuf>,
+    },
+    /// Print a trust root.
+    Show { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +180,72 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sign policy files into a bundle (checks that they compile first).
+    ///
+    /// The bundle carries the sources, their digests, the version, issue and expiry times,
+    /// the scope and the minimum agent version, signed (DSSE-style) by each --key.
+    Sign {
+        /// A secret key file; repeatable (one signature each).
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// The policy version: hosts accept only increasing versions.
+        #[arg(long)]
+        version: u64,
+        /// How long the bundle stays valid, e.g. 30d, 12h; past it, enforcement fails closed.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+        /// The fleet or host group (must equal the hosts' trust root scope).
+        #[arg(long)]
+        scope: String,
+        /// The oldest agent version that may load it.
+        #[arg(long, value_name = "X.Y.Z", default_value = rampart::bundle::cli::AGENT_VERSION)]
+        min_agent_version: String,
+        /// Policy files (YAML).
+        #[arg(required = true, value_name = "POLICY")]
+        files: Vec<PathBuf>,
+        /// Where to write the bundle (never overwritten).
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Add one signature to an existing bundle (threshold signing by separate people).
+    Cosign {
+        /// The secret key to sign with.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The bundle (updated in place, atomically; its digest does not change).
+        bundle: PathBuf,
+    },
+    /// Verify a bundle as a host would: exit 0 and a summary, or non-zero and the reason.
+    ///
+    /// Checks, in order: size, envelope, signatures and threshold, payload, scope, time,
+    /// agent version, and that the policies compile. With --state, also the anti-rollback
+    /// rule (older version, or same version with other content, is refused) and, when it
+    /// passes, advances the state exactly as the daemon does when it loads the bundle.
+    Verify {
+        /// The trust root.
+        #[arg(long, value_name = "FILE")]
+        trust: PathBuf,
+        /// This host's scope (default: the trust root's).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Anti-rollback state directory (e.g. /var/lib/rampart).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// How far in the future the bundle's issue time may be.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+        clock_skew: std::time::Duration,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        bundle: PathBuf,
+    },
+    /// Print a bundle's contents and claimed signers, whether or not it verifies.
+    Show {
+        /// Print the summary as JSON (without the sources).
+        #[arg(long)]
+        json: bool,
+        bundle: PathBuf,
+    },
 }
 
 /// The request lines an `explain` invocation asks about.
@@ -147,6 +293,7 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    let daemon = matches!(cli.command, Command::Run { .. });
     let result = match cli.command {
         Command::Run { policies } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -169,13 +316,77 @@ fn main() -> ExitCode {
             json,
         }) => explain_requests(exec, open, access, map_exec, connect, send, requests)
             .and_then(|lines| cli::explain_command(&policies, name.as_deref(), &lines, json)),
+        Command::Policy(PolicyCommand::Sign {
+            keys,
+            version,
+            expires,
+            scope,
+            min_agent_version,
+            files,
+            out,
+        }) => bundle_cli::sign(
+            &keys,
+            &files,
+            &bundle_cli::SignOptions {
+                version,
+                expires_in: expires,
+                scope,
+                min_agent_version,
+            },
+            &out,
+        ),
+        Command::Policy(PolicyCommand::Cosign { key, bundle }) => {
+            bundle_cli::cosign(&key, &bundle, BUNDLE_TYPE)
+        }
+        Command::Policy(PolicyCommand::Verify {
+            trust,
+            scope,
+            state,
+            clock_skew,
+            json,
+            bundle,
+        }) => bundle_cli::verify_command(
+            &bundle,
+            &bundle_cli::VerifyOptions {
+                trust,
+                scope,
+                state,
+                clock_skew: clock_skew.as_secs(),
+                json,
+            },
+        ),
+        Command::Policy(PolicyCommand::Show { json, bundle }) => {
+            bundle_cli::show_command(&bundle, json)
+        }
+        Command::Keygen { out } => bundle_cli::keygen(&out),
+        Command::Trust(TrustCommand::Init {
+            keys,
+            threshold,
+            scope,
+            out,
+        }) => bundle_cli::trust_init(&keys, threshold, &scope, &out),
+        Command::Trust(TrustCommand::Rotate {
+            trust,
+            keys,
+            threshold,
+            scope,
+            sign,
+            out,
+        }) => bundle_cli::trust_rotate(&trust, &keys, threshold, scope.as_deref(), &sign, &out),
+        Command::Trust(TrustCommand::Cosign { key, file }) => {
+            bundle_cli::cosign(&key, &file, TRUST_ROOT_TYPE)
+        }
+        Command::Trust(TrustCommand::Update { trust, successors }) => {
+            bundle_cli::trust_update(&trust, &successors)
+        }
+        Command::Trust(TrustCommand::Show { file }) => bundle_cli::trust_show(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // On a terminal the plain line is the message; elsewhere a log collector also
-            // gets the structured record.
-            if !std::io::stderr().is_terminal() {
+            // On a terminal the plain line is the message; for the daemon under a log
+            // collector, the structured record too.
+            if daemon && !std::io::stderr().is_terminal() {
                 tracing::error!(error = %format!("{e:#}"), "rampart failed");
             }
             eprintln!("rampart: error: {e:#}");

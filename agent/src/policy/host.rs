@@ -40,14 +40,26 @@ impl Resolver for Host {
 /// Reads, compiles and cross-checks policy files: names are unique, and no cgroup is
 /// governed by two policies.
 pub fn compile_files(files: &[PathBuf], resolver: &dyn Resolver) -> Result<Vec<CompiledPolicy>> {
-    if files.is_empty() {
+    let sources = files
+        .iter()
+        .map(|path| PolicySource::read(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    compile_sources(&sources, resolver)
+}
+
+/// Compiles parsed policy files together (names unique, one policy per cgroup), e.g. the
+/// sources carried by a verified bundle.
+pub fn compile_sources(
+    sources: &[PolicySource],
+    resolver: &dyn Resolver,
+) -> Result<Vec<CompiledPolicy>> {
+    if sources.is_empty() {
         bail!("no policy file given");
     }
     let mut compiled = Vec::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut cgroups: BTreeMap<String, String> = BTreeMap::new();
-    for path in files {
-        let source = PolicySource::read(path)?;
+    for source in sources {
         for (i, doc) in source.documents.iter().enumerate() {
             let place = if source.documents.len() > 1 {
                 format!("{} (document {})", source.file, i + 1)
