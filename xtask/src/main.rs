@@ -2,6 +2,7 @@
 
 mod debian;
 mod ebpf;
+mod fuzz;
 mod initramfs;
 mod prereq;
 mod progress;
@@ -42,6 +43,9 @@ enum Cmd {
         #[arg(long)]
         no_vm: bool,
     },
+    /// Fuzz the bundle and trust-root parsers (cargo-fuzz, libFuzzer, nightly), installing
+    /// cargo-fuzz if needed; prints executions and crashes per target.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// The workspace root (the parent of xtask/).
@@ -71,6 +75,11 @@ fn test(no_vm: bool) -> Result<()> {
     ebpf::clippy()?;
     eprintln!("==> unit and host tests");
     cargo(&["test"])?;
+    // A short fuzz run in every test: the parsers must not panic on what it finds.
+    fuzz::fuzz(&fuzz::FuzzArgs {
+        seconds: 30,
+        target: None,
+    })?;
     if !no_vm {
         let tally = vm::vm_test(&vm::VmTestArgs {
             kernel: None,
@@ -101,6 +110,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Cmd::Test { no_vm } => test(no_vm),
+        Cmd::Fuzz(args) => fuzz::fuzz(&args).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
