@@ -2,80 +2,258 @@
 
 use std::{io::Write, path::PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{unix::AsyncFd, Interest};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     btf::Btf,
-    cgroup::{self, Cgroup},
+    bundle::{
+        cli as bundle_cli,
+        state::{self, Standing, StateDir},
+        unix_now, BundleError, TrustRoot, VerifiedBundle,
+    },
+    cgroup,
     events::{self, DecisionRecord},
     layout,
-    loader::Enforcer,
-    policy::{self, compile::CompiledPolicy},
+    loader::{Enforcer, SlotInfo},
+    policy::{self, compile::CompiledPolicy, PolicySource},
     preflight,
+    swap::{self, Generation},
 };
 
-/// What `rampart run` enforces. Interim: policy files from the command line, unsigned
-/// (version 0), until signed policy bundles land.
+/// Where the policy comes from.
 #[derive(Debug, Clone)]
-pub struct RunConfig {
-    pub policies: Vec<PathBuf>,
+pub enum PolicyOrigin {
+    /// Unsigned local policy files (version 0): for development and first trials.
+    Files(Vec<PathBuf>),
+    /// A signed bundle, verified against a trust root, with anti-rollback state.
+    Bundle(BundleSource),
 }
 
-/// Runs the enforcer until SIGINT or SIGTERM.
+/// A signed bundle and what it is checked against.
+#[derive(Debug, Clone)]
+pub struct BundleSource {
+    pub bundle: PathBuf,
+    pub trust: PathBuf,
+    pub state: PathBuf,
+    /// This host's scope (default: the trust root's).
+    pub scope: Option<String>,
+    pub clock_skew: u64,
+}
+
+/// What `rampart run` enforces.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub origin: PolicyOrigin,
+    /// When the bundle in force expires: audit (allow and record) instead of deny.
+    pub audit_when_expired: bool,
+}
+
+/// A policy set ready to load, and what to record once it is.
+struct Incoming {
+    policies: Vec<CompiledPolicy>,
+    info: SlotInfo,
+    bundle: Option<(VerifiedBundle, StateDir)>,
+}
+
+/// CLOCK_BOOTTIME now, in nanoseconds (the clock `bpf_ktime_get_boot_ns` reads).
+fn boot_ns() -> Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    anyhow::ensure!(rc == 0, "clock_gettime(CLOCK_BOOTTIME) failed");
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// Reads, verifies and compiles the policy from `origin`, changing nothing. `None` when it
+/// is the signed bundle already in force.
+fn prepare(config: &RunConfig, in_force: Option<&str>) -> Result<Option<Incoming>, Refusal> {
+    let extra_flags = if config.audit_when_expired {
+        rampart_common::policy_flags::EXPIRED_AUDIT
+    } else {
+        0
+    };
+    match &config.origin {
+        PolicyOrigin::Files(files) => Ok(Some(Incoming {
+            policies: policy::host::compile_files(files, &policy::host::Host)
+                .map_err(|e| Refusal::new("compile", e))?,
+            info: SlotInfo {
+                version: 0,
+                expires_boot_ns: 0,
+                extra_flags,
+            },
+            bundle: None,
+        })),
+        PolicyOrigin::Bundle(src) => {
+            let refuse = |e: BundleError| Refusal::new(e.code(), anyhow::anyhow!(e));
+            let trust = TrustRoot::read(&src.trust).map_err(refuse)?;
+            let scope = src.scope.clone().unwrap_or_else(|| trust.scope.clone());
+            let now = unix_now();
+            let verified =
+                bundle_cli::verify_file(&src.bundle, &trust, &scope, src.clock_skew, now)
+                    .map_err(refuse)?;
+            let state = StateDir::new(&src.state);
+            let standing =
+                state::check(state.load().map_err(refuse)?.as_ref(), &verified).map_err(refuse)?;
+            if standing == Standing::Current && in_force == Some(verified.digest.as_str()) {
+                return Ok(None);
+            }
+            let sources = verified
+                .payload
+                .policies
+                .iter()
+                .map(|f| PolicySource::parse(&f.name, &f.source))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Refusal::new("compile", e.into()))?;
+            let policies = policy::host::compile_sources(&sources, &policy::host::Host)
+                .map_err(|e| Refusal::new("compile", e))?;
+            let left = verified.payload.expires_at.saturating_sub(now);
+            let expires_boot_ns = boot_ns()
+                .map_err(|e| Refusal::new("clock", e))?
+                .saturating_add(left.saturating_mul(1_000_000_000));
+            Ok(Some(Incoming {
+                policies,
+                info: SlotInfo {
+                    version: verified.payload.version,
+                    expires_boot_ns,
+                    extra_flags,
+                },
+                bundle: Some((verified, state)),
+            }))
+        }
+    }
+}
+
+/// Why a policy was not loaded: a stable code and the full reason.
+struct Refusal {
+    code: &'static str,
+    error: anyhow::Error,
+}
+
+impl Refusal {
+    fn new(code: &'static str, error: anyhow::Error) -> Self {
+        Self { code, error }
+    }
+}
+
+/// Warns about exec rules that name nothing on this host.
+fn warn_missing_programs(policies: &[CompiledPolicy]) {
+    for p in policies {
+        for e in p
+            .paths
+            .iter()
+            .filter(|e| e.access & rampart_common::access::RUN != 0 && e.identity.is_none())
+        {
+            warn!(policy = %p.name, path = %e.path,
+                "exec rule names a file that does not exist on this host; nothing runs from it");
+        }
+    }
+}
+
+/// The policy in force and the one before it (events already in the ring may come from it).
+struct InForce {
+    current: Generation,
+    previous: Option<Generation>,
+    digest: Option<String>,
+    expires_at: Option<u64>,
+}
+
+/// Loads `incoming` over what is in force; on success records the bundle in the
+/// anti-rollback state and logs the change.
+fn apply(
+    enforcer: &mut Enforcer,
+    hierarchy: &std::path::Path,
+    in_force: Option<InForce>,
+    incoming: Incoming,
+) -> (Option<InForce>, Result<(), Refusal>) {
+    warn_missing_programs(&incoming.policies);
+    let current = in_force.as_ref().map(|f| &f.current);
+    let generation = match swap::switch(
+        enforcer,
+        hierarchy,
+        current,
+        incoming.policies,
+        incoming.info,
+    ) {
+        Ok(g) => g,
+        Err(e) => return (in_force, Err(Refusal::new("load", e))),
+    };
+    let (digest, expires_at) = match &incoming.bundle {
+        Some((verified, state)) => {
+            if let Err(e) = state.advance(verified, unix_now()) {
+                // The kernel enforces the verified bundle; only its record failed.
+                error!(error = %e, "bundle loaded, but the anti-rollback state was not advanced");
+            }
+            info!(
+                version = verified.payload.version,
+                digest = %verified.digest,
+                scope = %verified.payload.scope,
+                expires = %bundle_cli::rfc3339(verified.payload.expires_at),
+                signers = %verified.signers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                "policy in force"
+            );
+            (
+                Some(verified.digest.clone()),
+                Some(verified.payload.expires_at),
+            )
+        }
+        None => {
+            info!(version = 0, "policy in force (unsigned local files)");
+            (None, None)
+        }
+    };
+    for (slot, p) in &generation.policies {
+        info!(
+            policy = %p.name, slot, mode = ?p.mode, rules = p.rules.len(),
+            path_entries = p.paths.len(), net_entries = p.net4.len() + p.net6.len(),
+            governs = %p.governs.join(","), "policy loaded"
+        );
+    }
+    let forced = InForce {
+        previous: in_force.map(|f| f.current),
+        current: generation,
+        digest,
+        expires_at,
+    };
+    (Some(forced), Ok(()))
+}
+
+/// Runs the enforcer until SIGINT or SIGTERM; SIGHUP reloads the policy (a bundle that
+/// fails any check changes nothing).
 pub async fn run(config: RunConfig) -> Result<()> {
-    let RunConfig { policies } = config;
     preflight::check_kernel()?;
     let raw = Btf::from_sys_fs().context("reading /sys/kernel/btf/vmlinux")?;
     let btf = Btf::parse(&raw).context("parsing the kernel's BTF")?;
     let layout = layout::resolve(&btf).context(
         "this kernel's struct layout is not one Rampart can read; please report the kernel version",
     )?;
+    let hierarchy = cgroup::hierarchy_root()?;
 
-    // Compile and resolve everything before touching the kernel: a bad policy or path
-    // changes nothing.
-    let compiled = policy::host::compile_files(&policies, &policy::host::Host)?;
-    let root = cgroup::hierarchy_root()?;
-    let mut governed: Vec<(usize, Cgroup)> = Vec::new();
-    for (slot, p) in compiled.iter().enumerate() {
-        for name in &p.governs {
-            governed.push((slot, cgroup::open_in_hierarchy(&root, name)?));
+    // Verify and compile before touching the kernel: a bad policy changes nothing.
+    let incoming = match prepare(&config, None) {
+        Ok(Some(i)) => i,
+        Ok(None) => bail!("internal: no policy to load at start"),
+        Err(r) => {
+            return Err(r.error.context(format!("policy refused ({})", r.code)));
         }
-        for e in p
-            .paths
-            .iter()
-            .filter(|e| e.access & rampart_common::access::RUN != 0)
-        {
-            if e.identity.is_none() {
-                warn!(policy = %p.name, path = %e.path,
-                    "exec rule names a file that does not exist on this host; nothing runs from it");
-            }
-        }
-    }
-
+    };
     let mut enforcer = Enforcer::load(&layout)?;
-    for (slot, p) in compiled.iter().enumerate() {
-        enforcer.install(slot as u32, 0, p)?;
+    let (mut in_force, loaded) = apply(&mut enforcer, &hierarchy, None, incoming);
+    if let Err(r) = loaded {
+        return Err(r.error.context(format!("policy not loaded ({})", r.code)));
+    }
+    if let Some(f) = &in_force {
         info!(
-            policy = %p.name, slot, mode = ?p.mode, rules = p.rules.len(),
-            path_entries = p.paths.len(), net_entries = p.net4.len() + p.net6.len(),
-            "policy loaded"
+            governed = f.current.governed.len(),
+            policies = f.current.policies.len(),
+            "enforcing"
         );
     }
-    for (_, cgroup) in &governed {
-        enforcer.attach_network(cgroup)?;
-    }
-    for (slot, cgroup) in &governed {
-        enforcer.govern(cgroup, *slot as u32)?;
-        info!(cgroup = %cgroup.path.display(), id = cgroup.id, policy = %compiled[*slot].name, "governing");
-    }
-    info!(
-        governed = governed.len(),
-        policies = compiled.len(),
-        "enforcing"
-    );
     let events = enforcer.take_events()?;
     // SAFETY: the RingBuf owns its map's file descriptor (an OwnedFd inside MapData) for as
     // long as it lives, and as_raw_fd() always returns that same descriptor; the AsyncFd
@@ -89,18 +267,43 @@ pub async fn run(config: RunConfig) -> Result<()> {
 
     let stop = wait_for_stop();
     tokio::pin!(stop);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     loop {
+        let expiry = expiry_timer(in_force.as_ref().and_then(|f| f.expires_at));
         tokio::select! {
             stopped = &mut stop => { stopped?; break; }
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for kernel events")?;
-                drain(guard.get_inner_mut(), &compiled);
+                drain(guard.get_inner_mut(), in_force.as_ref());
                 guard.clear_ready();
+            }
+            _ = hup.recv() => {
+                info!("SIGHUP received: reloading the policy");
+                // Events of the generation about to be retired are annotated first.
+                drain(ring.get_mut(), in_force.as_ref());
+                let digest = in_force.as_ref().and_then(|f| f.digest.clone());
+                match prepare(&config, digest.as_deref()) {
+                    Ok(None) => info!("the bundle in force is unchanged"),
+                    Ok(Some(incoming)) => {
+                        let (next, loaded) = apply(&mut enforcer, &hierarchy, in_force.take(), incoming);
+                        in_force = next;
+                        if let Err(r) = loaded {
+                            refused(&r, in_force.as_ref());
+                        }
+                    }
+                    Err(r) => refused(&r, in_force.as_ref()),
+                }
+            }
+            _ = expiry => {
+                warn!("the bundle in force has expired: governed cgroups now fail closed \
+                    (reason policy-expired) until a newer bundle is loaded");
+                if let Some(f) = in_force.as_mut() { f.expires_at = None; }
             }
         }
     }
     // Events written between the last wake-up and the signal are still owed.
-    drain(ring.get_mut(), &compiled);
+    drain(ring.get_mut(), in_force.as_ref());
     let decisions = enforcer.decisions()?;
     let fields: Vec<String> = decisions
         .iter()
@@ -114,14 +317,35 @@ pub async fn run(config: RunConfig) -> Result<()> {
     Ok(())
 }
 
+/// Logs a refused policy: the old one stays in force.
+fn refused(r: &Refusal, in_force: Option<&InForce>) {
+    error!(
+        code = r.code,
+        error = %format!("{:#}", r.error),
+        keeping_version = in_force.map(|f| f.current.info.version),
+        "policy refused; the policy in force is unchanged"
+    );
+}
+
+/// Completes when the bundle in force expires (never, without an expiry).
+async fn expiry_timer(expires_at: Option<u64>) {
+    match expires_at {
+        Some(t) => {
+            let left = t.saturating_sub(unix_now());
+            tokio::time::sleep(std::time::Duration::from_secs(left)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Writes every pending event as a JSON line on stdout (the event sink until the lineage
 /// replaces it). A malformed record is logged, never silently skipped.
-fn drain(ring: &mut RingBuf<MapData>, policies: &[CompiledPolicy]) {
+fn drain(ring: &mut RingBuf<MapData>, in_force: Option<&InForce>) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     while let Some(item) = ring.next() {
         match events::parse(&item) {
-            Ok(mut record) => match serde_json::to_string(annotate(&mut record, policies)) {
+            Ok(mut record) => match serde_json::to_string(annotate(&mut record, in_force)) {
                 Ok(line) => {
                     if let Err(e) = writeln!(out, "{line}") {
                         warn!(error = %e, "cannot write an event to stdout");
@@ -137,9 +361,14 @@ fn drain(ring: &mut RingBuf<MapData>, policies: &[CompiledPolicy]) {
     }
 }
 
-/// Names the policy and rule of a record from the policies loaded into the kernel.
-fn annotate<'a>(record: &'a mut DecisionRecord, policies: &[CompiledPolicy]) -> &'a DecisionRecord {
-    if let Some(p) = policies.get(record.policy_id as usize) {
+/// Names the policy and rule of a record from the generation that decided it.
+fn annotate<'a>(record: &'a mut DecisionRecord, in_force: Option<&InForce>) -> &'a DecisionRecord {
+    let policy = in_force.and_then(|f| {
+        std::iter::once(&f.current)
+            .chain(f.previous.as_ref())
+            .find_map(|g| g.policy(record.policy_id, record.policy_version))
+    });
+    if let Some(p) = policy {
         record.policy = Some(p.name.clone());
         record.rule = record
             .rule_id

@@ -10,3 +10,4 @@ pub mod layout;
 pub mod loader;
 pub mod policy;
 pub mod preflight;
+pub mod swap;

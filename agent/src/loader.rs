@@ -61,6 +61,28 @@ pub fn path_key(slot: u16, key_bytes: &[u8]) -> Key<PathKey> {
     )
 }
 
+fn missing(name: &str) -> anyhow::Error {
+    anyhow!("map {name} missing from the eBPF object")
+}
+
+/// Keys written by [`Enforcer::insert_net`] and whether all were.
+struct Inserted<K> {
+    keys: Vec<Key<K>>,
+    result: Result<()>,
+}
+
+/// Removes `keys` from an LPM trie; keys already gone are fine.
+fn remove_all<K: aya::Pod, V: aya::Pod>(map: &mut aya::maps::Map, keys: &[Key<K>]) -> Result<()> {
+    let mut trie: LpmTrie<_, K, V> = LpmTrie::try_from(map)?;
+    for key in keys {
+        match trie.remove(key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(e).context("removing a rule of a retired policy"),
+        }
+    }
+    Ok(())
+}
+
 /// The kernel value of a network entry.
 pub fn net_rule(entry: &NetEntry) -> Result<NetRule> {
     anyhow::ensure!(
@@ -88,6 +110,53 @@ pub fn net_rule(entry: &NetEntry) -> Result<NetRule> {
 /// everything (pinning comes with the daemon's restart story).
 pub struct Enforcer {
     ebpf: Ebpf,
+    /// The rule keys written into each slot in use, so a retired slot is emptied exactly.
+    installed: std::collections::HashMap<u32, SlotKeys>,
+    /// Cgroups the network programs are attached to.
+    attached: std::collections::BTreeSet<u64>,
+}
+
+/// Keys written into the rule maps for one slot.
+#[derive(Default)]
+struct SlotKeys {
+    paths: Vec<Key<PathKey>>,
+    net4: Vec<Key<Net4Key>>,
+    net6: Vec<Key<Net6Key>>,
+}
+
+/// What a slot's [`PolicyInfo`] says besides the compiled policy's own flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// The bundle version (0 for unsigned local policy files).
+    pub version: u64,
+    /// CLOCK_BOOTTIME nanoseconds at which the bundle expires (0: never).
+    pub expires_boot_ns: u64,
+    /// Extra [`rampart_common::policy_flags`] (e.g. `EXPIRED_AUDIT`).
+    pub extra_flags: u32,
+}
+
+/// Waits until every eBPF program run that started before the call has finished.
+///
+/// Programs run inside an RCU read-side critical section, and `membarrier(GLOBAL)` waits
+/// for an RCU grace period (`synchronize_rcu`). After it, no decision can still be using
+/// a slot that was unreachable from `GOVERNED` before the call.
+pub fn synchronize() -> Result<()> {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_GLOBAL,
+            0 as libc::c_long,
+        )
+    };
+    if rc != 0 {
+        // nohz_full kernels refuse GLOBAL; a grace period is far shorter than this.
+        tracing::warn!(error = %std::io::Error::last_os_error(),
+            "membarrier(GLOBAL) unavailable; waiting 100 ms for in-flight decisions instead");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 impl Enforcer {
@@ -124,22 +193,41 @@ impl Enforcer {
             prog.load()
                 .with_context(|| format!("the kernel refused the {name} program"))?;
         }
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            installed: Default::default(),
+            attached: Default::default(),
+        })
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
-        self.ebpf
-            .map_mut(name)
-            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+        self.ebpf.map_mut(name).ok_or_else(|| missing(name))
     }
 
-    /// Writes `policy` into slot `slot` with `version`, then marks the slot loaded.
-    pub fn install(&mut self, slot: u32, version: u64, policy: &CompiledPolicy) -> Result<()> {
+    /// Slots holding a policy (installed and not retired).
+    pub fn slots_in_use(&self) -> impl Iterator<Item = u32> + '_ {
+        self.installed.keys().copied()
+    }
+
+    /// Writes `policy` into the unused slot `slot`, then marks the slot loaded. A slot in
+    /// use is never written: a new policy goes into a fresh slot and cgroups are switched
+    /// to it ([`Enforcer::govern`]), so no decision sees a mix of two policies. On error,
+    /// [`Enforcer::retire`] the slot.
+    pub fn install(&mut self, slot: u32, info: SlotInfo, policy: &CompiledPolicy) -> Result<()> {
         anyhow::ensure!(slot < MAX_POLICIES, "policy slot {slot} out of range");
+        anyhow::ensure!(
+            !self.installed.contains_key(&slot),
+            "policy slot {slot} is in use"
+        );
+        self.installed.insert(slot, SlotKeys::default());
         let slot16 = slot as u16;
         {
-            let mut trie: LpmTrie<_, PathKey, PathRule> =
-                LpmTrie::try_from(self.map_mut(maps::PATH_RULES)?)?;
+            let mut trie: LpmTrie<_, PathKey, PathRule> = LpmTrie::try_from(
+                self.ebpf
+                    .map_mut(maps::PATH_RULES)
+                    .ok_or_else(|| missing(maps::PATH_RULES))?,
+            )?;
+            let keys = &mut self.installed.entry(slot).or_default().paths;
             for e in &policy.paths {
                 let file = e
                     .identity
@@ -152,34 +240,41 @@ impl Enforcer {
                     access: e.access,
                     file,
                 };
-                trie.insert(&path_key(slot16, &e.key_bytes()), value, 0)
+                let key = path_key(slot16, &e.key_bytes());
+                trie.insert(&key, value, 0)
                     .with_context(|| format!("adding path rule {} to the kernel", e.path))?;
+                keys.push(key);
             }
         }
         let slot_bytes = slot16.to_be_bytes();
-        self.insert_net(maps::NET4_RULES, &policy.net4, |net| match net {
+        let net4 = self.insert_net(maps::NET4_RULES, &policy.net4, |net| match net {
             IpNet::V4(v4) => Some(Net4Key {
                 policy: slot_bytes,
                 addr: v4.addr().octets(),
                 _pad: [0; 2],
             }),
             IpNet::V6(_) => None,
-        })?;
-        self.insert_net(maps::NET6_RULES, &policy.net6, |net| match net {
+        });
+        self.installed.entry(slot).or_default().net4 = net4.keys;
+        net4.result?;
+        let net6 = self.insert_net(maps::NET6_RULES, &policy.net6, |net| match net {
             IpNet::V6(v6) => Some(Net6Key {
                 policy: slot_bytes,
                 addr: v6.addr().octets(),
                 _pad: [0; 2],
             }),
             IpNet::V4(_) => None,
-        })?;
+        });
+        self.installed.entry(slot).or_default().net6 = net6.keys;
+        net6.result?;
         let mut policies: Array<_, PolicyInfo> = Array::try_from(self.map_mut(maps::POLICIES)?)?;
         policies
             .set(
                 slot,
                 PolicyInfo {
-                    version,
-                    flags: policy.flags,
+                    version: info.version,
+                    expires_boot_ns: info.expires_boot_ns,
+                    flags: policy.flags | info.extra_flags,
                     loaded: 1,
                 },
                 0,
@@ -187,27 +282,53 @@ impl Enforcer {
             .context("marking the policy loaded")
     }
 
+    /// Empties a slot: first marks it unloaded, then removes every rule written into it.
+    /// Call it only for a slot no cgroup points at any more, after [`synchronize`].
+    pub fn retire(&mut self, slot: u32) -> Result<()> {
+        let Some(keys) = self.installed.remove(&slot) else {
+            return Ok(());
+        };
+        let mut policies: Array<_, PolicyInfo> = Array::try_from(self.map_mut(maps::POLICIES)?)?;
+        policies
+            .set(slot, PolicyInfo::default(), 0)
+            .context("marking the policy slot unloaded")?;
+        remove_all::<PathKey, PathRule>(self.map_mut(maps::PATH_RULES)?, &keys.paths)?;
+        remove_all::<Net4Key, NetRule>(self.map_mut(maps::NET4_RULES)?, &keys.net4)?;
+        remove_all::<Net6Key, NetRule>(self.map_mut(maps::NET6_RULES)?, &keys.net6)
+    }
+
     /// Writes network entries into the trie `map`; `key` builds the key data of a prefix of
-    /// that trie's family (the slot's 16 bits lead every prefix).
+    /// that trie's family (the slot's 16 bits lead every prefix). Returns the keys written
+    /// even when a later one fails, so they can be removed.
     fn insert_net<K: aya::Pod>(
         &mut self,
         map: &str,
         entries: &[NetEntry],
         key: impl Fn(&IpNet) -> Option<K>,
-    ) -> Result<()> {
-        let mut trie: LpmTrie<_, K, NetRule> = LpmTrie::try_from(self.map_mut(map)?)?;
-        for e in entries {
-            let data = key(&e.cidr)
-                .ok_or_else(|| anyhow!("{} is in the wrong address family for {map}", e.cidr))?;
-            let key = Key::new(16 + u32::from(e.cidr.prefix_len()), data);
-            trie.insert(&key, net_rule(e)?, 0)
-                .with_context(|| format!("adding network rule {} to the kernel", e.cidr))?;
-        }
-        Ok(())
+    ) -> Inserted<K> {
+        let mut keys = Vec::new();
+        let mut insert = || -> Result<()> {
+            let mut trie: LpmTrie<_, K, NetRule> = LpmTrie::try_from(self.map_mut(map)?)?;
+            for e in entries {
+                let data = key(&e.cidr).ok_or_else(|| {
+                    anyhow!("{} is in the wrong address family for {map}", e.cidr)
+                })?;
+                let key = Key::new(16 + u32::from(e.cidr.prefix_len()), data);
+                trie.insert(&key, net_rule(e)?, 0)
+                    .with_context(|| format!("adding network rule {} to the kernel", e.cidr))?;
+                keys.push(key);
+            }
+            Ok(())
+        };
+        let result = insert();
+        Inserted { keys, result }
     }
 
-    /// Attaches the network programs to `cgroup` (they apply to its descendants too).
+    /// Attaches the network programs to `cgroup` (they apply to its descendants too), once.
     pub fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()> {
+        if self.attached.contains(&cgroup.id) {
+            return Ok(());
+        }
         let dir = std::fs::File::open(&cgroup.path)
             .with_context(|| format!("opening {}", cgroup.path.display()))?;
         for name in programs::SOCK_ADDR {
@@ -219,6 +340,7 @@ impl Enforcer {
             prog.attach(&dir, CgroupAttachMode::Single)
                 .with_context(|| format!("attaching {name} to cgroup {}", cgroup.path.display()))?;
         }
+        self.attached.insert(cgroup.id);
         Ok(())
     }
 
@@ -228,6 +350,17 @@ impl Enforcer {
         governed
             .insert(cgroup.id, slot, 0)
             .with_context(|| format!("governing cgroup {}", cgroup.path.display()))
+    }
+
+    /// Ends governance of `cgroup` (its descendants fall back to a governed ancestor, if any).
+    pub fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()> {
+        let mut governed: HashMap<_, u64, u32> = HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
+        match governed.remove(&cgroup.id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => {
+                Err(e).with_context(|| format!("ungoverning cgroup {}", cgroup.path.display()))
+            }
+        }
     }
 
     /// Takes the event ring buffer out of the object, for the event reader to own.

@@ -5,7 +5,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use rampart::{
     bundle::{cli as bundle_cli, payload::BUNDLE_TYPE, trust::TRUST_ROOT_TYPE},
-    daemon::{self, RunConfig},
+    daemon::{self, BundleSource, PolicyOrigin, RunConfig},
     policy::cli,
 };
 use tracing_subscriber::EnvFilter;
@@ -22,22 +22,49 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load the kernel programs and enforce policy files until SIGINT/SIGTERM (as root).
+    /// Load the kernel programs and enforce policy until SIGINT/SIGTERM (as root).
     ///
+    /// The policy is a signed bundle (--bundle, verified against --trust, with anti-rollback
+    /// state in --state) or, for development, unsigned policy files (--policy, version 0).
     /// Each policy governs the cgroups in its spec.governs (relative to the cgroup v2 root)
     /// and all of their descendants: there, every exec, open, executable mapping, connect
     /// and addressed send is denied with EPERM unless a rule allows it (or recorded and
     /// allowed, in audit mode). Processes outside governed cgroups are never affected.
     /// Exec rules are pinned to the identity (device, inode) of the file when loaded.
+    ///
+    /// SIGHUP re-reads the bundle (or files): a valid, newer bundle replaces the policy in
+    /// force atomically; one that fails any check changes nothing and is logged with its
+    /// reason. When the bundle in force expires, governed cgroups fail closed (reason
+    /// policy-expired) unless --audit-when-expired.
+    ///
     /// Decisions are written to stdout as JSON lines (denials; all decisions with
     /// `events: all`); logs go to stderr (JSON when not a terminal, level from RAMPART_LOG).
     /// Readiness is signalled with sd_notify READY=1. Enforcement stops when this process
-    /// exits (pinning arrives with the daemon work). Policies loaded this way are unsigned
-    /// and carry version 0.
+    /// exits (pinning arrives with the daemon work).
+    #[command(group(clap::ArgGroup::new("origin").required(true).args(["policies", "bundle"])))]
     Run {
-        /// A policy file (YAML, one or more documents); repeatable.
-        #[arg(long = "policy", value_name = "FILE", required = true)]
+        /// An unsigned policy file (YAML); repeatable. For development and trials.
+        #[arg(long = "policy", value_name = "FILE", conflicts_with_all = ["bundle", "trust", "state"])]
         policies: Vec<PathBuf>,
+        /// A signed policy bundle (from `rampart policy sign`).
+        #[arg(long, value_name = "FILE", requires = "trust")]
+        bundle: Option<PathBuf>,
+        /// The trust root bundles are verified against.
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Anti-rollback state directory.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/rampart")]
+        state: PathBuf,
+        /// This host's scope (default: the trust root's).
+        #[arg(long)]
+        scope: Option<String>,
+        /// How far in the future a bundle's issue time may be.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+        clock_skew: std::time::Duration,
+        /// When the bundle in force expires, audit (allow and record) instead of denying
+        /// everything governed. Only for a deliberate rollout choice.
+        #[arg(long)]
+        audit_when_expired: bool,
     },
     /// Check, compile, explain, sign and verify policies.
     #[command(subcommand)]
@@ -295,11 +322,36 @@ fn main() -> ExitCode {
     init_logging();
     let daemon = matches!(cli.command, Command::Run { .. });
     let result = match cli.command {
-        Command::Run { policies } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(daemon::run(RunConfig { policies }))),
+        Command::Run {
+            policies,
+            bundle,
+            trust,
+            state,
+            scope,
+            clock_skew,
+            audit_when_expired,
+        } => {
+            let origin = match (bundle, trust) {
+                (Some(bundle), Some(trust)) => PolicyOrigin::Bundle(BundleSource {
+                    bundle,
+                    trust,
+                    state,
+                    scope,
+                    clock_skew: clock_skew.as_secs(),
+                }),
+                _ => PolicyOrigin::Files(policies),
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(daemon::run(RunConfig {
+                        origin,
+                        audit_when_expired,
+                    }))
+                })
+        }
         Command::Policy(PolicyCommand::Compile { files, out, host }) => {
             cli::compile_command(&files, out.as_deref(), host)
         }

@@ -120,10 +120,12 @@ pub enum Reason {
     PolicyMissing = 8,
     /// Strict mode: the event for this decision could not be recorded.
     EventUnrecorded = 9,
+    /// The signed bundle in force has expired: everything governed fails closed.
+    PolicyExpired = 10,
 }
 
 /// Number of [`Reason`] values; the size of the per-CPU decision counter array.
-pub const REASON_COUNT: u32 = 10;
+pub const REASON_COUNT: u32 = 11;
 
 impl Reason {
     /// All reasons, in counter-index order.
@@ -138,6 +140,7 @@ impl Reason {
         Reason::IdentityUnreadable,
         Reason::PolicyMissing,
         Reason::EventUnrecorded,
+        Reason::PolicyExpired,
     ];
 
     /// Stable kebab-case name used in output and docs.
@@ -153,6 +156,7 @@ impl Reason {
             Reason::IdentityUnreadable => "identity-unreadable",
             Reason::PolicyMissing => "policy-missing",
             Reason::EventUnrecorded => "event-unrecorded",
+            Reason::PolicyExpired => "policy-expired",
         }
     }
 
@@ -219,6 +223,9 @@ pub mod policy_flags {
     pub const EVENTS_ALL: u32 = 2;
     /// An action whose event cannot be recorded is denied.
     pub const STRICT: u32 = 4;
+    /// Once expired, decisions are audited (allowed and recorded) instead of denied: only
+    /// when the host configuration explicitly chooses it.
+    pub const EXPIRED_AUDIT: u32 = 8;
 }
 
 /// One policy slot: what the rules keyed by this slot's id are, and how to apply them.
@@ -227,6 +234,9 @@ pub mod policy_flags {
 pub struct PolicyInfo {
     /// The policy version (from the signed bundle; 0 for an unsigned local policy).
     pub version: u64,
+    /// `bpf_ktime_get_boot_ns()` at which the bundle expires (0: never). Boot time, so
+    /// setting the wall clock back cannot extend a policy, and it holds with no agent.
+    pub expires_boot_ns: u64,
     /// [`policy_flags`] bits.
     pub flags: u32,
     /// Non-zero once the slot's rules are all in place.

@@ -15,7 +15,10 @@ use aya_ebpf::{
     helpers::{
         bpf_d_path, bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_probe_read_kernel as probe_read_raw},
+        generated::{
+            bpf_get_current_ancestor_cgroup_id, bpf_ktime_get_boot_ns,
+            bpf_probe_read_kernel as probe_read_raw,
+        },
     },
     macros::{cgroup_sock_addr, lsm, map},
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
@@ -480,6 +483,20 @@ fn port_rule(rule: &NetRule, port: u16, protocol: u32) -> Option<u32> {
 fn conclude(policy_id: u32, request: &Request, reason: Reason, rule_id: u32) -> bool {
     let info = policy(policy_id);
     let (reason, rule_id, flags, version) = match info {
+        // SAFETY: a helper call without arguments.
+        Some(p)
+            if p.expires_boot_ns != 0
+                && unsafe { bpf_ktime_get_boot_ns() } >= p.expires_boot_ns =>
+        {
+            // Fail closed, whatever the rules say and whatever the policy's mode, unless
+            // the host chose audit for expired policies.
+            let flags = if p.flags & policy_flags::EXPIRED_AUDIT != 0 {
+                p.flags | policy_flags::AUDIT
+            } else {
+                p.flags & !policy_flags::AUDIT
+            };
+            (Reason::PolicyExpired, NO_RULE, flags, p.version)
+        }
         Some(p) => (reason, rule_id, p.flags, p.version),
         None => (Reason::PolicyMissing, NO_RULE, 0, 0),
     };

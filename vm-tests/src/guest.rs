@@ -14,8 +14,8 @@ use rampart_vm_tests::protocol::{Outcome, ScenarioResult, END, PLAN, RESULT};
 use crate::scenarios::{self, AgentPhase, Requires};
 
 pub const AGENT: &str = "/bin/rampart";
-const FIXTURES: &str = "/opt/rampart-test";
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub const FIXTURES: &str = "/opt/rampart-test";
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const NOTIFY_SOCKET: &str = "/run/rampart-notify.sock";
 const AGENT_LOG: &str = "/tmp/rampart-agent.log";
 /// The agent's stdout: one JSON decision event per line.
@@ -246,35 +246,45 @@ fn make_deep_chain(base: &Path, depth: usize) -> Result<()> {
 
 /// Starts `rampart run` governing the test cgroup, and waits for its sd_notify READY=1.
 pub fn start_agent(env: &mut Env) -> Result<()> {
+    let child = spawn_agent(
+        &["run", "--policy", POLICY_FILE],
+        Path::new(AGENT_EVENTS),
+        Path::new(AGENT_LOG),
+    )?;
+    env.agent = Some(child);
+    Ok(())
+}
+
+/// Starts `rampart ARGS` with stdout to `events` and stderr to `log`, and waits for its
+/// sd_notify READY=1.
+pub fn spawn_agent(args: &[&str], events: &Path, log: &Path) -> Result<Child> {
     let _ = std::fs::remove_file(NOTIFY_SOCKET);
     let sock = UnixDatagram::bind(NOTIFY_SOCKET).context("binding the notify socket")?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let log = std::fs::File::create(AGENT_LOG)?;
     let mut child = Command::new(AGENT)
-        .arg("run")
-        .arg("--policy")
-        .arg(POLICY_FILE)
+        .args(args)
         .env("NOTIFY_SOCKET", NOTIFY_SOCKET)
         .env("RAMPART_LOG", "info")
         .stdin(Stdio::null())
-        .stdout(std::fs::File::create(AGENT_EVENTS)?)
-        .stderr(log)
+        .stdout(std::fs::File::create(events)?)
+        .stderr(std::fs::File::create(log)?)
         .spawn()
         .context("spawning the agent")?;
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
     let started = Instant::now();
     let mut buf = [0u8; 256];
     loop {
         if let Some(status) = child.try_wait()? {
             bail!(
                 "agent exited before it was ready ({status}); log:\n{}",
-                agent_log()
+                read_log()
             );
         }
         if started.elapsed() > AGENT_READY_TIMEOUT {
             let _ = child.kill();
             bail!(
                 "agent not ready after {AGENT_READY_TIMEOUT:?}; log:\n{}",
-                agent_log()
+                read_log()
             );
         }
         if let Ok(n) = sock.recv(&mut buf) {
@@ -282,35 +292,38 @@ pub fn start_agent(env: &mut Env) -> Result<()> {
                 .lines()
                 .any(|l| l == "READY=1")
             {
-                break;
+                return Ok(child);
             }
         }
     }
-    env.agent = Some(child);
-    Ok(())
 }
 
 /// Stops the agent with SIGTERM and keeps the decision counters it logs on the way out.
 pub fn stop_agent(env: &mut Env) -> Result<()> {
-    let Some(mut child) = env.agent.take() else {
+    let Some(child) = env.agent.take() else {
         bail!("the agent is not running");
     };
-    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait()?;
-    let log = agent_log();
-    if !status.success() {
-        bail!("agent exited with {status} on SIGTERM; log:\n{log}");
-    }
-    let summary = log.lines().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        v.get("decisions").is_some().then_some(v)
-    });
-    if let Some(v) = summary {
+    if let Some(v) = terminate_agent(child, Path::new(AGENT_LOG))? {
         env.agent_decisions = v["decisions"].as_str().map(str::to_owned);
         env.agent_event_drops = v["event_drops"].as_u64();
     }
     Ok(())
+}
+
+/// Stops an agent with SIGTERM; returns its closing summary log record (decision counters
+/// and event drops), if it wrote one.
+pub fn terminate_agent(mut child: Child, log: &Path) -> Result<Option<serde_json::Value>> {
+    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait()?;
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    if !status.success() {
+        bail!("agent exited with {status} on SIGTERM; log:\n{text}");
+    }
+    Ok(text.lines().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        v.get("decisions").is_some().then_some(v)
+    }))
 }
 
 /// The agent's log so far (for failure details).

@@ -116,6 +116,31 @@ fn map_exec(path: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens `a` then `b` for reading, over and over, until the file `stop` exists; prints
+/// how each open ended. The policy-swap scenario runs it while policies are replaced.
+fn swap_loop(a: &str, b: &str, stop: &str) -> std::io::Result<()> {
+    let mut counts = [[0u64; 3]; 2]; // [file][ok, eperm, other]
+    let mut iterations = 0u64;
+    while !std::path::Path::new(stop).exists() {
+        for (i, path) in [a, b].iter().enumerate() {
+            let k = match open(path, libc::O_RDONLY) {
+                Ok(_) => 0,
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => 1,
+                Err(_) => 2,
+            };
+            counts[i][k] += 1;
+        }
+        iterations += 1;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    println!(
+        "swap-loop: iterations={iterations} a_ok={} a_denied={} a_other={} b_ok={} b_denied={} \
+         b_other={}",
+        counts[0][0], counts[0][1], counts[0][2], counts[1][0], counts[1][1], counts[1][2]
+    );
+    Ok(())
+}
+
 fn uring_open(path: &str) -> std::io::Result<()> {
     use io_uring::{opcode, types, IoUring};
     let p = cstr(path)?;
@@ -195,6 +220,7 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         ["deep-open", base, depth] => deep_open(base, depth.parse().ok()?),
         ["connect", ep] => connect(ep),
         ["send", ep] => send(ep),
+        ["swap-loop", a, b, stop] => swap_loop(a, b, stop),
         _ => return None,
     }))
 }

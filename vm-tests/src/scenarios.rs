@@ -60,6 +60,18 @@ pub const ALL: &[Scenario] = &[
         run: control_before_enforcement,
     },
     Scenario {
+        name: "bundle-swap-100-times-atomic-bad-bundles-change-nothing",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: crate::bundles::atomic_swap,
+    },
+    Scenario {
+        name: "bundle-expiry-fails-closed",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: crate::bundles::expiry_fails_closed,
+    },
+    Scenario {
         name: "explain-agrees-with-kernel",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
@@ -195,7 +207,7 @@ pub const ALL: &[Scenario] = &[
 
 /// What happened to one action run inside a cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// A probe ran and printed its marker.
     Ran,
     /// An op succeeded.
@@ -207,7 +219,7 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn denied(self) -> bool {
+    pub(crate) fn denied(self) -> bool {
         self == Outcome::Errno(libc::EPERM)
     }
 }
@@ -244,7 +256,7 @@ fn run_in(env: &Env, cgroup: &Path, argv: &[&str]) -> Result<Outcome> {
 }
 
 /// Runs an op through the allowed probe inside `cgroup`.
-fn op_in(env: &Env, cgroup: &Path, op: &[&str]) -> Result<Outcome> {
+pub(crate) fn op_in(env: &Env, cgroup: &Path, op: &[&str]) -> Result<Outcome> {
     let probe = env.allowed.to_string_lossy().into_owned();
     let mut argv = vec![probe.as_str(), "op"];
     argv.extend_from_slice(op);
