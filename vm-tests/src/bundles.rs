@@ -325,6 +325,66 @@ pub fn atomic_swap(env: &mut Env) -> Result<String> {
     sign(&dir, &pb, last + 1, "1s", SCOPE, &expired)?;
     std::thread::sleep(Duration::from_millis(2100));
     agent.refused(&expired, "expired", last)?;
+    // Same version, other content.
+    let equivocal = dir.join("equivocal.rpb");
+    sign(&dir, &pb, last, "2h", SCOPE, &equivocal)?;
+    agent.refused(&equivocal, "equivocation", last)?;
+    // A key the trust root does not list.
+    let stranger = dir.join("stranger");
+    rampart(&["keygen", "--out", &s(&stranger)])?;
+    let unknown = dir.join("unknown-key.rpb");
+    rampart(&[
+        "policy",
+        "sign",
+        "--key",
+        &s(&dir.join("stranger.key")),
+        "--version",
+        &(last + 1).to_string(),
+        "--expires",
+        "1h",
+        "--scope",
+        SCOPE,
+        &s(&pb),
+        "-o",
+        &s(&unknown),
+    ])?;
+    agent.refused(&unknown, "below-threshold", last)?;
+    // Malformed files: cut in half, empty, an unknown field, the trust root instead of a
+    // bundle, and one byte over the size cap.
+    let good = std::fs::read(bundle(last))?;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "malformed-envelope",
+        ),
+        ("empty", Vec::new(), "empty"),
+        (
+            "unknown-field",
+            {
+                let mut v: serde_json::Value = serde_json::from_slice(&good)?;
+                v["note"] = "extra".into();
+                v.to_string().into_bytes()
+            },
+            "malformed-envelope",
+        ),
+        (
+            "wrong-type",
+            std::fs::read(dir.join("trust.json"))?,
+            "wrong-payload-type",
+        ),
+    ];
+    for (name, bytes, code) in cases {
+        let path = dir.join(format!("{name}.rpb"));
+        std::fs::write(&path, bytes)?;
+        agent
+            .refused(&path, code, last)
+            .with_context(|| format!("the {name} bundle"))?;
+    }
+    let oversized = dir.join("oversized.rpb");
+    std::fs::write(&oversized, vec![b' '; 16 * 1024 * 1024 + 1])?;
+    agent.refused(&oversized, "too-large", last)?;
+    std::fs::remove_file(&oversized)?;
     // Enforcement unchanged: version `last` (odd) allows a, denies b.
     let a = op_in(env, &cg, &["open", &fa, "read"])?;
     let b = op_in(env, &cg, &["open", &fb, "read"])?;
@@ -392,7 +452,7 @@ pub fn atomic_swap(env: &mut Env) -> Result<String> {
         bail!("decisions were recorded under only {} versions; the workload did not overlap the swaps", versions.len());
     }
     Ok(format!(
-        "{SWAPS} swaps in {swap_time:.1?}; {} decisions on the two files under {} versions, each matching its version's policy; workload = kernel record; {drops} drops; tampered, rollback, wrong-scope and expired bundles refused with version {last} still enforcing",
+        "{SWAPS} swaps in {swap_time:.1?}; {} decisions on the two files under {} versions, each matching its version's policy; workload = kernel record; {drops} drops; 11 bad bundles (tampered, rollback, wrong scope, expired, equivocation, unknown key, truncated, empty, unknown field, wrong type, oversized) refused with their codes and version {last} still enforcing",
         recorded.iter().sum::<u64>(),
         versions.len()
     ))
