@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod events;
 pub mod file_id;
 pub mod layout;
+pub mod lineage;
 pub mod loader;
 pub mod policy;
 pub mod preflight;

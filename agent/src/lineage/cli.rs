@@ -1,0 +1,242 @@
+//! `rampart lineage verify|show|tail`.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use super::{segment_path, segments, verify::verify};
+use crate::bundle::PublicKey;
+
+/// `rampart lineage verify`: prints the report; returns the exit code (0 intact,
+/// 1 tampered, 2 unanchored tail, 3 gaps).
+pub fn verify_command(
+    dir: &Path,
+    key: &Path,
+    checkpoints: Option<&Path>,
+    json: bool,
+) -> Result<u8> {
+    let key = PublicKey::read(key).map_err(|e| anyhow::anyhow!(e.in_file(key)))?;
+    let report = verify(dir, &key, checkpoints)?;
+    let code = report.exit_code();
+    if json {
+        let mut v = serde_json::to_value(&report)?;
+        v["exit_code"] = code.into();
+        println!("{v}");
+        return Ok(code);
+    }
+    let r = &report;
+    println!(
+        "lineage {}: {} records verified (seq 0..{}) in {} segment(s)",
+        dir.display(),
+        r.records,
+        r.records.saturating_sub(1),
+        r.segments
+    );
+    println!(
+        "anchored: {} records by signed checkpoints ({} in the lineage, {} from the checkpoint file)",
+        r.anchored, r.checkpoints, r.external_checkpoints
+    );
+    println!(
+        "unanchored tail: {} record(s) after the last checkpoint{}",
+        r.unanchored_tail,
+        if r.unanchored_tail > 0 {
+            format!(" (seq {}..{})", r.anchored, r.records.saturating_sub(1))
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "gaps: {} ({} events lost); restarts: {}",
+        r.gaps, r.lost, r.restarts
+    );
+    for t in &r.torn {
+        println!("torn line kept aside: {}", t.display());
+    }
+    match (&r.tampered, code) {
+        (Some(t), _) => println!(
+            "TAMPERED: first bad record seq {} (segment {}): {}",
+            t.seq, t.segment, t.reason
+        ),
+        (None, 0) => println!("intact"),
+        (None, 2) => println!("chain intact; the tail is not anchored by a checkpoint yet"),
+        (None, _) => println!("chain intact, with gaps in coverage"),
+    }
+    Ok(code)
+}
+
+/// Which records `show` and `tail` print.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub kind: Option<String>,
+    pub decision: Option<String>,
+    pub action: Option<String>,
+    pub pid: Option<u64>,
+    pub cgroup: Option<u64>,
+    /// Wall clock bounds, Unix ns.
+    pub since_ns: Option<u64>,
+    pub until_ns: Option<u64>,
+}
+
+/// Parses a time bound: RFC 3339 (`2026-11-22T10:00:00Z`) or a duration ago (`15m`).
+pub fn parse_time(s: &str) -> Result<u64> {
+    let t = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let ago = humantime::parse_duration(s).with_context(|| {
+                format!("`{s}` is neither an RFC 3339 time nor a duration such as 15m")
+            })?;
+            SystemTime::now() - ago
+        }
+    };
+    Ok(t.duration_since(UNIX_EPOCH)?.as_nanos() as u64)
+}
+
+impl Filter {
+    pub fn matches(&self, v: &Value) -> bool {
+        let s = |k: &str, want: &Option<String>| want.as_deref().is_none_or(|w| v[k] == w);
+        let n = |k: &str, want: Option<u64>| want.is_none_or(|w| v[k].as_u64() == Some(w));
+        let t = v["time_ns"].as_u64().unwrap_or(0);
+        s("kind", &self.kind)
+            && s("decision", &self.decision)
+            && s("action", &self.action)
+            && n("pid", self.pid)
+            && n("cgroup_id", self.cgroup)
+            && self.since_ns.is_none_or(|b| t >= b)
+            && self.until_ns.is_none_or(|b| t <= b)
+    }
+}
+
+/// One record for people.
+fn describe(v: &Value) -> String {
+    let time = v["time_ns"]
+        .as_u64()
+        .map(|ns| {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+        })
+        .unwrap_or_default();
+    let head = format!("#{} {time} v{}", v["seq"], v["policy_version"]);
+    let str_of = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
+    match v["kind"].as_str().unwrap_or("?") {
+        "decision" => format!(
+            "{head} {} {} {} ({}; {} {}) pid {} {} cgroup {}",
+            str_of("decision"),
+            str_of("action"),
+            v["path"].as_str().or(v["endpoint"].as_str()).unwrap_or("-"),
+            str_of("reason"),
+            str_of("policy"),
+            str_of("rule"),
+            v["pid"],
+            str_of("comm"),
+            v["cgroup_id"]
+        ),
+        "gap" => format!(
+            "{head} GAP {} lost from {} ({})",
+            v["lost"],
+            str_of("source"),
+            str_of("reason")
+        ),
+        "checkpoint" => format!(
+            "{head} checkpoint of {} records, head {}",
+            v["size"],
+            str_of("head")
+        ),
+        "policy-change" => format!(
+            "{head} policy-change v{} -> v{} {}",
+            v["old_version"], v["new_version"], v["policies"]
+        ),
+        "policy-refused" => format!(
+            "{head} policy-refused ({}): {}",
+            str_of("code"),
+            str_of("error")
+        ),
+        "agent-start" => format!(
+            "{head} agent-start host {} pid {}",
+            str_of("host"),
+            v["pid"]
+        ),
+        "agent-stop" => format!("{head} agent-stop ({})", str_of("reason")),
+        other => format!("{head} {other}"),
+    }
+}
+
+fn print_line(out: &mut impl Write, line: &str, filter: &Filter, json: bool) -> Result<bool> {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        writeln!(out, "(unparseable line: {line})")?;
+        return Ok(true);
+    };
+    if !filter.matches(&v) {
+        return Ok(false);
+    }
+    if json {
+        writeln!(out, "{line}")?;
+    } else {
+        writeln!(out, "{}", describe(&v))?;
+    }
+    Ok(true)
+}
+
+fn all_lines(dir: &Path) -> Result<Vec<(u64, String)>> {
+    let mut out = Vec::new();
+    for seg in segments(dir)? {
+        let text = std::fs::read_to_string(segment_path(dir, seg))?;
+        out.extend(text.lines().map(|l| (seg, l.to_owned())));
+    }
+    Ok(out)
+}
+
+/// `rampart lineage show`: every matching record (not verified: use `verify`).
+pub fn show_command(dir: &Path, filter: &Filter, json: bool) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (_, line) in all_lines(dir)? {
+        print_line(&mut out, &line, filter, json)?;
+    }
+    Ok(())
+}
+
+/// `rampart lineage tail`: the last `n` matching records, then (with `follow`) new ones as
+/// they are written, until interrupted.
+pub fn tail_command(dir: &Path, filter: &Filter, json: bool, n: usize, follow: bool) -> Result<()> {
+    let lines = all_lines(dir)?;
+    let matching: Vec<&String> = lines
+        .iter()
+        .map(|(_, l)| l)
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| filter.matches(&v)))
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in &matching[matching.len().saturating_sub(n)..] {
+        print_line(&mut out, line, filter, json)?;
+    }
+    out.flush()?;
+    if !follow {
+        return Ok(());
+    }
+    let mut seg = lines.last().map_or(0, |(s, _)| *s);
+    let mut offset = std::fs::metadata(segment_path(dir, seg)).map_or(0, |m| m.len());
+    let mut partial = String::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let path: PathBuf = segment_path(dir, seg);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        if (bytes.len() as u64) > offset {
+            partial.push_str(&String::from_utf8_lossy(&bytes[offset as usize..]));
+            offset = bytes.len() as u64;
+            while let Some(i) = partial.find('\n') {
+                let line: String = partial.drain(..=i).collect();
+                print_line(&mut out, line.trim_end(), filter, json)?;
+            }
+            out.flush()?;
+        } else if segment_path(dir, seg + 1).exists() {
+            seg += 1;
+            offset = 0;
+        } else if !dir.exists() {
+            bail!("{} disappeared", dir.display());
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Lineage records: one JSON line each, a fixed header then the kind's fields, and the
+//! hash that chains them.
+//!
+//! Invariant: a record's hash is computed over the exact bytes written (the line without
+//! its newline), never over a re-serialisation, so verification needs no canonical form.
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::DecisionRecord;
+
+/// BLAKE3 `derive_key` context of record hashes.
+pub const RECORD_HASH_CONTEXT: &str = "rampart.dev 2026 lineage record v1";
+/// `prev` of the very first record of a lineage.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The chain hash of one record line (without its trailing newline).
+pub fn record_hash(line: &[u8]) -> [u8; 32] {
+    *blake3::Hasher::new_derive_key(RECORD_HASH_CONTEXT)
+        .update(line)
+        .finalize()
+        .as_bytes()
+}
+
+/// Fields every record starts with, in this order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Header<'a> {
+    /// Position in the lineage: 0, 1, 2, ... across all segments, with no hole.
+    pub seq: u64,
+    /// Hex hash of the previous record ([`GENESIS`] for seq 0).
+    pub prev: &'a str,
+    /// Which segment file holds it (0, 1, ...).
+    pub segment: u64,
+    /// The kernel boot id (`/proc/sys/kernel/random/boot_id`).
+    pub boot: &'a str,
+    /// CLOCK_MONOTONIC ns (for decisions: the kernel's event time).
+    pub mono_ns: u64,
+    /// Wall clock, Unix ns.
+    pub time_ns: u64,
+    /// The policy version in force (for decisions: the version that decided).
+    pub policy_version: u64,
+}
+
+/// Why events were lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GapReason {
+    /// The kernel's ring buffer was full (counted by the kernel per event).
+    RingBufferFull,
+    /// The agent was not running.
+    AgentDown,
+    /// A record was cut short by a crash; the bytes are kept beside the segment.
+    TornWrite,
+    /// The disk refused writes long enough for the write buffer to fill.
+    WriteFailed,
+}
+
+/// What a record says, by kind (the `kind` field).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Body<'a> {
+    /// An agent began writing (first record of each of its segments chains on).
+    AgentStart {
+        agent_version: &'a str,
+        host: &'a str,
+        /// Random id of this lineage, fixed at its first record.
+        lineage: &'a str,
+        pid: u32,
+        /// Hash of the previous head, if this continues an earlier lineage.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resumed_from: Option<&'a str>,
+    },
+    /// The agent stopped cleanly.
+    AgentStop { reason: &'a str },
+    /// A kernel decision.
+    Decision(&'a DecisionRecord),
+    /// A new policy is in force.
+    PolicyChange {
+        old_version: u64,
+        new_version: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        old_digest: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new_digest: Option<&'a str>,
+        signers: &'a [String],
+        policies: &'a [String],
+    },
+    /// A policy was offered and refused; the policy in force did not change.
+    PolicyRefused { code: &'a str, error: &'a str },
+    /// Events that were lost, with the exact count where the source counts them.
+    Gap {
+        source: &'a str,
+        reason: GapReason,
+        lost: u64,
+        /// Wall clock window (Unix ns) in which they were lost.
+        from_ns: u64,
+        to_ns: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a str>,
+    },
+    /// A signed checkpoint over the first `size` records.
+    Checkpoint {
+        size: u64,
+        head: &'a str,
+        /// The signed note, exactly as also written to the checkpoint file.
+        note: &'a str,
+    },
+}
+
+/// Serialises a record line (without newline). Header fields come first, then `kind` and
+/// the kind's fields.
+pub fn encode(header: &Header<'_>, body: &Body<'_>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Line<'h, 'b> {
+        #[serde(flatten)]
+        header: &'h Header<'h>,
+        #[serde(flatten)]
+        body: &'b Body<'b>,
+    }
+    // Serialising these plain structs to a Vec cannot fail.
+    serde_json::to_vec(&Line { header, body }).unwrap_or_default()
+}
+
+/// The parts of a record verification reads (other fields are skipped, not trusted).
+#[derive(Debug, Deserialize)]
+pub struct Parsed<'a> {
+    pub seq: u64,
+    #[serde(borrow)]
+    pub prev: &'a str,
+    pub segment: u64,
+    pub kind: &'a str,
+    pub time_ns: u64,
+    // Gap fields.
+    #[serde(default)]
+    pub lost: Option<u64>,
+    #[serde(default)]
+    pub reason: Option<&'a str>,
+    // Checkpoint fields.
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub head: Option<&'a str>,
+    #[serde(default)]
+    pub note: Option<String>,
+}

@@ -1,0 +1,326 @@
+//! Verifying a lineage: every hash, link, seq, segment and checkpoint signature.
+//!
+//! Invariant: the report says "intact" only when every record chains to the one before it
+//! with contiguous seqs across contiguous segments, and every checkpoint (in the lineage
+//! and in an off-host checkpoint file) is signed by the host key and matches the chain.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::{
+    note::{self, Checkpoint},
+    record::{record_hash, Parsed, GENESIS},
+    segment_path, segments,
+};
+use crate::bundle::{keys::hex, PublicKey};
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Tamper {
+    /// The first seq that cannot be trusted.
+    pub seq: u64,
+    pub segment: u64,
+    pub reason: String,
+}
+
+/// What verification established.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Records that verified, from seq 0.
+    pub records: u64,
+    pub segments: u64,
+    /// Records covered by the largest verified checkpoint.
+    pub anchored: u64,
+    /// Checkpoints verified in the lineage and from the checkpoint file.
+    pub checkpoints: u64,
+    pub external_checkpoints: u64,
+    /// Records after the last checkpoint (checkpoint records themselves excluded).
+    pub unanchored_tail: u64,
+    pub gaps: u64,
+    pub lost: u64,
+    pub restarts: u64,
+    /// Partial lines kept aside by recovery (`*.torn-*`), and a partial line at the end.
+    pub torn: Vec<PathBuf>,
+    pub tampered: Option<Tamper>,
+}
+
+impl Report {
+    /// 0 intact, 1 tampered, 2 unanchored tail, 3 gaps (or torn lines kept aside).
+    pub fn exit_code(&self) -> u8 {
+        if self.tampered.is_some() {
+            1
+        } else if self.unanchored_tail > 0 {
+            2
+        } else if self.gaps > 0 || !self.torn.is_empty() {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// Signed notes in a checkpoint file: each is body lines, a blank line, signature lines,
+/// then a blank line.
+pub fn split_notes(text: &str) -> Vec<String> {
+    let mut notes = Vec::new();
+    let mut current = String::new();
+    let mut blanks = 0;
+    for line in text.split_inclusive('\n') {
+        if line == "\n" {
+            blanks += 1;
+            if blanks == 2 {
+                notes.push(std::mem::take(&mut current));
+                blanks = 0;
+                continue;
+            }
+        }
+        current.push_str(line);
+    }
+    if !current.trim().is_empty() {
+        notes.push(current);
+    }
+    notes
+}
+
+struct State<'k> {
+    key: &'k PublicKey,
+    report: Report,
+    head: String,
+    /// Hashes wanted for external checkpoints: size -> hash of record size-1.
+    wanted: BTreeMap<u64, Option<String>>,
+    origin: Option<String>,
+    last_checkpoint_seq: Option<u64>,
+    starts: u64,
+}
+
+impl State<'_> {
+    fn tamper(&mut self, seq: u64, segment: u64, reason: String) {
+        if self.report.tampered.is_none() {
+            self.report.tampered = Some(Tamper {
+                seq,
+                segment,
+                reason,
+            });
+        }
+    }
+
+    /// Checks one record line at the expected position; false stops verification.
+    fn record(&mut self, line: &[u8], segment: u64) -> bool {
+        let expected = self.report.records;
+        let parsed: Parsed<'_> = match serde_json::from_slice(line) {
+            Ok(p) => p,
+            Err(e) => {
+                self.tamper(expected, segment, format!("not a valid record: {e}"));
+                return false;
+            }
+        };
+        if parsed.seq != expected {
+            self.tamper(
+                expected,
+                segment,
+                format!(
+                    "expected seq {expected}, found seq {}: a record was deleted, inserted or \
+                     reordered here",
+                    parsed.seq
+                ),
+            );
+            return false;
+        }
+        if parsed.prev != self.head {
+            let (seq, reason) = if expected == 0 {
+                (
+                    0,
+                    "the first record does not start from the genesis hash".into(),
+                )
+            } else {
+                (
+                    expected - 1,
+                    format!(
+                        "record {} was altered: its hash is not the prev of record {expected}",
+                        expected - 1
+                    ),
+                )
+            };
+            self.tamper(seq, segment, reason);
+            return false;
+        }
+        if parsed.segment != segment {
+            self.tamper(
+                expected,
+                segment,
+                format!(
+                    "record says segment {}, but is in segment {segment}",
+                    parsed.segment
+                ),
+            );
+            return false;
+        }
+        let hash = hex(&record_hash(line));
+        match parsed.kind {
+            "gap" => {
+                self.report.gaps += 1;
+                self.report.lost += parsed.lost.unwrap_or(0);
+            }
+            "agent-start" => self.starts += 1,
+            "checkpoint" => {
+                if let Err(reason) = self.checkpoint(&parsed, expected) {
+                    self.tamper(expected, segment, reason);
+                    return false;
+                }
+                self.report.checkpoints += 1;
+                self.last_checkpoint_seq = Some(expected);
+            }
+            _ => {}
+        }
+        self.head = hash;
+        self.report.records += 1;
+        if let Some(slot) = self.wanted.get_mut(&self.report.records) {
+            *slot = Some(self.head.clone());
+        }
+        true
+    }
+
+    fn checkpoint(&mut self, parsed: &Parsed<'_>, seq: u64) -> Result<(), String> {
+        let text = parsed
+            .note
+            .as_deref()
+            .ok_or("checkpoint record without a note")?;
+        let cp = note::verify(text, self.key).map_err(|e| format!("checkpoint: {e}"))?;
+        if cp.size != seq || parsed.size != Some(seq) {
+            return Err(format!(
+                "checkpoint covers {} records but stands at seq {seq}",
+                cp.size
+            ));
+        }
+        if hex(&cp.head) != self.head || parsed.head != Some(self.head.as_str()) {
+            return Err(format!(
+                "checkpoint head does not match the chain: records before seq {seq} were \
+                 altered (and re-hashed)"
+            ));
+        }
+        self.same_origin(&cp)?;
+        self.report.anchored = self.report.anchored.max(cp.size);
+        Ok(())
+    }
+
+    fn same_origin(&mut self, cp: &Checkpoint) -> Result<(), String> {
+        match &self.origin {
+            Some(o) if *o != cp.origin => {
+                Err(format!("checkpoint origin {} differs from {o}", cp.origin))
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.origin = Some(cp.origin.clone());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Verifies the lineage in `dir` against the host key and, optionally, an off-host
+/// checkpoint file.
+pub fn verify(dir: &Path, key: &PublicKey, checkpoints: Option<&Path>) -> Result<Report> {
+    let external: Vec<Checkpoint> = match checkpoints {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            split_notes(&text)
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    note::verify(n, key)
+                        .with_context(|| format!("{}: checkpoint {}", path.display(), i + 1))
+                })
+                .collect::<Result<_>>()?
+        }
+        None => Vec::new(),
+    };
+    let mut st = State {
+        key,
+        report: Report::default(),
+        head: GENESIS.into(),
+        wanted: external.iter().map(|c| (c.size, None)).collect(),
+        origin: None,
+        last_checkpoint_seq: None,
+        starts: 0,
+    };
+    let segs = segments(dir)?;
+    st.report.segments = segs.len() as u64;
+    'outer: for (i, &seg) in segs.iter().enumerate() {
+        if seg != i as u64 {
+            let seq = st.report.records;
+            st.tamper(seq, i as u64, format!("segment {i} is missing"));
+            break;
+        }
+        let path = segment_path(dir, seg);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        for line in bytes[..complete].split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            if !st.record(line, seg) {
+                break 'outer;
+            }
+        }
+        if complete < bytes.len() {
+            if i + 1 == segs.len() {
+                // A crash cut the last line; recovery will move it aside.
+                st.report.torn.push(path.clone());
+            } else {
+                let seq = st.report.records;
+                st.tamper(seq, seg, "a partial line inside the lineage".into());
+                break;
+            }
+        }
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.to_string_lossy().contains(".torn-") {
+            st.report.torn.push(p);
+        }
+    }
+    if st.report.tampered.is_none() {
+        for cp in &external {
+            let found = st.wanted.get(&cp.size).cloned().flatten();
+            let result = match found {
+                None => Err(format!(
+                    "an off-host checkpoint anchors {} records, but the lineage has only {}: \
+                     records {}..{} were removed",
+                    cp.size,
+                    st.report.records,
+                    st.report.records,
+                    cp.size - 1
+                )),
+                Some(h) if h != hex(&cp.head) => Err(format!(
+                    "an off-host checkpoint of {} records does not match the chain: records \
+                     before seq {} were altered (and re-hashed)",
+                    cp.size, cp.size
+                )),
+                Some(_) => st.same_origin(cp),
+            };
+            match result {
+                Ok(()) => {
+                    st.report.external_checkpoints += 1;
+                    st.report.anchored = st.report.anchored.max(cp.size);
+                }
+                Err(reason) => {
+                    let seq = cp.size.min(st.report.records);
+                    st.tamper(seq, cp.segment, reason);
+                    break;
+                }
+            }
+        }
+    }
+    // Records after the anchored size, not counting the checkpoint that anchors it.
+    let after = st.report.records.saturating_sub(st.report.anchored);
+    let own = u64::from(st.last_checkpoint_seq == Some(st.report.anchored));
+    st.report.unanchored_tail = after.saturating_sub(own);
+    st.report.restarts = st.starts.saturating_sub(1);
+    Ok(st.report)
+}
