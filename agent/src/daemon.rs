@@ -20,6 +20,7 @@ use crate::{
     loader::{Enforcer, SlotInfo},
     policy::{self, compile::CompiledPolicy, PolicySource},
     preflight,
+    recorder::{LineageSettings, Recorder},
     swap::{self, Generation},
 };
 
@@ -47,6 +48,8 @@ pub struct BundleSource {
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub origin: PolicyOrigin,
+    /// Where the lineage goes (none: decisions only on stdout).
+    pub lineage: Option<LineageSettings>,
     /// When the bundle in force expires: audit (allow and record) instead of deny.
     pub audit_when_expired: bool,
 }
@@ -167,6 +170,7 @@ struct InForce {
 /// anti-rollback state and logs the change.
 fn apply(
     enforcer: &mut Enforcer,
+    recorder: &mut Recorder,
     hierarchy: &std::path::Path,
     in_force: Option<InForce>,
     incoming: Incoming,
@@ -207,6 +211,24 @@ fn apply(
             (None, None)
         }
     };
+    let names: Vec<String> = generation
+        .policies
+        .iter()
+        .map(|(_, p)| p.name.clone())
+        .collect();
+    let signers: Vec<String> = incoming
+        .bundle
+        .as_ref()
+        .map(|(v, _)| v.signers.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    recorder.policy_change(
+        in_force
+            .as_ref()
+            .map(|f| (f.current.info.version, f.digest.as_deref())),
+        (generation.info.version, digest.as_deref()),
+        &signers,
+        &names,
+    );
     for (slot, p) in &generation.policies {
         info!(
             policy = %p.name, slot, mode = ?p.mode, rules = p.rules.len(),
@@ -233,18 +255,23 @@ pub async fn run(config: RunConfig) -> Result<()> {
         "this kernel's struct layout is not one Rampart can read; please report the kernel version",
     )?;
     let hierarchy = cgroup::hierarchy_root()?;
+    let mut recorder = Recorder::open(config.lineage.as_ref(), 0)?;
 
     // Verify and compile before touching the kernel: a bad policy changes nothing.
     let incoming = match prepare(&config, None) {
         Ok(Some(i)) => i,
         Ok(None) => bail!("internal: no policy to load at start"),
         Err(r) => {
+            recorder.policy_refused(r.code, &format!("{:#}", r.error));
+            recorder.close("no valid policy at start");
             return Err(r.error.context(format!("policy refused ({})", r.code)));
         }
     };
     let mut enforcer = Enforcer::load(&layout)?;
-    let (mut in_force, loaded) = apply(&mut enforcer, &hierarchy, None, incoming);
+    let (mut in_force, loaded) = apply(&mut enforcer, &mut recorder, &hierarchy, None, incoming);
     if let Err(r) = loaded {
+        recorder.policy_refused(r.code, &format!("{:#}", r.error));
+        recorder.close("policy not loaded at start");
         return Err(r.error.context(format!("policy not loaded ({})", r.code)));
     }
     if let Some(f) = &in_force {
@@ -269,30 +296,37 @@ pub async fn run(config: RunConfig) -> Result<()> {
     tokio::pin!(stop);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
+    // Lineage durability (at least every 100 ms) and the kernel's drop counter.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let expiry = expiry_timer(in_force.as_ref().and_then(|f| f.expires_at));
         tokio::select! {
             stopped = &mut stop => { stopped?; break; }
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for kernel events")?;
-                drain(guard.get_inner_mut(), in_force.as_ref());
+                drain(guard.get_inner_mut(), in_force.as_ref(), &mut recorder);
                 guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                recorder.drops(enforcer.event_drops()?);
+                recorder.tick();
             }
             _ = hup.recv() => {
                 info!("SIGHUP received: reloading the policy");
                 // Events of the generation about to be retired are annotated first.
-                drain(ring.get_mut(), in_force.as_ref());
+                drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
                 let digest = in_force.as_ref().and_then(|f| f.digest.clone());
                 match prepare(&config, digest.as_deref()) {
                     Ok(None) => info!("the bundle in force is unchanged"),
                     Ok(Some(incoming)) => {
-                        let (next, loaded) = apply(&mut enforcer, &hierarchy, in_force.take(), incoming);
+                        let (next, loaded) = apply(&mut enforcer, &mut recorder, &hierarchy, in_force.take(), incoming);
                         in_force = next;
                         if let Err(r) = loaded {
-                            refused(&r, in_force.as_ref());
+                            refused(&r, in_force.as_ref(), &mut recorder);
                         }
                     }
-                    Err(r) => refused(&r, in_force.as_ref()),
+                    Err(r) => refused(&r, in_force.as_ref(), &mut recorder),
                 }
             }
             _ = expiry => {
@@ -303,7 +337,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
         }
     }
     // Events written between the last wake-up and the signal are still owed.
-    drain(ring.get_mut(), in_force.as_ref());
+    drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
+    recorder.drops(enforcer.event_drops()?);
+    recorder.close("SIGTERM or SIGINT");
     let decisions = enforcer.decisions()?;
     let fields: Vec<String> = decisions
         .iter()
@@ -317,8 +353,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// Logs a refused policy: the old one stays in force.
-fn refused(r: &Refusal, in_force: Option<&InForce>) {
+/// Logs and records a refused policy: the old one stays in force.
+fn refused(r: &Refusal, in_force: Option<&InForce>, recorder: &mut Recorder) {
+    recorder.policy_refused(r.code, &format!("{:#}", r.error));
     error!(
         code = r.code,
         error = %format!("{:#}", r.error),
@@ -338,21 +375,14 @@ async fn expiry_timer(expires_at: Option<u64>) {
     }
 }
 
-/// Writes every pending event as a JSON line on stdout (the event sink until the lineage
-/// replaces it). A malformed record is logged, never silently skipped.
-fn drain(ring: &mut RingBuf<MapData>, in_force: Option<&InForce>) {
+/// Hands every pending event to the recorder (stdout and the lineage). A malformed record
+/// is logged, never silently skipped.
+fn drain(ring: &mut RingBuf<MapData>, in_force: Option<&InForce>, recorder: &mut Recorder) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     while let Some(item) = ring.next() {
         match events::parse(&item) {
-            Ok(mut record) => match serde_json::to_string(annotate(&mut record, in_force)) {
-                Ok(line) => {
-                    if let Err(e) = writeln!(out, "{line}") {
-                        warn!(error = %e, "cannot write an event to stdout");
-                    }
-                }
-                Err(e) => warn!(error = %e, "cannot serialise an event"),
-            },
+            Ok(mut record) => recorder.decision(&mut out, annotate(&mut record, in_force)),
             Err(e) => warn!(error = %e, "malformed event from the kernel"),
         }
     }

@@ -11,4 +11,5 @@ pub mod lineage;
 pub mod loader;
 pub mod policy;
 pub mod preflight;
+pub mod recorder;
 pub mod swap;

@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 use rampart::{
     bundle::{cli as bundle_cli, payload::BUNDLE_TYPE, trust::TRUST_ROOT_TYPE},
     daemon::{self, BundleSource, PolicyOrigin, RunConfig},
+    lineage::cli as lineage_cli,
     policy::cli,
+    recorder::LineageSettings,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -65,6 +67,22 @@ enum Command {
         /// everything governed. Only for a deliberate rollout choice.
         #[arg(long)]
         audit_when_expired: bool,
+        /// Write the lineage (hash-chained, checkpointed record of every decision, policy
+        /// change, gap, start and stop) into this directory. Needs --host-key.
+        #[arg(long, value_name = "DIR", requires = "host_key")]
+        lineage: Option<PathBuf>,
+        /// The host's secret key (from `rampart keygen`) that signs lineage checkpoints.
+        #[arg(long, value_name = "FILE")]
+        host_key: Option<PathBuf>,
+        /// A lineage checkpoint after this many records...
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        checkpoint_every: u64,
+        /// ...or this long after the last one.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+        checkpoint_interval: std::time::Duration,
+        /// Start a new lineage segment past this many bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+        segment_bytes: u64,
     },
     /// Check, compile, explain, sign and verify policies.
     #[command(subcommand)]
@@ -81,6 +99,93 @@ enum Command {
     /// Create, rotate, sign and install trust roots (which keys may sign bundles).
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Verify and read a lineage (the hash-chained record `rampart run --lineage` writes).
+    #[command(subcommand)]
+    Lineage(LineageCommand),
+}
+
+/// Which records `lineage show` and `lineage tail` print (all filters must match).
+#[derive(Debug, clap::Args)]
+struct LineageFilter {
+    /// Record kind: decision, policy-change, policy-refused, gap, checkpoint, agent-start,
+    /// agent-stop.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Decision: allow, deny, audit.
+    #[arg(long)]
+    decision: Option<String>,
+    /// Action: exec, open, map-exec, connect, send.
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    pid: Option<u64>,
+    /// Cgroup id.
+    #[arg(long)]
+    cgroup: Option<u64>,
+    /// From this time: RFC 3339 (2026-11-22T10:00:00Z) or a duration ago (15m).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Up to this time (same forms).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// The records' JSON lines as written.
+    #[arg(long)]
+    json: bool,
+}
+
+impl LineageFilter {
+    fn build(&self) -> anyhow::Result<rampart::lineage::cli::Filter> {
+        use rampart::lineage::cli::parse_time;
+        Ok(rampart::lineage::cli::Filter {
+            kind: self.kind.clone(),
+            decision: self.decision.clone(),
+            action: self.action.clone(),
+            pid: self.pid,
+            cgroup: self.cgroup,
+            since_ns: self.since.as_deref().map(parse_time).transpose()?,
+            until_ns: self.until.as_deref().map(parse_time).transpose()?,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum LineageCommand {
+    /// Check every hash, link, seq, segment link and checkpoint signature.
+    ///
+    /// Prints the verified range, the anchored size, the unanchored tail, gaps (count and
+    /// events lost) and restarts. Exit 0 intact, 1 tampered (naming the first bad record;
+    /// also when the lineage cannot be read), 2 unanchored tail, 3 gaps present.
+    Verify {
+        /// The lineage directory.
+        dir: PathBuf,
+        /// The host's public key (NAME.pub of the key given to `run --host-key`).
+        #[arg(long = "pub", value_name = "FILE")]
+        public: PathBuf,
+        /// Checkpoints kept off-host (a copy of DIR/checkpoints): each must match.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records (not verified: use `lineage verify`).
+    Show {
+        dir: PathBuf,
+        #[command(flatten)]
+        filter: LineageFilter,
+    },
+    /// Print the last records, and with -f new ones as they are written.
+    Tail {
+        dir: PathBuf,
+        /// How many records to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing new records until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        filter: LineageFilter,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,7 +435,21 @@ fn main() -> ExitCode {
             scope,
             clock_skew,
             audit_when_expired,
+            lineage,
+            host_key,
+            checkpoint_every,
+            checkpoint_interval,
+            segment_bytes,
         } => {
+            let lineage = lineage
+                .zip(host_key)
+                .map(|(dir, host_key)| LineageSettings {
+                    dir,
+                    host_key,
+                    checkpoint_every,
+                    checkpoint_interval,
+                    segment_bytes,
+                });
             let origin = match (bundle, trust) {
                 (Some(bundle), Some(trust)) => PolicyOrigin::Bundle(BundleSource {
                     bundle,
@@ -348,6 +467,7 @@ fn main() -> ExitCode {
                 .and_then(|rt| {
                     rt.block_on(daemon::run(RunConfig {
                         origin,
+                        lineage,
                         audit_when_expired,
                     }))
                 })
@@ -432,6 +552,31 @@ fn main() -> ExitCode {
             bundle_cli::trust_update(&trust, &successors)
         }
         Command::Trust(TrustCommand::Show { file }) => bundle_cli::trust_show(&file),
+        Command::Lineage(LineageCommand::Verify {
+            dir,
+            public,
+            checkpoints,
+            json,
+        }) => {
+            return match lineage_cli::verify_command(&dir, &public, checkpoints.as_deref(), json) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("rampart: error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Lineage(LineageCommand::Show { dir, filter }) => filter
+            .build()
+            .and_then(|f| lineage_cli::show_command(&dir, &f, filter.json)),
+        Command::Lineage(LineageCommand::Tail {
+            dir,
+            lines,
+            follow,
+            filter,
+        }) => filter
+            .build()
+            .and_then(|f| lineage_cli::tail_command(&dir, &f, filter.json, lines, follow)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,190 @@
+//! Where the daemon's records go: every decision to stdout as a JSON line and, when a
+//! lineage is configured, every decision, policy change, refusal and loss into it.
+//!
+//! Invariant: kernel drops are never silent: each increase of the kernel's drop counter
+//! becomes one gap record with the exact difference.
+
+use std::{io::Write, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result};
+use tracing::{error, info, warn};
+
+use crate::{
+    bundle::SecretKey,
+    events::DecisionRecord,
+    lineage::{
+        record::{Body, GapReason},
+        writer::{Config, Stamp, Writer},
+    },
+};
+
+/// Lineage settings of `rampart run`.
+#[derive(Debug, Clone)]
+pub struct LineageSettings {
+    pub dir: PathBuf,
+    pub host_key: PathBuf,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    pub segment_bytes: u64,
+}
+
+pub struct Recorder {
+    lineage: Option<Writer>,
+    /// The kernel's drop counter as last seen, and when.
+    drops_seen: u64,
+    drops_checked_ns: u64,
+    /// Whether the lineage is failing (to log transitions, not every attempt).
+    failing: bool,
+}
+
+impl Recorder {
+    /// Opens the lineage (if configured), which records the agent's start.
+    pub fn open(settings: Option<&LineageSettings>, policy_version: u64) -> Result<Self> {
+        let lineage = match settings {
+            None => None,
+            Some(s) => {
+                let key = SecretKey::read(&s.host_key)
+                    .map_err(|e| anyhow::anyhow!(e))
+                    .context("reading the host key that signs lineage checkpoints")?;
+                let mut cfg = Config::new(&s.dir);
+                cfg.checkpoint_every = s.checkpoint_every;
+                cfg.checkpoint_interval = s.checkpoint_interval;
+                cfg.segment_bytes = s.segment_bytes;
+                let (w, recovery) = Writer::open(cfg, key, policy_version)?;
+                if let Some((bytes, aside)) = &recovery.torn {
+                    warn!(bytes, kept_in = %aside.display(),
+                        "the lineage ended in a torn record (a crash); kept aside and recorded as a gap");
+                }
+                info!(dir = %s.dir.display(), records = w.len(), origin = w.origin(), "lineage open");
+                Some(w)
+            }
+        };
+        Ok(Self {
+            lineage,
+            drops_seen: 0,
+            drops_checked_ns: Stamp::now().time_ns,
+            failing: false,
+        })
+    }
+
+    /// Logs a lineage failure once, and its recovery once.
+    fn note(&mut self, result: Result<()>) {
+        match result {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                info!("the lineage is being written again");
+            }
+            Ok(()) => {}
+            Err(e) if !self.failing => {
+                self.failing = true;
+                error!(error = %format!("{e:#}"),
+                    "cannot write the lineage; records are buffered and retried, then counted as a gap");
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn append(&mut self, stamp: Stamp, version: Option<u64>, body: &Body<'_>) {
+        if let Some(w) = self.lineage.as_mut() {
+            let r = w.append(stamp, version, body).map(drop);
+            self.note(r);
+        }
+    }
+
+    /// One kernel decision.
+    pub fn decision(&mut self, out: &mut impl Write, record: &DecisionRecord) {
+        match serde_json::to_string(record) {
+            Ok(line) => {
+                if let Err(e) = writeln!(out, "{line}") {
+                    warn!(error = %e, "cannot write an event to stdout");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot serialise an event"),
+        }
+        self.append(
+            Stamp::of_kernel(record.ktime_ns),
+            Some(record.policy_version),
+            &Body::Decision(record),
+        );
+    }
+
+    /// The kernel's drop counter now; an increase becomes a gap record.
+    pub fn drops(&mut self, total: u64) {
+        let now = Stamp::now();
+        if total > self.drops_seen {
+            let lost = total - self.drops_seen;
+            warn!(
+                lost,
+                total, "the kernel's event ring was full; events lost (recorded as a gap)"
+            );
+            self.append(
+                now,
+                None,
+                &Body::Gap {
+                    source: "kernel-ring",
+                    reason: GapReason::RingBufferFull,
+                    lost,
+                    from_ns: self.drops_checked_ns,
+                    to_ns: now.time_ns,
+                    detail: None,
+                },
+            );
+            self.drops_seen = total;
+        }
+        self.drops_checked_ns = now.time_ns;
+    }
+
+    /// A new policy is in force.
+    pub fn policy_change(
+        &mut self,
+        old: Option<(u64, Option<&str>)>,
+        new: (u64, Option<&str>),
+        signers: &[String],
+        policies: &[String],
+    ) {
+        if let Some(w) = self.lineage.as_mut() {
+            w.policy_version = new.0;
+        }
+        self.append(
+            Stamp::now(),
+            Some(new.0),
+            &Body::PolicyChange {
+                old_version: old.map_or(0, |o| o.0),
+                new_version: new.0,
+                old_digest: old.and_then(|o| o.1),
+                new_digest: new.1,
+                signers,
+                policies,
+            },
+        );
+    }
+
+    /// A policy was refused; the one in force stays.
+    pub fn policy_refused(&mut self, code: &str, error: &str) {
+        self.append(Stamp::now(), None, &Body::PolicyRefused { code, error });
+    }
+
+    /// The periodic duty: durability and time-based checkpoints.
+    pub fn tick(&mut self) {
+        if let Some(w) = self.lineage.as_mut() {
+            let r = w.tick();
+            self.note(r);
+        }
+    }
+
+    /// The agent's stop record and a final checkpoint.
+    pub fn close(&mut self, reason: &str) {
+        if let Some(w) = self.lineage.as_mut() {
+            let r = w.close(reason);
+            if let Err(e) = &r {
+                error!(error = %format!("{e:#}"), "the lineage could not be closed cleanly");
+            } else {
+                info!(
+                    records = w.len(),
+                    head = w.head(),
+                    "lineage closed with a checkpoint"
+                );
+            }
+        }
+    }
+}
