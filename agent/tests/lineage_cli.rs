@@ -27,7 +27,7 @@ fn decision(i: u32, decision: &'static str) -> DecisionRecord {
         uid: 0,
         comm: "worker".into(),
         cgroup_id: 9,
-        action: if i % 2 == 0 { "open" } else { "exec" },
+        action: if i.is_multiple_of(2) { "open" } else { "exec" },
         decision,
         reason: if decision == "deny" {
             "no-rule"
@@ -71,7 +71,7 @@ fn verify_show_and_tail() {
     let dir = root.join("lineage");
     let (mut w, _) = Writer::open(Config::new(&dir), SecretKey::read(&secret).unwrap(), 3).unwrap();
     for i in 0..10 {
-        let d = decision(i, if i % 3 == 0 { "deny" } else { "allow" });
+        let d = decision(i, if i.is_multiple_of(3) { "deny" } else { "allow" });
         w.append(Stamp::of_kernel(d.ktime_ns), Some(3), &Body::Decision(&d))
             .unwrap();
     }
