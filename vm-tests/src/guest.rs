@@ -23,6 +23,10 @@ pub const AGENT_EVENTS: &str = "/tmp/rampart-events.jsonl";
 /// Under TCG the agent's BTF parse and program load take seconds; leave ample room.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The main agent's lineage, and the host key (NAME.key / NAME.pub) that signs it.
+pub const LINEAGE_DIR: &str = "/var/lib/rampart-test/lineage";
+pub const HOST_KEY: &str = "/etc/rampart-test/host";
+
 /// Where the guest writes the policy the agent enforces.
 pub const POLICY_FILE: &str = "/etc/rampart-test-policy.yaml";
 /// Name of the enforcing test policy (the other one, `test-audit`, is in audit mode).
@@ -208,6 +212,17 @@ fn set_up() -> Result<Env> {
     std::fs::create_dir_all("/tmp/deep")?;
     make_deep_chain(Path::new("/tmp/deep"), 24)?;
     write(Path::new(POLICY_FILE), &policy_text(), 0o644)?;
+    std::fs::create_dir_all("/etc/rampart-test")?;
+    let keygen = Command::new(AGENT)
+        .args(["keygen", "--out", HOST_KEY])
+        .output()
+        .context("running rampart keygen")?;
+    if !keygen.status.success() {
+        bail!(
+            "rampart keygen failed: {}",
+            String::from_utf8_lossy(&keygen.stderr)
+        );
+    }
     let governed = Path::new(CGROUP_ROOT).join("rampart-governed");
     let audited = Path::new(CGROUP_ROOT).join("rampart-audit");
     let ungoverned = Path::new(CGROUP_ROOT).join("rampart-free");
@@ -247,7 +262,15 @@ fn make_deep_chain(base: &Path, depth: usize) -> Result<()> {
 /// Starts `rampart run` governing the test cgroup, and waits for its sd_notify READY=1.
 pub fn start_agent(env: &mut Env) -> Result<()> {
     let child = spawn_agent(
-        &["run", "--policy", POLICY_FILE],
+        &[
+            "run",
+            "--policy",
+            POLICY_FILE,
+            "--lineage",
+            LINEAGE_DIR,
+            "--host-key",
+            &format!("{HOST_KEY}.key"),
+        ],
         Path::new(AGENT_EVENTS),
         Path::new(AGENT_LOG),
     )?;

@@ -12,6 +12,7 @@
 
 mod bundles;
 mod guest;
+mod lineage;
 mod ops;
 mod scenarios;
 

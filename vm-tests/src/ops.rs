@@ -141,6 +141,20 @@ fn swap_loop(a: &str, b: &str, stop: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens `path` for reading `n` times as fast as it can; prints how the opens ended.
+fn open_loop(path: &str, n: u64) -> std::io::Result<()> {
+    let (mut ok, mut denied, mut other) = (0u64, 0u64, 0u64);
+    for _ in 0..n {
+        match open(path, libc::O_RDONLY) {
+            Ok(_) => ok += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => denied += 1,
+            Err(_) => other += 1,
+        }
+    }
+    println!("open-loop: ok={ok} denied={denied} other={other}");
+    Ok(())
+}
+
 fn uring_open(path: &str) -> std::io::Result<()> {
     use io_uring::{opcode, types, IoUring};
     let p = cstr(path)?;
@@ -221,6 +235,7 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         ["connect", ep] => connect(ep),
         ["send", ep] => send(ep),
         ["swap-loop", a, b, stop] => swap_loop(a, b, stop),
+        ["open-loop", path, n] => open_loop(path, n.parse().ok()?),
         _ => return None,
     }))
 }

@@ -72,6 +72,12 @@ pub const ALL: &[Scenario] = &[
         run: crate::bundles::expiry_fails_closed,
     },
     Scenario {
+        name: "lineage-ring-overflow-gaps-equal-drops-strict-denies",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: crate::lineage::ring_overflow_gaps,
+    },
+    Scenario {
         name: "explain-agrees-with-kernel",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
@@ -196,6 +202,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Stopped,
         requires: Requires::BpfLsm,
         run: deny_events_match,
+    },
+    Scenario {
+        name: "lineage-verifies-and-holds-every-denial",
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
+        run: crate::lineage::main_lineage_verifies,
     },
     Scenario {
         name: "enforcement-ends-with-agent",
