@@ -13,12 +13,15 @@ pub const RECORD_HASH_CONTEXT: &str = "rampart.dev 2026 lineage record v1";
 /// `prev` of the very first record of a lineage.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The chain hash of one record line (without its trailing newline).
+/// The hasher in derive-key mode for [`RECORD_HASH_CONTEXT`], built once (deriving the
+/// context key per record would cost more than hashing the record).
+static RECORD_HASHER: std::sync::LazyLock<blake3::Hasher> =
+    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(RECORD_HASH_CONTEXT));
+
+/// The chain hash of one record line (without its trailing newline):
+/// BLAKE3-derive-key([`RECORD_HASH_CONTEXT`], line).
 pub fn record_hash(line: &[u8]) -> [u8; 32] {
-    *blake3::Hasher::new_derive_key(RECORD_HASH_CONTEXT)
-        .update(line)
-        .finalize()
-        .as_bytes()
+    *RECORD_HASHER.clone().update(line).finalize().as_bytes()
 }
 
 /// Fields every record starts with, in this order.
@@ -109,15 +112,25 @@ pub enum Body<'a> {
 /// Serialises a record line (without newline). Header fields come first, then `kind` and
 /// the kind's fields.
 pub fn encode(header: &Header<'_>, body: &Body<'_>) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Line<'h, 'b> {
-        #[serde(flatten)]
-        header: &'h Header<'h>,
-        #[serde(flatten)]
-        body: &'b Body<'b>,
-    }
+    use std::io::Write;
+    let mut out = Vec::with_capacity(640);
+    // The header by hand (serde's flatten buffers every field); strings through serde_json
+    // so they are escaped like any other.
+    let _ = write!(out, "{{\"seq\":{},\"prev\":", header.seq);
+    let _ = serde_json::to_writer(&mut out, header.prev);
+    let _ = write!(out, ",\"segment\":{},\"boot\":", header.segment);
+    let _ = serde_json::to_writer(&mut out, header.boot);
+    let _ = write!(
+        out,
+        ",\"mono_ns\":{},\"time_ns\":{},\"policy_version\":{},",
+        header.mono_ns, header.time_ns, header.policy_version
+    );
+    // The body is a JSON object starting with `{"kind":`; splice it in after the header.
+    let start = out.len();
     // Serialising these plain structs to a Vec cannot fail.
-    serde_json::to_vec(&Line { header, body }).unwrap_or_default()
+    let _ = serde_json::to_writer(&mut out, body);
+    out.remove(start);
+    out
 }
 
 /// The parts of a record verification reads (other fields are skipped, not trusted).

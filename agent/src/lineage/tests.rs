@@ -286,3 +286,36 @@ fn a_restart_links_segments_with_a_gap_and_a_torn_line_is_kept() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&keys).unwrap();
 }
+
+#[test]
+fn encode_puts_the_header_first_and_stays_valid_json() {
+    use super::record::{encode, Header};
+    let d = decision(3);
+    let line = encode(
+        &Header {
+            seq: 9,
+            prev: "ab\"cd",
+            segment: 2,
+            boot: "boot",
+            mono_ns: 5,
+            time_ns: 6,
+            policy_version: 7,
+        },
+        &Body::Decision(&d),
+    );
+    let text = String::from_utf8(line).unwrap();
+    assert!(
+        text.starts_with(
+            r#"{"seq":9,"prev":"ab\"cd","segment":2,"boot":"boot","mono_ns":5,"time_ns":6,"policy_version":7,"kind":"decision","ktime_ns":1000003,"#
+        ),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (v["prev"].as_str(), v["path"].as_str()),
+        (
+            Some("ab\"cd"),
+            Some("/srv/www/static/assets/file-000003.css")
+        )
+    );
+}
