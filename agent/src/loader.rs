@@ -163,13 +163,24 @@ impl Enforcer {
     /// Loads the programs with the kernel struct layout written into their read-only data,
     /// and attaches the LSM programs. Nothing is governed until [`Enforcer::govern`].
     pub fn load(layout: &KernelLayout) -> Result<Self> {
+        Self::load_with(layout, true)
+    }
+
+    /// Loads the programs but attaches no LSM program: only the cgroup network programs
+    /// will judge anything (once attached and governed). For kernels without BPF-LSM in
+    /// host-native tests of the network path; never what `rampart run` does.
+    pub fn load_network_only(layout: &KernelLayout) -> Result<Self> {
+        Self::load_with(layout, false)
+    }
+
+    fn load_with(layout: &KernelLayout, lsm: bool) -> Result<Self> {
         let object = embedded_object()?;
         let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_LAYOUT_SYMBOL, layout, true)
             .load(object)
             .context("loading the eBPF object into the kernel (maps and programs)")?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF for the LSM attach points")?;
-        for hook in programs::LSM {
+        for hook in programs::LSM.iter().filter(|_| lsm) {
             let prog: &mut Lsm = ebpf
                 .program_mut(hook)
                 .ok_or_else(|| anyhow!("program {hook} missing from the object"))?
