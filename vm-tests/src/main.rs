@@ -11,6 +11,7 @@
 //!   allowed and disallowed programs the scenarios execute.
 
 mod bundles;
+mod examples;
 mod guest;
 mod lineage;
 mod ops;

@@ -78,6 +78,12 @@ pub const ALL: &[Scenario] = &[
         run: crate::lineage::ring_overflow_gaps,
     },
     Scenario {
+        name: "example-policies-load-and-govern",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: crate::examples::examples_load,
+    },
+    Scenario {
         name: "explain-agrees-with-kernel",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
@@ -297,7 +303,7 @@ fn want(what: &str, got: Outcome, want: Outcome) -> Result<()> {
     Ok(())
 }
 
-fn exec_target(env: &Env, cgroup: &Path, path: &Path) -> Result<Outcome> {
+pub(crate) fn exec_target(env: &Env, cgroup: &Path, path: &Path) -> Result<Outcome> {
     run_in(env, cgroup, &[&p(path), "probe"])
 }
 

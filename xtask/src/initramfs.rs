@@ -38,7 +38,20 @@ enum Entry<'a> {
 /// Writes the initramfs (uncompressed cpio newc, which every kernel accepts) to `out`.
 pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let entries = vec![
+    // The example policies, so a scenario can load each into the kernel.
+    let mut examples: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in std::fs::read_dir(crate::workspace_root().join("policies"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            examples.push((
+                format!("usr/share/rampart/policies/{}", name.unwrap_or_default()),
+                read(&path)?,
+            ));
+        }
+    }
+    examples.sort();
+    let mut entries = vec![
         Entry::Dir("bin"),
         Entry::Dir("sbin"),
         Entry::Dir("usr"),
@@ -77,7 +90,13 @@ pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<
             read(Path::new(DYN_PROGRAM))?,
             0o755,
         ),
+        Entry::Dir("usr/share"),
+        Entry::Dir("usr/share/rampart"),
+        Entry::Dir("usr/share/rampart/policies"),
     ];
+    for (name, data) in &examples {
+        entries.push(Entry::File(name, data.clone(), 0o644));
+    }
     let inputs = entries.into_iter().map(|entry| match entry {
         Entry::Dir(name) => (
             cpio::NewcBuilder::new(name).mode(0o040_755).nlink(2),
