@@ -5,7 +5,7 @@ use rampart_common::KernelLayout;
 use crate::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 8] = [
+pub const MEMBERS: [(&str, &str); 9] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -14,11 +14,12 @@ pub const MEMBERS: [(&str, &str); 8] = [
     ("inode", "i_ino"),
     ("inode", "i_sb"),
     ("super_block", "s_dev"),
+    ("vm_area_struct", "vm_file"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
 pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file] =
         MEMBERS.map(|(s, m)| btf.member_offset(s, m));
     Ok(KernelLayout {
         binprm_file: binprm_file?,
@@ -29,6 +30,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         inode_ino: inode_ino?,
         inode_sb: inode_sb?,
         sb_dev: sb_dev?,
+        vma_file: vma_file?,
         valid: 1,
     })
 }
@@ -68,6 +70,7 @@ mod tests {
             &[("i_sb", p, 8 * 40), ("i_ino", long, 8 * 64)],
         );
         b.composite(false, "super_block", 64, &[("s_dev", uint, 8 * 16)]);
+        b.composite(false, "vm_area_struct", 64, &[("vm_file", p, 8 * 48)]);
         let btf = Btf::parse(&b.build()).unwrap();
         assert_eq!(
             resolve(&btf).unwrap(),
@@ -80,6 +83,7 @@ mod tests {
                 inode_ino: 64,
                 inode_sb: 40,
                 sb_dev: 16,
+                vma_file: 48,
                 valid: 1
             }
         );
@@ -121,6 +125,7 @@ mod tests {
             layout.file_flags,
             layout.inode_sb,
             layout.sb_dev,
+            layout.vma_file,
         ] {
             assert!(off < 4096, "implausible offset {off}");
         }

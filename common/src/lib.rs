@@ -72,6 +72,8 @@ pub struct KernelLayout {
     pub inode_sb: u32,
     /// `struct super_block::s_dev`
     pub sb_dev: u32,
+    /// `struct vm_area_struct::vm_file`
+    pub vma_file: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -87,6 +89,7 @@ impl KernelLayout {
         inode_ino: 0,
         inode_sb: 0,
         sb_dev: 0,
+        vma_file: 0,
         valid: 0,
     };
 }
@@ -122,10 +125,13 @@ pub enum Reason {
     EventUnrecorded = 9,
     /// The signed bundle in force has expired: everything governed fails closed.
     PolicyExpired = 10,
+    /// `mprotect(PROT_EXEC)` of a file that was not allowed to be mapped executable under
+    /// this policy (judged by identity: the hook cannot resolve paths).
+    MapExecUnverified = 11,
 }
 
 /// Number of [`Reason`] values; the size of the per-CPU decision counter array.
-pub const REASON_COUNT: u32 = 11;
+pub const REASON_COUNT: u32 = 12;
 
 impl Reason {
     /// All reasons, in counter-index order.
@@ -141,6 +147,7 @@ impl Reason {
         Reason::PolicyMissing,
         Reason::EventUnrecorded,
         Reason::PolicyExpired,
+        Reason::MapExecUnverified,
     ];
 
     /// Stable kebab-case name used in output and docs.
@@ -157,6 +164,7 @@ impl Reason {
             Reason::PolicyMissing => "policy-missing",
             Reason::EventUnrecorded => "event-unrecorded",
             Reason::PolicyExpired => "policy-expired",
+            Reason::MapExecUnverified => "map-exec-unverified",
         }
     }
 
@@ -242,6 +250,19 @@ pub struct PolicyInfo {
     /// Non-zero once the slot's rules are all in place.
     pub loaded: u32,
 }
+
+/// Key of [`maps::MAP_EXEC_ALLOWED`]: a policy slot and a file identity.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MapExecKey {
+    pub policy: u32,
+    pub _pad: u32,
+    pub file: FileId,
+}
+
+/// Capacity of [`maps::MAP_EXEC_ALLOWED`]; least recently used entries are evicted (an
+/// evicted file's later `mprotect(PROT_EXEC)` is then denied: fail closed).
+pub const MAP_EXEC_CACHE_ENTRIES: u32 = 16384;
 
 /// Data of a path rule key in the LPM trie: the policy id (big-endian, so it is the
 /// leading 16 bits of every prefix) then the path. An exact-file rule includes the
@@ -373,6 +394,9 @@ pub mod maps {
     pub const NET6_RULES: &str = "NET6_RULES";
     /// `PerCpuArray<u64>` indexed by [`super::Reason`]: decisions taken.
     pub const DECISIONS: &str = "DECISIONS";
+    /// `LruHashMap<MapExecKey, u32 rule id>`: files an executable mapping was allowed for,
+    /// per policy slot, so `file_mprotect` can judge by identity.
+    pub const MAP_EXEC_ALLOWED: &str = "MAP_EXEC_ALLOWED";
     /// `RingBuf` of [`super::Event`]s.
     pub const EVENTS: &str = "EVENTS";
     /// `PerCpuArray<u64>` with one slot: events lost because the ring buffer was full.
@@ -384,8 +408,9 @@ pub mod programs {
     pub const BPRM_CHECK: &str = "bprm_check_security";
     pub const FILE_OPEN: &str = "file_open";
     pub const MMAP_FILE: &str = "mmap_file";
+    pub const FILE_MPROTECT: &str = "file_mprotect";
     /// The LSM programs, each named after its hook.
-    pub const LSM: [&str; 3] = [BPRM_CHECK, FILE_OPEN, MMAP_FILE];
+    pub const LSM: [&str; 4] = [BPRM_CHECK, FILE_OPEN, MMAP_FILE, FILE_MPROTECT];
     pub const CONNECT4: &str = "connect4";
     pub const CONNECT6: &str = "connect6";
     pub const SENDMSG4: &str = "sendmsg4";

@@ -21,14 +21,14 @@ use aya_ebpf::{
         },
     },
     macros::{cgroup_sock_addr, lsm, map},
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     programs::{LsmContext, SockAddrContext},
 };
 use rampart_common::{
-    access, policy_flags, Action, Decision, Event, FileId, KernelLayout, Net4Key, Net6Key, NetRule,
-    PathKey, PathRule, PolicyInfo, Reason, EVENT_PATH_BYTES, EVENT_RING_BYTES, MAX_CGROUP_LEVELS,
-    MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, NO_RULE, PATH_BUF_BYTES,
-    PATH_KEY_BYTES, PORT_RANGES_PER_NET_RULE, REASON_COUNT,
+    access, policy_flags, Action, Decision, Event, FileId, KernelLayout, MapExecKey, Net4Key,
+    Net6Key, NetRule, PathKey, PathRule, PolicyInfo, Reason, EVENT_PATH_BYTES, EVENT_RING_BYTES,
+    MAP_EXEC_CACHE_ENTRIES, MAX_CGROUP_LEVELS, MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES,
+    MAX_POLICIES, NO_RULE, PATH_BUF_BYTES, PATH_KEY_BYTES, PORT_RANGES_PER_NET_RULE, REASON_COUNT,
 };
 
 /// `-EPERM` for LSM hooks.
@@ -48,6 +48,10 @@ const AF_INET6: u32 = 10;
 
 #[map(name = "GOVERNED")]
 static GOVERNED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_GOVERNED_CGROUPS, 0);
+
+#[map(name = "MAP_EXEC_ALLOWED")]
+static MAP_EXEC_ALLOWED: LruHashMap<MapExecKey, u32> =
+    LruHashMap::with_max_entries(MAP_EXEC_CACHE_ENTRIES, 0);
 
 #[map(name = "POLICIES")]
 static POLICIES: Array<PolicyInfo> = Array::with_max_entries(MAX_POLICIES, 0);
@@ -199,6 +203,52 @@ pub fn mmap_file(ctx: LsmContext) -> i32 {
     ))
 }
 
+/// `mprotect(PROT_EXEC)` on a file mapping: `bpf_d_path` is not allowed at this hook, so
+/// the file is judged by identity: allowed only if an executable mapping of this very file
+/// was allowed under the same policy slot (`mmap_file` records those). Anonymous memory is
+/// not a file and is not judged.
+#[lsm(hook = "file_mprotect")]
+pub fn file_mprotect(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(3);
+    if previous != 0 {
+        return previous;
+    }
+    let vma: *const u8 = ctx.arg(0);
+    let prot: u64 = ctx.arg(2);
+    if vma.is_null() || prot & PROT_EXEC == 0 {
+        return LSM_ALLOW;
+    }
+    let Some(policy_id) = governing_policy() else {
+        return LSM_ALLOW;
+    };
+    let layout = layout();
+    let mut request = Request::new(Action::MapExec, access::EXEC);
+    if layout.valid == 0 {
+        return lsm_verdict(conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE));
+    }
+    let file = btf_ptr(vma, layout.vma_file);
+    if file.is_null() {
+        return LSM_ALLOW;
+    }
+    let (reason, rule) = match file_identity(file, &layout) {
+        Some(id) => {
+            request.file = id;
+            let key = MapExecKey {
+                policy: policy_id,
+                _pad: 0,
+                file: id,
+            };
+            // SAFETY: the value is copied out at once.
+            match unsafe { MAP_EXEC_ALLOWED.get(key) } {
+                Some(rule) => (Reason::Allowed, *rule),
+                None => (Reason::MapExecUnverified, NO_RULE),
+            }
+        }
+        None => (Reason::IdentityUnreadable, NO_RULE),
+    };
+    lsm_verdict(conclude(policy_id, &request, reason, rule))
+}
+
 fn lsm_verdict(allow: bool) -> i32 {
     if allow {
         LSM_ALLOW
@@ -257,6 +307,15 @@ fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) -> b
         }
         None => (Reason::IdentityUnreadable, NO_RULE),
     };
+    if action == Action::MapExec && reason == Reason::Allowed {
+        // Remember the file for a later mprotect(PROT_EXEC), which cannot resolve paths.
+        let key = MapExecKey {
+            policy: policy_id,
+            _pad: 0,
+            file: request.file,
+        };
+        let _ = MAP_EXEC_ALLOWED.insert(key, rule, 0);
+    }
     conclude(policy_id, &request, reason, rule)
 }
 

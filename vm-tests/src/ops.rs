@@ -155,6 +155,36 @@ fn open_loop(path: &str, n: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Maps `path` readable (not judged), then asks for PROT_EXEC with mprotect.
+fn mprotect_exec(path: &str) -> std::io::Result<()> {
+    let fd = open(path, libc::O_RDONLY)?;
+    let len = 4096;
+    // SAFETY: a fresh private mapping of our own descriptor; unmapped before returning.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: changes the protection of exactly the mapping created above.
+    let rc = unsafe { libc::mprotect(addr, len, libc::PROT_READ | libc::PROT_EXEC) };
+    let result = if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    // SAFETY: unmaps exactly the mapping created above.
+    unsafe { libc::munmap(addr, len) };
+    result
+}
+
 fn uring_open(path: &str) -> std::io::Result<()> {
     use io_uring::{opcode, types, IoUring};
     let p = cstr(path)?;
@@ -231,6 +261,7 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         ["exec", path] => exec_fd_path(path),
         ["memfd-exec", src] => memfd_exec(src),
         ["map-exec", path] => map_exec(path),
+        ["mprotect-exec", path] => mprotect_exec(path),
         ["deep-open", base, depth] => deep_open(base, depth.parse().ok()?),
         ["connect", ep] => connect(ep),
         ["send", ep] => send(ep),

@@ -150,7 +150,7 @@ pub const ALL: &[Scenario] = &[
         run: loader_side_door_denied,
     },
     Scenario {
-        name: "map-exec-of-disallowed-file-denied",
+        name: "map-exec-and-mprotect-exec-of-disallowed-file-denied",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: map_exec_denied,
@@ -513,7 +513,29 @@ fn map_exec_denied(env: &mut Env) -> Result<String> {
         )?,
         Outcome::Ok,
     )?;
-    Ok("mmap with PROT_EXEC of a disallowed file got EPERM; a library maps".into())
+    // mprotect(PROT_EXEC) of a readable mapping: judged by identity (no path at that hook).
+    let got = op_in(env, &env.governed, &["mprotect-exec", &denied])?;
+    want_denied(
+        env,
+        "mprotect PROT_EXEC of a readable mapping of the disallowed probe",
+        got,
+        ("map-exec", "", "map-exec-unverified"),
+    )?;
+    want(
+        "mprotect PROT_EXEC of libc (mapped executable before under this policy)",
+        op_in(
+            env,
+            &env.governed,
+            &["mprotect-exec", "/lib/x86_64-linux-gnu/libc.so.6"],
+        )?,
+        Outcome::Ok,
+    )?;
+    Ok(
+        "mmap with PROT_EXEC of a disallowed file got EPERM; a library maps; mprotect(PROT_EXEC) \
+         of the disallowed file's readable mapping got EPERM (map-exec-unverified), of libc's \
+         was allowed"
+            .into(),
+    )
 }
 
 fn shebang_judged(env: &mut Env) -> Result<String> {
