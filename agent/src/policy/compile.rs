@@ -33,6 +33,11 @@ pub enum CompileError {
         count: usize,
         max: usize,
     },
+    #[error(
+        "{field}: `{path}` may be both written and run (or mapped executable): a governed \
+         workload could replace its own programs; drop write access or the exec rule"
+    )]
+    WritableExecutable { field: String, path: String },
     #[error("{field}: `{path}` resolves on this host to `{canonical}`, longer than {max} bytes")]
     ResolvedPathTooLong {
         field: String,
@@ -276,6 +281,20 @@ pub fn compile(
     }
 
     let paths = compile_paths(grants);
+    // A workload that may write a file it may also run or map executable can replace its
+    // own code (even in place, keeping the pinned identity): refuse such a policy.
+    if let Some(e) = paths.iter().find(|e| {
+        e.access & access::WRITE != 0 && e.access & (access::EXEC | access::RUN) != 0
+    }) {
+        let field = rules
+            .iter()
+            .find(|r| r.id == e.rule_id)
+            .map_or_else(String::new, |r| r.field.clone());
+        return Err(CompileError::WritableExecutable {
+            field,
+            path: e.path.clone(),
+        });
+    }
     let (net4, net6) = compile_net(&net_rules)?;
     let mut flags = 0;
     if spec.mode == Mode::Audit {

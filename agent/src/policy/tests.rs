@@ -227,6 +227,22 @@ fn too_many_port_ranges_for_one_prefix_is_an_error() {
 }
 
 #[test]
+fn a_program_the_workload_may_write_is_refused() {
+    // Write access to the directory holding an allowed program.
+    let text = BASE.replace("- path: /etc/nginx/\n", "- path: /usr/sbin/\n");
+    assert!(text.contains("/usr/sbin/\n"), "fixture changed: {text}");
+    let text = text.replacen("access: [read]", "access: [read, write]", 1);
+    let src = PolicySource::parse("p.yaml", &text).unwrap();
+    let err = compile(&src.documents[0], "p.yaml", &Literal).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.exec.allow[0]: `/usr/sbin/nginx` may be both written and run (or mapped \
+         executable): a governed workload could replace its own programs; drop write access \
+         or the exec rule"
+    );
+}
+
+#[test]
 fn bad_input_errors_name_file_line_and_field() {
     let cases = [
         (
