@@ -2,7 +2,7 @@
 
 use std::{io::Write, path::PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{unix::AsyncFd, Interest};
 use tracing::{error, info, warn};
@@ -11,7 +11,7 @@ use crate::{
     btf::Btf,
     bundle::{
         cli as bundle_cli,
-        state::{self, Standing, StateDir},
+        state::{self, StateDir},
         unix_now, BundleError, TrustRoot, VerifiedBundle,
     },
     cgroup,
@@ -73,16 +73,16 @@ fn boot_ns() -> Result<u64> {
     Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
-/// Reads, verifies and compiles the policy from `origin`, changing nothing. `None` when it
-/// is the signed bundle already in force.
-fn prepare(config: &RunConfig, in_force: Option<&str>) -> Result<Option<Incoming>, Refusal> {
+/// Reads, verifies and compiles the policy from `origin` (pinning exec identities anew),
+/// changing nothing.
+fn prepare(config: &RunConfig) -> Result<Incoming, Refusal> {
     let extra_flags = if config.audit_when_expired {
         rampart_common::policy_flags::EXPIRED_AUDIT
     } else {
         0
     };
     match &config.origin {
-        PolicyOrigin::Files(files) => Ok(Some(Incoming {
+        PolicyOrigin::Files(files) => Ok(Incoming {
             policies: policy::host::compile_files(files, &policy::host::Host)
                 .map_err(|e| Refusal::new("compile", e))?,
             info: SlotInfo {
@@ -91,7 +91,7 @@ fn prepare(config: &RunConfig, in_force: Option<&str>) -> Result<Option<Incoming
                 extra_flags,
             },
             bundle: None,
-        })),
+        }),
         PolicyOrigin::Bundle(src) => {
             let refuse = |e: BundleError| Refusal::new(e.code(), anyhow::anyhow!(e));
             let trust = TrustRoot::read(&src.trust).map_err(refuse)?;
@@ -101,11 +101,9 @@ fn prepare(config: &RunConfig, in_force: Option<&str>) -> Result<Option<Incoming
                 bundle_cli::verify_file(&src.bundle, &trust, &scope, src.clock_skew, now)
                     .map_err(refuse)?;
             let state = StateDir::new(&src.state);
-            let standing =
-                state::check(state.load().map_err(refuse)?.as_ref(), &verified).map_err(refuse)?;
-            if standing == Standing::Current && in_force == Some(verified.digest.as_str()) {
-                return Ok(None);
-            }
+            // The same bundle again (a reload re-pins identities) passes; older or
+            // equivocating ones do not.
+            state::check(state.load().map_err(refuse)?.as_ref(), &verified).map_err(refuse)?;
             let sources = verified
                 .payload
                 .policies
@@ -119,7 +117,7 @@ fn prepare(config: &RunConfig, in_force: Option<&str>) -> Result<Option<Incoming
             let expires_boot_ns = boot_ns()
                 .map_err(|e| Refusal::new("clock", e))?
                 .saturating_add(left.saturating_mul(1_000_000_000));
-            Ok(Some(Incoming {
+            Ok(Incoming {
                 policies,
                 info: SlotInfo {
                     version: verified.payload.version,
@@ -127,7 +125,7 @@ fn prepare(config: &RunConfig, in_force: Option<&str>) -> Result<Option<Incoming
                     extra_flags,
                 },
                 bundle: Some((verified, state)),
-            }))
+            })
         }
     }
 }
@@ -258,9 +256,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let mut recorder = Recorder::open(config.lineage.as_ref(), 0)?;
 
     // Verify and compile before touching the kernel: a bad policy changes nothing.
-    let incoming = match prepare(&config, None) {
-        Ok(Some(i)) => i,
-        Ok(None) => bail!("internal: no policy to load at start"),
+    let incoming = match prepare(&config) {
+        Ok(i) => i,
         Err(r) => {
             recorder.policy_refused(r.code, &format!("{:#}", r.error));
             recorder.close("no valid policy at start");
@@ -313,13 +310,11 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 recorder.tick();
             }
             _ = hup.recv() => {
-                info!("SIGHUP received: reloading the policy");
+                info!("SIGHUP received: reloading the policy (and re-pinning programs)");
                 // Events of the generation about to be retired are annotated first.
                 drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
-                let digest = in_force.as_ref().and_then(|f| f.digest.clone());
-                match prepare(&config, digest.as_deref()) {
-                    Ok(None) => info!("the bundle in force is unchanged"),
-                    Ok(Some(incoming)) => {
+                match prepare(&config) {
+                    Ok(incoming) => {
                         let (next, loaded) = apply(&mut enforcer, &mut recorder, &hierarchy, in_force.take(), incoming);
                         in_force = next;
                         if let Err(r) = loaded {

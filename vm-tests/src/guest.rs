@@ -65,6 +65,11 @@ impl Env {
         Path::new(FIXTURES).join(name)
     }
 
+    /// The running main agent's pid.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::id)
+    }
+
     /// Records a denial the agent's event stream must contain.
     pub fn expect_event(&mut self, action: &str, target: &str, decision: &str, reason: &str) {
         self.expected_events.push(ExpectedEvent {
@@ -92,6 +97,7 @@ spec:
       - {F}/allowed-probe
       - {F}/renamed-allowed
       - {F}/movable
+      - {F}/upgradable
       - {F}/script-ok.sh
       - {F}/script-bad-interp.sh
       - {F}/dyn-true
@@ -180,6 +186,7 @@ fn set_up() -> Result<Env> {
         "renamed-allowed",
         "movable",
         "swap-in",
+        "upgradable",
     ] {
         let copy = fx.join(name);
         std::fs::copy(&me, &copy)

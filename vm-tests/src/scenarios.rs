@@ -204,6 +204,12 @@ pub const ALL: &[Scenario] = &[
         run: audit_mode,
     },
     Scenario {
+        name: "exec-upgraded-program-denied-until-reload-re-pins-it",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: upgraded_program_re_pinned,
+    },
+    Scenario {
         name: "deny-events-match-every-denial",
         phase: AgentPhase::Stopped,
         requires: Requires::BpfLsm,
@@ -1105,4 +1111,50 @@ fn deny_events_match(env: &mut Env) -> Result<String> {
         events.len(),
         env.expected_events.len()
     ))
+}
+
+/// A program in exec.allow replaced on disk (a new file renamed over it, as package managers
+/// do) is denied until the policy is reloaded; SIGHUP re-pins it.
+fn upgraded_program_re_pinned(env: &mut Env) -> Result<String> {
+    let path = env.fixture("upgradable");
+    want(
+        "the allowed program before the upgrade",
+        exec_target(env, &env.governed, &path)?,
+        Outcome::Ran,
+    )?;
+    let staged = env.fixture("upgradable.new");
+    std::fs::copy(&env.allowed, &staged)?;
+    std::fs::rename(&staged, &path)?;
+    let got = exec_target(env, &env.governed, &path)?;
+    want_denied(
+        env,
+        "the upgraded program before a reload",
+        got,
+        ("exec", &p(&path), "identity-mismatch"),
+    )?;
+    let pid = env.agent_pid().context("the agent is not running")?;
+    let loaded = || {
+        crate::guest::agent_log()
+            .matches("\"policy in force")
+            .count()
+    };
+    let before = loaded();
+    // SAFETY: kill(2) on the agent this harness spawned and has not reaped.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let started = std::time::Instant::now();
+    while loaded() == before {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            bail!("the agent did not reload within 60 s after SIGHUP");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    want(
+        "the upgraded program after the reload",
+        exec_target(env, &env.governed, &path)?,
+        Outcome::Ran,
+    )?;
+    Ok(
+        "replaced program denied (identity-mismatch) until SIGHUP re-pinned it; then it runs"
+            .into(),
+    )
 }

@@ -283,9 +283,10 @@ pub fn compile(
     let paths = compile_paths(grants);
     // A workload that may write a file it may also run or map executable can replace its
     // own code (even in place, keeping the pinned identity): refuse such a policy.
-    if let Some(e) = paths.iter().find(|e| {
-        e.access & access::WRITE != 0 && e.access & (access::EXEC | access::RUN) != 0
-    }) {
+    if let Some(e) = paths
+        .iter()
+        .find(|e| e.access & access::WRITE != 0 && e.access & (access::EXEC | access::RUN) != 0)
+    {
         let field = rules
             .iter()
             .find(|r| r.id == e.rule_id)
