@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub lineage: Option<LineageSettings>,
     /// When the bundle in force expires: audit (allow and record) instead of deny.
     pub audit_when_expired: bool,
+    /// Where programs, links and maps are pinned (None: enforcement ends with the agent).
+    pub pin_dir: Option<PathBuf>,
 }
 
 /// A policy set ready to load, and what to record once it is.
@@ -264,17 +266,43 @@ pub async fn run(config: RunConfig) -> Result<()> {
             return Err(r.error.context(format!("policy refused ({})", r.code)));
         }
     };
-    let mut enforcer = Enforcer::load(&layout)?;
-    let (mut in_force, loaded) = apply(&mut enforcer, &mut recorder, &hierarchy, None, incoming);
+    let mut enforcer = match &config.pin_dir {
+        Some(dir) => Enforcer::load_pinned(&layout, dir)?,
+        None => Enforcer::load(&layout)?,
+    };
+    // What an earlier agent left pinned stays in force until the switch below replaces it.
+    let adopted = if enforcer.pinned() {
+        Generation::adopt(&mut enforcer)?.map(|g| {
+            info!(
+                version = g.info.version,
+                slots = g.slots.len(),
+                governed = g.governed.len(),
+                "adopting the policy an earlier agent left pinned"
+            );
+            InForce {
+                current: g,
+                previous: None,
+                digest: None,
+                expires_at: None,
+            }
+        })
+    } else {
+        None
+    };
+    recorder.start_drops(adopted.is_some(), enforcer.event_drops()?);
+    let (mut in_force, loaded) = apply(&mut enforcer, &mut recorder, &hierarchy, adopted, incoming);
     if let Err(r) = loaded {
         recorder.policy_refused(r.code, &format!("{:#}", r.error));
         recorder.close("policy not loaded at start");
         return Err(r.error.context(format!("policy not loaded ({})", r.code)));
     }
+    let retired = enforcer.retire_previous_links()?;
     if let Some(f) = &in_force {
         info!(
             governed = f.current.governed.len(),
             policies = f.current.policies.len(),
+            pinned = enforcer.pinned(),
+            earlier_links_detached = retired,
             "enforcing"
         );
     }
@@ -340,11 +368,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
         .iter()
         .map(|(r, n)| format!("{}={n}", r.name()))
         .collect();
-    info!(
-        decisions = %fields.join(","),
-        event_drops = enforcer.event_drops()?,
-        "stopping; enforcement ends with this process"
-    );
+    let drops = enforcer.event_drops()?;
+    match &config.pin_dir {
+        Some(dir) => info!(decisions = %fields.join(","), event_drops = drops,
+            pin_dir = %dir.display(),
+            "stopping; enforcement stays pinned (`rampart release` removes it)"),
+        None => info!(decisions = %fields.join(","), event_drops = drops,
+            "stopping; enforcement ends with this process"),
+    }
     Ok(())
 }
 

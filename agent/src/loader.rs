@@ -5,19 +5,24 @@
 //! half-filled policy.
 
 use anyhow::{anyhow, Context, Result};
+use std::path::{Path, PathBuf};
+
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
         Array, HashMap, MapData, PerCpuArray, RingBuf,
     },
-    programs::{links::CgroupAttachMode, CgroupSockAddr, Lsm},
+    programs::{
+        links::{CgroupAttachMode, FdLink, PinnedLink},
+        CgroupSockAddr, Lsm,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use ipnet::IpNet;
 use rampart_common::{
     maps, programs, FileId, KernelLayout, Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo,
-    PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES, PATH_KEY_BYTES,
-    PORT_RANGES_PER_NET_RULE,
+    PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAP_ABI_VERSION, MAX_POLICIES, PATH_KEY_BYTES,
+    PINNED_MAPS, PORT_RANGES_PER_NET_RULE,
 };
 
 use crate::{
@@ -114,7 +119,119 @@ pub struct Enforcer {
     installed: std::collections::HashMap<u32, SlotKeys>,
     /// Cgroups the network programs are attached to.
     attached: std::collections::BTreeSet<u64>,
+    /// Where maps and links are pinned, if they are.
+    pins: Option<Pins>,
 }
+
+/// The pin directory: `maps-abiN/NAME` for maps, `links/NAME@GEN` for links, where GEN
+/// numbers the agents that attached them (higher is newer).
+struct Pins {
+    maps: PathBuf,
+    links: PathBuf,
+    generation: u64,
+}
+
+/// The generation of a pinned link's file name (`NAME@GEN`).
+fn link_generation(name: &str) -> Option<u64> {
+    name.rsplit_once('@')?.1.parse().ok()
+}
+
+impl Pins {
+    fn prepare(dir: &Path) -> Result<Self> {
+        let maps = dir.join(format!("maps-abi{MAP_ABI_VERSION}"));
+        let links = dir.join("links");
+        for d in [&maps, &links] {
+            std::fs::create_dir_all(d).with_context(|| {
+                format!(
+                    "creating {} (is bpffs mounted at /sys/fs/bpf? mount -t bpf bpf /sys/fs/bpf)",
+                    d.display()
+                )
+            })?;
+        }
+        let newest = std::fs::read_dir(&links)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| link_generation(&e.file_name().to_string_lossy()))
+            .max()
+            .unwrap_or(0);
+        Ok(Self {
+            maps,
+            links,
+            generation: newest + 1,
+        })
+    }
+
+    fn pin_link(&self, link: FdLink, name: &str) -> Result<()> {
+        let path = self.links.join(format!("{name}@{}", self.generation));
+        link.pin(&path)
+            .with_context(|| format!("pinning link {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Unpins (and so detaches) every link of an older generation.
+    fn retire_older_links(&self) -> Result<usize> {
+        let mut n = 0;
+        for entry in std::fs::read_dir(&self.links)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name
+                .as_deref()
+                .and_then(link_generation)
+                .is_some_and(|g| g < self.generation)
+            {
+                unpin_link(&path)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Unpins a link; the link is detached when its last reference (this one) goes.
+fn unpin_link(path: &Path) -> Result<()> {
+    let link = PinnedLink::from_pin(path)
+        .with_context(|| format!("opening pinned link {}", path.display()))?;
+    drop(
+        link.unpin()
+            .with_context(|| format!("unpinning {}", path.display()))?,
+    );
+    Ok(())
+}
+
+/// `rampart release`: detaches every pinned link and removes every pinned map under `dir`.
+/// Returns (links, maps) removed.
+pub fn release(dir: &Path) -> Result<(usize, usize)> {
+    let mut links = 0;
+    let links_dir = dir.join("links");
+    if links_dir.is_dir() {
+        for entry in std::fs::read_dir(&links_dir)? {
+            unpin_link(&entry?.path())?;
+            links += 1;
+        }
+        std::fs::remove_dir(&links_dir)?;
+    }
+    let mut maps = 0;
+    if dir.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            let sub = entry?.path();
+            if sub.is_dir()
+                && sub
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("maps-abi"))
+            {
+                for m in std::fs::read_dir(&sub)? {
+                    std::fs::remove_file(m?.path())?;
+                    maps += 1;
+                }
+                std::fs::remove_dir(&sub)?;
+            }
+        }
+        std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok((links, maps))
+}
+
+/// What [`Enforcer::adopt`] found: (slot, info) of loaded slots, (cgroup id, slot) pairs.
+pub type Adopted = (Vec<(u32, PolicyInfo)>, Vec<(u64, u32)>);
 
 /// Keys written into the rule maps for one slot.
 #[derive(Default)]
@@ -163,20 +280,39 @@ impl Enforcer {
     /// Loads the programs with the kernel struct layout written into their read-only data,
     /// and attaches the LSM programs. Nothing is governed until [`Enforcer::govern`].
     pub fn load(layout: &KernelLayout) -> Result<Self> {
-        Self::load_with(layout, true)
+        Self::load_with(layout, true, None)
+    }
+
+    /// Loads and attaches as [`Enforcer::load`], with maps and links pinned under `dir`:
+    /// enforcement then outlives this process. Maps already pinned there (by an earlier
+    /// agent with the same map ABI) are reused, so the policy in force, the counters and the
+    /// undelivered events carry over. The earlier agent's links stay attached until
+    /// [`Enforcer::retire_previous_links`].
+    pub fn load_pinned(layout: &KernelLayout, dir: &Path) -> Result<Self> {
+        Self::load_with(layout, true, Some(dir))
     }
 
     /// Loads the programs but attaches no LSM program: only the cgroup network programs
     /// will judge anything (once attached and governed). For kernels without BPF-LSM in
     /// host-native tests of the network path; never what `rampart run` does.
     pub fn load_network_only(layout: &KernelLayout) -> Result<Self> {
-        Self::load_with(layout, false)
+        Self::load_with(layout, false, None)
     }
 
-    fn load_with(layout: &KernelLayout, lsm: bool) -> Result<Self> {
+    fn load_with(layout: &KernelLayout, lsm: bool, pin: Option<&Path>) -> Result<Self> {
         let object = embedded_object()?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(KERNEL_LAYOUT_SYMBOL, layout, true)
+        let mut loader = EbpfLoader::new();
+        loader.override_global(KERNEL_LAYOUT_SYMBOL, layout, true);
+        let pins = match pin {
+            Some(dir) => Some(Pins::prepare(dir)?),
+            None => None,
+        };
+        if let Some(p) = &pins {
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, p.maps.join(name));
+            }
+        }
+        let mut ebpf = loader
             .load(object)
             .context("loading the eBPF object into the kernel (maps and programs)")?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF for the LSM attach points")?;
@@ -192,8 +328,13 @@ impl Enforcer {
                      and `bpf` in the lsm= boot parameter)"
                 )
             })?;
-            prog.attach()
+            let link = prog
+                .attach()
                 .with_context(|| format!("attaching the LSM program to {hook}"))?;
+            if let Some(p) = &pins {
+                let link: FdLink = prog.take_link(link)?.into();
+                p.pin_link(link, hook)?;
+            }
         }
         for name in programs::SOCK_ADDR {
             let prog: &mut CgroupSockAddr = ebpf
@@ -208,7 +349,73 @@ impl Enforcer {
             ebpf,
             installed: Default::default(),
             attached: Default::default(),
+            pins,
         })
+    }
+
+    /// Whether maps and links are pinned (enforcement outlives this process).
+    pub fn pinned(&self) -> bool {
+        self.pins.is_some()
+    }
+
+    /// Detaches the links an earlier agent pinned, once this agent's own are attached and
+    /// its policy is in force (until then both judge, with the same maps).
+    pub fn retire_previous_links(&mut self) -> Result<usize> {
+        match &self.pins {
+            Some(p) => p.retire_older_links(),
+            None => Ok(0),
+        }
+    }
+
+    /// Takes over the slots an earlier agent left in the pinned maps: every loaded slot is
+    /// marked in use with the rule keys found in the tries (so it can be retired exactly).
+    /// Returns (slot, info) for each and the governed (cgroup id, slot) pairs.
+    pub fn adopt(&mut self) -> Result<Adopted> {
+        let policies: Array<_, PolicyInfo> = Array::try_from(self.map_mut(maps::POLICIES)?)?;
+        let mut slots = Vec::new();
+        for slot in 0..MAX_POLICIES {
+            let info = policies.get(&slot, 0)?;
+            if info.loaded != 0 {
+                slots.push((slot, info));
+            }
+        }
+        for (slot, _) in &slots {
+            self.installed.insert(*slot, SlotKeys::default());
+        }
+        let slot_of = |policy: [u8; 2]| u32::from(u16::from_be_bytes(policy));
+        {
+            let trie: LpmTrie<_, PathKey, PathRule> =
+                LpmTrie::try_from(self.map_mut(maps::PATH_RULES)?)?;
+            let keys: Vec<Key<PathKey>> = trie.keys().collect::<Result<_, _>>()?;
+            for k in keys {
+                if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
+                    s.paths.push(k);
+                }
+            }
+        }
+        {
+            let trie: LpmTrie<_, Net4Key, NetRule> =
+                LpmTrie::try_from(self.map_mut(maps::NET4_RULES)?)?;
+            let keys: Vec<Key<Net4Key>> = trie.keys().collect::<Result<_, _>>()?;
+            for k in keys {
+                if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
+                    s.net4.push(k);
+                }
+            }
+        }
+        {
+            let trie: LpmTrie<_, Net6Key, NetRule> =
+                LpmTrie::try_from(self.map_mut(maps::NET6_RULES)?)?;
+            let keys: Vec<Key<Net6Key>> = trie.keys().collect::<Result<_, _>>()?;
+            for k in keys {
+                if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
+                    s.net6.push(k);
+                }
+            }
+        }
+        let governed: HashMap<_, u64, u32> = HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
+        let pairs = governed.iter().collect::<Result<Vec<_>, _>>()?;
+        Ok((slots, pairs))
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
@@ -348,8 +555,18 @@ impl Enforcer {
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing from the object"))?
                 .try_into()?;
-            prog.attach(&dir, CgroupAttachMode::Single)
+            let link = prog
+                .attach(&dir, CgroupAttachMode::Single)
                 .with_context(|| format!("attaching {name} to cgroup {}", cgroup.path.display()))?;
+            if let Some(p) = &self.pins {
+                let link = FdLink::try_from(prog.take_link(link)?).with_context(|| {
+                    format!(
+                        "{name} on cgroup {} is not a pinnable link",
+                        cgroup.path.display()
+                    )
+                })?;
+                p.pin_link(link, &format!("{name}-cg{}", cgroup.id))?;
+            }
         }
         self.attached.insert(cgroup.id);
         Ok(())

@@ -83,6 +83,26 @@ enum Command {
         /// Start a new lineage segment past this many bytes.
         #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
         segment_bytes: u64,
+        /// Pin programs, links and maps here (bpffs): enforcement then outlives the agent
+        /// (crash, SIGTERM, upgrade), and the next agent adopts the pinned state without a
+        /// window. `rampart release` removes it.
+        #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/rampart")]
+        pin_dir: PathBuf,
+        /// Do not pin: enforcement ends when this process exits (for trials and tests).
+        #[arg(long)]
+        no_pin: bool,
+    },
+    /// Break-glass: detach every pinned Rampart program and remove its maps (as root).
+    ///
+    /// Governed cgroups are no longer enforced afterwards. Asks for confirmation on a
+    /// terminal unless --yes; refuses without a terminal unless --yes.
+    Release {
+        /// The pin directory of the agent to release.
+        #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/rampart")]
+        pin_dir: PathBuf,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
     },
     /// Check, compile, explain, sign and verify policies.
     #[command(subcommand)]
@@ -410,6 +430,36 @@ fn explain_requests(
     Ok(lines)
 }
 
+/// `rampart release`.
+fn release(dir: &std::path::Path, yes: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    if !dir.exists() {
+        anyhow::bail!("nothing is pinned at {}", dir.display());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("refusing to release without a terminal to confirm; pass --yes");
+        }
+        eprint!(
+            "Detach every Rampart program pinned under {} and stop enforcement? [y/N] ",
+            dir.display()
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!("not released");
+        }
+    }
+    let (links, maps) = rampart::loader::release(dir)?;
+    tracing::warn!(pin_dir = %dir.display(), links, maps, "released: enforcement removed (break-glass)");
+    println!(
+        "released {}: {links} links detached, {maps} maps removed; nothing is enforced",
+        dir.display()
+    );
+    Ok(())
+}
+
 fn init_logging() {
     let filter = EnvFilter::try_from_env("RAMPART_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -425,7 +475,7 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let daemon = matches!(cli.command, Command::Run { .. });
+    let daemon = matches!(cli.command, Command::Run { .. } | Command::Release { .. });
     let result = match cli.command {
         Command::Run {
             policies,
@@ -440,6 +490,8 @@ fn main() -> ExitCode {
             checkpoint_every,
             checkpoint_interval,
             segment_bytes,
+            pin_dir,
+            no_pin,
         } => {
             let lineage = lineage
                 .zip(host_key)
@@ -468,6 +520,7 @@ fn main() -> ExitCode {
                     rt.block_on(daemon::run(RunConfig {
                         origin,
                         lineage,
+                        pin_dir: (!no_pin).then_some(pin_dir),
                         audit_when_expired,
                     }))
                 })
@@ -531,6 +584,7 @@ fn main() -> ExitCode {
             bundle_cli::show_command(&bundle, json)
         }
         Command::Keygen { out } => bundle_cli::keygen(&out),
+        Command::Release { pin_dir, yes } => release(&pin_dir, yes),
         Command::Trust(TrustCommand::Init {
             keys,
             threshold,

@@ -18,6 +18,9 @@ use crate::{
     },
 };
 
+/// The file in the lineage directory holding the kernel drop count already recorded.
+pub const DROPS_FILE: &str = "kernel-drops";
+
 /// Lineage settings of `rampart run`.
 #[derive(Debug, Clone)]
 pub struct LineageSettings {
@@ -30,6 +33,9 @@ pub struct LineageSettings {
 
 pub struct Recorder {
     lineage: Option<Writer>,
+    /// `DIR/kernel-drops`: the drop counter already accounted for, kept across restarts
+    /// (the counter lives in a pinned map and outlives the agent).
+    drops_file: Option<PathBuf>,
     /// The kernel's drop counter as last seen, and when.
     drops_seen: u64,
     drops_checked_ns: u64,
@@ -61,6 +67,7 @@ impl Recorder {
         };
         Ok(Self {
             lineage,
+            drops_file: settings.map(|s| s.dir.join(DROPS_FILE)),
             drops_seen: 0,
             drops_checked_ns: Stamp::now().time_ns,
             failing: false,
@@ -108,6 +115,41 @@ impl Recorder {
         );
     }
 
+    /// Sets what the kernel's drop counter stood at when recording began. With maps adopted
+    /// from an earlier agent, that is what it had recorded (`kernel-drops`), so drops while
+    /// no agent ran become a gap now; without a record of it, `current` (logged).
+    pub fn start_drops(&mut self, adopted: bool, current: u64) {
+        self.drops_seen = if !adopted {
+            current
+        } else {
+            let recorded = self
+                .drops_file
+                .as_ref()
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            match recorded {
+                Some(n) if n <= current => n,
+                _ => {
+                    warn!(
+                        current,
+                        "no record of the drops already accounted for; counting from now"
+                    );
+                    current
+                }
+            }
+        };
+    }
+
+    fn save_drops(&self) {
+        if let Some(f) = &self.drops_file {
+            if let Err(e) =
+                crate::bundle::write_atomic(f, format!("{}\n", self.drops_seen).as_bytes(), 0o600)
+            {
+                warn!(error = %e, "cannot save the kernel drop count");
+            }
+        }
+    }
+
     /// The kernel's drop counter now; an increase becomes a gap record.
     pub fn drops(&mut self, total: u64) {
         let now = Stamp::now();
@@ -130,6 +172,7 @@ impl Recorder {
                 },
             );
             self.drops_seen = total;
+            self.save_drops();
         }
         self.drops_checked_ns = now.time_ns;
     }
@@ -174,6 +217,7 @@ impl Recorder {
 
     /// The agent's stop record and a final checkpoint.
     pub fn close(&mut self, reason: &str) {
+        self.save_drops();
         if let Some(w) = self.lineage.as_mut() {
             let r = w.close(reason);
             if let Err(e) = &r {

@@ -22,13 +22,45 @@ use crate::{
 /// The policies in force: which slot holds each, and which cgroups point at it.
 pub struct Generation {
     pub info: SlotInfo,
-    /// (slot, policy).
+    /// Every slot this generation holds.
+    pub slots: Vec<u32>,
+    /// (slot, policy); empty for a generation adopted from pinned maps.
     pub policies: Vec<(u32, CompiledPolicy)>,
     /// (slot, cgroup) for every governed cgroup.
     pub governed: Vec<(u32, Cgroup)>,
 }
 
 impl Generation {
+    /// The generation an earlier agent left in the pinned maps, if any.
+    pub fn adopt(enforcer: &mut Enforcer) -> Result<Option<Self>> {
+        let (slots, governed) = enforcer.adopt()?;
+        let Some((_, first)) = slots.first() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            info: SlotInfo {
+                version: first.version,
+                expires_boot_ns: first.expires_boot_ns,
+                extra_flags: 0,
+            },
+            slots: slots.iter().map(|(s, _)| *s).collect(),
+            policies: Vec::new(),
+            governed: governed
+                .into_iter()
+                .map(|(id, slot)| {
+                    (
+                        slot,
+                        Cgroup {
+                            path: format!("(adopted cgroup id {id})").into(),
+                            id,
+                            level: 0,
+                        },
+                    )
+                })
+                .collect(),
+        }))
+    }
+
     /// The policy in `slot`, if this generation holds it with `version`.
     pub fn policy(&self, slot: u32, version: u64) -> Option<&CompiledPolicy> {
         if version != self.info.version {
@@ -76,6 +108,7 @@ pub fn switch(
     }
     let new = Generation {
         info,
+        slots: free.clone(),
         governed: cgroups.into_iter().map(|(i, c)| (free[i], c)).collect(),
         policies: free.iter().copied().zip(policies).collect(),
     };
@@ -121,7 +154,7 @@ pub fn switch(
             }
         }
         synchronize()?;
-        retire(enforcer, old.policies.iter().map(|(s, _)| *s));
+        retire(enforcer, old.slots.iter().copied());
     }
     Ok(new)
 }

@@ -404,6 +404,23 @@ pub mod maps {
 }
 
 /// Names of the programs in the eBPF object (each is also its hook or attach type).
+/// Version of the map layout (keys, values, names). Pinned maps live in a directory named
+/// after it, so an agent with a different layout never reuses incompatible maps.
+pub const MAP_ABI_VERSION: u32 = 1;
+
+/// The maps pinned under the pin directory (state that must outlive the agent).
+pub const PINNED_MAPS: [&str; 9] = [
+    maps::GOVERNED,
+    maps::POLICIES,
+    maps::PATH_RULES,
+    maps::NET4_RULES,
+    maps::NET6_RULES,
+    maps::DECISIONS,
+    maps::EVENTS,
+    maps::EVENT_DROPS,
+    maps::MAP_EXEC_ALLOWED,
+];
+
 pub mod programs {
     pub const BPRM_CHECK: &str = "bprm_check_security";
     pub const FILE_OPEN: &str = "file_open";

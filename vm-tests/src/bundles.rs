@@ -126,7 +126,7 @@ impl BundleAgent {
         let trust = s(&dir.join("trust.json"));
         let cur = s(&current);
         let mut args = vec![
-            "run", "--bundle", &cur, "--trust", &trust, "--state", &state,
+            "run", "--no-pin", "--bundle", &cur, "--trust", &trust, "--state", &state,
         ];
         args.extend_from_slice(extra);
         let child = spawn_agent(&args, &events, &log)?;

@@ -53,7 +53,7 @@ pub fn examples_load(env: &mut Env) -> Result<String> {
         }
         let log = Path::new("/tmp/example-agent.log");
         let child = spawn_agent(
-            &["run", "--policy", &f],
+            &["run", "--no-pin", "--policy", &f],
             Path::new("/tmp/example-events.jsonl"),
             log,
         )?;

@@ -26,6 +26,9 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// The main agent's lineage, and the host key (NAME.key / NAME.pub) that signs it.
 pub const LINEAGE_DIR: &str = "/var/lib/rampart-test/lineage";
 pub const HOST_KEY: &str = "/etc/rampart-test/host";
+const HOST_KEY_SECRET: &str = "/etc/rampart-test/host.key";
+/// Where the main agent pins its programs and maps (the agent's default).
+pub const PIN_DIR: &str = "/sys/fs/bpf/rampart";
 
 /// Where the guest writes the policy the agent enforces.
 pub const POLICY_FILE: &str = "/etc/rampart-test-policy.yaml";
@@ -269,20 +272,26 @@ fn make_deep_chain(base: &Path, depth: usize) -> Result<()> {
 /// Starts `rampart run` governing the test cgroup, and waits for its sd_notify READY=1.
 pub fn start_agent(env: &mut Env) -> Result<()> {
     let child = spawn_agent(
-        &[
-            "run",
-            "--policy",
-            POLICY_FILE,
-            "--lineage",
-            LINEAGE_DIR,
-            "--host-key",
-            &format!("{HOST_KEY}.key"),
-        ],
+        &main_agent_args(),
         Path::new(AGENT_EVENTS),
         Path::new(AGENT_LOG),
     )?;
     env.agent = Some(child);
     Ok(())
+}
+
+/// The main agent's command line: the test policy, its lineage, pinned at the default
+/// pin directory.
+pub fn main_agent_args() -> Vec<&'static str> {
+    vec![
+        "run",
+        "--policy",
+        POLICY_FILE,
+        "--lineage",
+        LINEAGE_DIR,
+        "--host-key",
+        HOST_KEY_SECRET,
+    ]
 }
 
 /// Starts `rampart ARGS` with stdout to `events` and stderr to `log`, and waits for its

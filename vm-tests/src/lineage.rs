@@ -147,6 +147,7 @@ spec:
     let child = spawn_agent(
         &[
             "run",
+            "--no-pin",
             "--policy",
             &policy.to_string_lossy(),
             "--lineage",

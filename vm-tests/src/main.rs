@@ -15,6 +15,7 @@ mod examples;
 mod guest;
 mod lineage;
 mod ops;
+mod pinning;
 mod scenarios;
 
 use std::{os::unix::process::CommandExt, process::ExitCode};

@@ -222,10 +222,16 @@ pub const ALL: &[Scenario] = &[
         run: crate::lineage::main_lineage_verifies,
     },
     Scenario {
-        name: "enforcement-ends-with-agent",
+        name: "enforcement-outlives-agent-sigterm",
         phase: AgentPhase::Stopped,
         requires: Requires::BpfLsm,
-        run: enforcement_ends_with_agent,
+        run: enforcement_outlives_agent,
+    },
+    Scenario {
+        name: "restart-adopts-pins-kill9-keeps-enforcing-release-removes",
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
+        run: crate::pinning::restart_kill_release,
     },
 ];
 
@@ -995,13 +1001,25 @@ fn explain_agrees(env: &mut Env) -> Result<String> {
     Ok(format!("{} requests: explain and kernel agree on all ({allows} allowed, {denies} denied; deny reasons checked against events at stop)", rows.len()))
 }
 
-fn enforcement_ends_with_agent(env: &mut Env) -> Result<String> {
-    want(
-        "disallowed probe after the agent stopped",
+fn enforcement_outlives_agent(env: &mut Env) -> Result<String> {
+    want_denied(
+        env,
+        "disallowed probe after the agent stopped (SIGTERM)",
         exec_target(env, &env.governed, &env.denied)?,
+        ("exec", &p(&env.denied), "access-not-granted"),
+    )?;
+    // This denial's event waits in the pinned ring for the next agent; it is not expected
+    // in the stopped agent's output.
+    env.expected_events.pop();
+    want(
+        "allowed probe after the agent stopped",
+        exec_target(env, &env.governed, &env.allowed)?,
         Outcome::Ran,
     )?;
-    Ok("after SIGTERM the disallowed probe runs again (pinning is not implemented yet)".into())
+    Ok(
+        "after SIGTERM the pinned programs still deny the disallowed probe and run the allowed one"
+            .into(),
+    )
 }
 
 fn refuses_without_bpf_lsm(env: &mut Env) -> Result<String> {
