@@ -277,8 +277,9 @@ impl Writer {
                 &Body::Gap {
                     source: "agent",
                     reason: GapReason::AgentDown,
-                    // Enforcement ends with the agent (until pinning), so nothing was decided
-                    // while it was down.
+                    // Decisions made while no agent ran wait in the pinned ring and are
+                    // recorded after this; those the ring could not hold are counted by the
+                    // kernel and become a kernel-ring gap. Without pinning nothing is decided.
                     lost: 0,
                     from_ns: t.last_time_ns,
                     to_ns: now.time_ns,
