@@ -1,48 +1,27 @@
 //! `rampart run`: load, govern, enforce until told to stop.
 
-use std::{io::Write, path::PathBuf};
+use std::{collections::HashSet, io::Write, path::PathBuf, time::SystemTime};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::{unix::AsyncFd, Interest};
 use tracing::{error, info, warn};
 
+pub use crate::intake::{BundleLocation, BundleSource, PolicyOrigin};
 use crate::{
     btf::Btf,
-    bundle::{
-        cli as bundle_cli,
-        state::{self, StateDir},
-        unix_now, BundleError, TrustRoot, VerifiedBundle,
-    },
+    bundle::{cli as bundle_cli, unix_now},
     cgroup,
+    config::Fallback,
     events::{self, DecisionRecord},
+    intake::{no_policy, prepare, DirWatch, Incoming, Refusal},
     layout,
-    loader::{Enforcer, SlotInfo},
-    policy::{self, compile::CompiledPolicy, PolicySource},
+    loader::Enforcer,
+    policy::compile::CompiledPolicy,
     preflight,
     recorder::{LineageSettings, Recorder},
     swap::{self, Generation},
 };
-
-/// Where the policy comes from.
-#[derive(Debug, Clone)]
-pub enum PolicyOrigin {
-    /// Unsigned local policy files (version 0): for development and first trials.
-    Files(Vec<PathBuf>),
-    /// A signed bundle, verified against a trust root, with anti-rollback state.
-    Bundle(BundleSource),
-}
-
-/// A signed bundle and what it is checked against.
-#[derive(Debug, Clone)]
-pub struct BundleSource {
-    pub bundle: PathBuf,
-    pub trust: PathBuf,
-    pub state: PathBuf,
-    /// This host's scope (default: the trust root's).
-    pub scope: Option<String>,
-    pub clock_skew: u64,
-}
 
 /// What `rampart run` enforces.
 #[derive(Debug, Clone)]
@@ -54,94 +33,68 @@ pub struct RunConfig {
     pub audit_when_expired: bool,
     /// Where programs, links and maps are pinned (None: enforcement ends with the agent).
     pub pin_dir: Option<PathBuf>,
+    /// With no valid policy at start: these cgroups fall back to deny-all or audit
+    /// (None: the agent refuses to start).
+    pub no_policy: Option<(Vec<String>, Fallback)>,
 }
 
-/// A policy set ready to load, and what to record once it is.
-struct Incoming {
-    policies: Vec<CompiledPolicy>,
-    info: SlotInfo,
-    bundle: Option<(VerifiedBundle, StateDir)>,
+impl From<crate::config::Config> for RunConfig {
+    fn from(c: crate::config::Config) -> Self {
+        let p = c.policy;
+        Self {
+            origin: PolicyOrigin::Bundle(BundleSource {
+                location: BundleLocation::Dir(p.bundle_dir),
+                trust: p.trust,
+                state: p.state_dir,
+                scope: p.scope,
+                clock_skew: p.clock_skew.as_secs(),
+                allowed: Some(p.governs.clone()),
+            }),
+            lineage: c.lineage.map(|l| LineageSettings {
+                dir: l.dir,
+                host_key: l.host_key,
+                checkpoint_every: l.checkpoint_every,
+                checkpoint_interval: l.checkpoint_interval,
+                segment_bytes: l.segment_bytes,
+            }),
+            audit_when_expired: p.on_expiry == Fallback::Audit,
+            pin_dir: Some(c.daemon.pin_dir),
+            no_policy: Some((p.governs, p.on_no_policy)),
+        }
+    }
 }
 
-/// CLOCK_BOOTTIME now, in nanoseconds (the clock `bpf_ktime_get_boot_ns` reads).
-fn boot_ns() -> Result<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    anyhow::ensure!(rc == 0, "clock_gettime(CLOCK_BOOTTIME) failed");
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
+/// Bundle files already refused (path, size, mtime): refused once, not at every reload.
+type Reported = HashSet<(PathBuf, u64, Option<SystemTime>)>;
 
-/// Reads, verifies and compiles the policy from `origin` (pinning exec identities anew),
-/// changing nothing.
-fn prepare(config: &RunConfig) -> Result<Incoming, Refusal> {
+/// Verifies and compiles the configured policy; bundles of a directory that were refused
+/// are logged and recorded once each.
+fn intake(
+    config: &RunConfig,
+    recorder: &mut Recorder,
+    reported: &mut Reported,
+) -> Result<Incoming, Refusal> {
     let extra_flags = if config.audit_when_expired {
         rampart_common::policy_flags::EXPIRED_AUDIT
     } else {
         0
     };
-    match &config.origin {
-        PolicyOrigin::Files(files) => Ok(Incoming {
-            policies: policy::host::compile_files(files, &policy::host::Host)
-                .map_err(|e| Refusal::new("compile", e))?,
-            info: SlotInfo {
-                version: 0,
-                expires_boot_ns: 0,
-                extra_flags,
-            },
-            bundle: None,
-        }),
-        PolicyOrigin::Bundle(src) => {
-            let refuse = |e: BundleError| Refusal::new(e.code(), anyhow::anyhow!(e));
-            let trust = TrustRoot::read(&src.trust).map_err(refuse)?;
-            let scope = src.scope.clone().unwrap_or_else(|| trust.scope.clone());
-            let now = unix_now();
-            let verified =
-                bundle_cli::verify_file(&src.bundle, &trust, &scope, src.clock_skew, now)
-                    .map_err(refuse)?;
-            let state = StateDir::new(&src.state);
-            // The same bundle again (a reload re-pins identities) passes; older or
-            // equivocating ones do not.
-            state::check(state.load().map_err(refuse)?.as_ref(), &verified).map_err(refuse)?;
-            let sources = verified
-                .payload
-                .policies
-                .iter()
-                .map(|f| PolicySource::parse(&f.name, &f.source))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Refusal::new("compile", e.into()))?;
-            let policies = policy::host::compile_sources(&sources, &policy::host::Host)
-                .map_err(|e| Refusal::new("compile", e))?;
-            let left = verified.payload.expires_at.saturating_sub(now);
-            let expires_boot_ns = boot_ns()
-                .map_err(|e| Refusal::new("clock", e))?
-                .saturating_add(left.saturating_mul(1_000_000_000));
-            Ok(Incoming {
-                policies,
-                info: SlotInfo {
-                    version: verified.payload.version,
-                    expires_boot_ns,
-                    extra_flags,
-                },
-                bundle: Some((verified, state)),
-            })
+    let mut skipped = Vec::new();
+    let result = prepare(&config.origin, extra_flags, &mut skipped);
+    for (path, r) in skipped {
+        let meta = std::fs::metadata(&path).ok();
+        let key = (
+            path.clone(),
+            meta.as_ref().map_or(0, |m| m.len()),
+            meta.and_then(|m| m.modified().ok()),
+        );
+        if reported.insert(key) {
+            let error = format!("{}: {:#}", path.display(), r.error);
+            warn!(code = r.code, error = %error, "bundle refused; not loaded");
+            recorder.policy_refused(r.code, &error);
         }
     }
-}
-
-/// Why a policy was not loaded: a stable code and the full reason.
-struct Refusal {
-    code: &'static str,
-    error: anyhow::Error,
-}
-
-impl Refusal {
-    fn new(code: &'static str, error: anyhow::Error) -> Self {
-        Self { code, error }
-    }
+    result
 }
 
 /// Warns about exec rules that name nothing on this host.
@@ -258,13 +211,22 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let mut recorder = Recorder::open(config.lineage.as_ref(), 0)?;
 
     // Verify and compile before touching the kernel: a bad policy changes nothing.
-    let incoming = match prepare(&config) {
+    let mut reported = Reported::new();
+    let incoming = match intake(&config, &mut recorder, &mut reported) {
         Ok(i) => i,
-        Err(r) => {
-            recorder.policy_refused(r.code, &format!("{:#}", r.error));
-            recorder.close("no valid policy at start");
-            return Err(r.error.context(format!("policy refused ({})", r.code)));
-        }
+        Err(r) => match &config.no_policy {
+            Some((cgroups, fallback)) => {
+                refused(&r, None, &mut recorder);
+                warn!(fallback = ?fallback, cgroups = %cgroups.join(","),
+                    "no valid policy: the configured cgroups fall back to policy.on_no_policy");
+                no_policy(cgroups, *fallback)
+            }
+            None => {
+                recorder.policy_refused(r.code, &format!("{:#}", r.error));
+                recorder.close("no valid policy at start");
+                return Err(r.error.context(format!("policy refused ({})", r.code)));
+            }
+        },
     };
     let mut enforcer = match &config.pin_dir {
         Some(dir) => Enforcer::load_pinned(&layout, dir)?,
@@ -321,6 +283,14 @@ pub async fn run(config: RunConfig) -> Result<()> {
     tokio::pin!(stop);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
+    let bundle_dir = match &config.origin {
+        PolicyOrigin::Bundle(BundleSource {
+            location: BundleLocation::Dir(dir),
+            ..
+        }) => Some(dir.as_path()),
+        _ => None,
+    };
+    let mut dir_watch = DirWatch::new(bundle_dir)?;
     // Lineage durability (at least every 100 ms) and the kernel's drop counter.
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -341,16 +311,11 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 info!("SIGHUP received: reloading the policy (and re-pinning programs)");
                 // Events of the generation about to be retired are annotated first.
                 drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
-                match prepare(&config) {
-                    Ok(incoming) => {
-                        let (next, loaded) = apply(&mut enforcer, &mut recorder, &hierarchy, in_force.take(), incoming);
-                        in_force = next;
-                        if let Err(r) = loaded {
-                            refused(&r, in_force.as_ref(), &mut recorder);
-                        }
-                    }
-                    Err(r) => refused(&r, in_force.as_ref(), &mut recorder),
-                }
+                reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, true);
+            }
+            _ = dir_watch.changed(std::time::Duration::from_millis(150)) => {
+                drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
+                reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, false);
             }
             _ = expiry => {
                 warn!("the bundle in force has expired: governed cgroups now fail closed \
@@ -377,6 +342,34 @@ pub async fn run(config: RunConfig) -> Result<()> {
             "stopping; enforcement ends with this process"),
     }
     Ok(())
+}
+
+/// Verifies, compiles and swaps in the configured policy; a refusal keeps the one in force.
+/// Unless `force`, the bundle already in force is not loaded again.
+fn reload(
+    config: &RunConfig,
+    enforcer: &mut Enforcer,
+    recorder: &mut Recorder,
+    hierarchy: &std::path::Path,
+    in_force: &mut Option<InForce>,
+    reported: &mut Reported,
+    force: bool,
+) {
+    match intake(config, recorder, reported) {
+        Ok(incoming) => {
+            let digest = incoming.bundle.as_ref().map(|(v, _)| v.digest.as_str());
+            let current = in_force.as_ref().and_then(|f| f.digest.as_deref());
+            if !force && digest.is_some() && digest == current {
+                return;
+            }
+            let (next, loaded) = apply(enforcer, recorder, hierarchy, in_force.take(), incoming);
+            *in_force = next;
+            if let Err(r) = loaded {
+                refused(&r, in_force.as_ref(), recorder);
+            }
+        }
+        Err(r) => refused(&r, in_force.as_ref(), recorder),
+    }
 }
 
 /// Logs and records a refused policy: the old one stays in force.

@@ -3,9 +3,11 @@
 pub mod btf;
 pub mod bundle;
 pub mod cgroup;
+pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod file_id;
+pub mod intake;
 pub mod layout;
 pub mod lineage;
 pub mod loader;

@@ -5,7 +5,7 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use rampart::{
     bundle::{cli as bundle_cli, payload::BUNDLE_TYPE, trust::TRUST_ROOT_TYPE},
-    daemon::{self, BundleSource, PolicyOrigin, RunConfig},
+    daemon::{self, BundleLocation, BundleSource, PolicyOrigin, RunConfig},
     lineage::cli as lineage_cli,
     policy::cli,
     recorder::LineageSettings,
@@ -43,8 +43,13 @@ enum Command {
     /// `events: all`); logs go to stderr (JSON when not a terminal, level from RAMPART_LOG).
     /// Readiness is signalled with sd_notify READY=1. Enforcement stops when this process
     /// exits (pinning arrives with the daemon work).
-    #[command(group(clap::ArgGroup::new("origin").required(true).args(["policies", "bundle"])))]
+    #[command(group(clap::ArgGroup::new("origin").args(["policies", "bundle", "config"])))]
     Run {
+        /// The configuration file (TOML; see docs/configuration.md). Used when neither
+        /// --policy nor --bundle is given; its [policy], [lineage] and [daemon] sections
+        /// replace the flags below.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["policies", "bundle", "trust", "lineage"])]
+        config: Option<PathBuf>,
         /// An unsigned policy file (YAML); repeatable. For development and trials.
         #[arg(long = "policy", value_name = "FILE", conflicts_with_all = ["bundle", "trust", "state"])]
         policies: Vec<PathBuf>,
@@ -492,6 +497,7 @@ fn main() -> ExitCode {
             segment_bytes,
             pin_dir,
             no_pin,
+            config,
         } => {
             let lineage = lineage
                 .zip(host_key)
@@ -502,28 +508,34 @@ fn main() -> ExitCode {
                     checkpoint_interval,
                     segment_bytes,
                 });
-            let origin = match (bundle, trust) {
-                (Some(bundle), Some(trust)) => PolicyOrigin::Bundle(BundleSource {
-                    bundle,
-                    trust,
-                    state,
-                    scope,
-                    clock_skew: clock_skew.as_secs(),
-                }),
-                _ => PolicyOrigin::Files(policies),
+            let run_config = if policies.is_empty() && bundle.is_none() {
+                let path = config.unwrap_or_else(|| PathBuf::from(rampart::config::DEFAULT_PATH));
+                rampart::config::Config::read(&path).map(RunConfig::from)
+            } else {
+                let origin = match (bundle, trust) {
+                    (Some(bundle), Some(trust)) => PolicyOrigin::Bundle(BundleSource {
+                        location: BundleLocation::File(bundle),
+                        trust,
+                        state,
+                        scope,
+                        clock_skew: clock_skew.as_secs(),
+                        allowed: None,
+                    }),
+                    _ => PolicyOrigin::Files(policies),
+                };
+                Ok(RunConfig {
+                    origin,
+                    lineage,
+                    pin_dir: (!no_pin).then_some(pin_dir),
+                    audit_when_expired,
+                    no_policy: None,
+                })
             };
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| {
-                    rt.block_on(daemon::run(RunConfig {
-                        origin,
-                        lineage,
-                        pin_dir: (!no_pin).then_some(pin_dir),
-                        audit_when_expired,
-                    }))
-                })
+                .and_then(|rt| run_config.and_then(|c| rt.block_on(daemon::run(c))))
         }
         Command::Policy(PolicyCommand::Compile { files, out, host }) => {
             cli::compile_command(&files, out.as_deref(), host)

@@ -119,7 +119,8 @@ pub enum Reason {
     LayoutUnset = 6,
     /// Reading the file's identity from kernel memory failed.
     IdentityUnreadable = 7,
-    /// The cgroup points at a policy slot that holds no policy.
+    /// No valid policy: the cgroup's slot holds none, or the host fell back to its
+    /// no-policy setting because no valid bundle could be loaded.
     PolicyMissing = 8,
     /// Strict mode: the event for this decision could not be recorded.
     EventUnrecorded = 9,
@@ -161,7 +162,7 @@ impl Reason {
             Reason::PathTooLong => "path-too-long",
             Reason::LayoutUnset => "layout-unset",
             Reason::IdentityUnreadable => "identity-unreadable",
-            Reason::PolicyMissing => "policy-missing",
+            Reason::PolicyMissing => "no-policy",
             Reason::EventUnrecorded => "event-unrecorded",
             Reason::PolicyExpired => "policy-expired",
             Reason::MapExecUnverified => "map-exec-unverified",
@@ -234,6 +235,9 @@ pub mod policy_flags {
     /// Once expired, decisions are audited (allowed and recorded) instead of denied: only
     /// when the host configuration explicitly chooses it.
     pub const EXPIRED_AUDIT: u32 = 8;
+    /// The slot is the host's no-policy fallback: every decision is `no-policy` (denied, or
+    /// audited with [`AUDIT`]).
+    pub const NO_POLICY: u32 = 16;
 }
 
 /// One policy slot: what the rules keyed by this slot's id are, and how to apply them.

@@ -556,6 +556,9 @@ fn conclude(policy_id: u32, request: &Request, reason: Reason, rule_id: u32) -> 
             };
             (Reason::PolicyExpired, NO_RULE, flags, p.version)
         }
+        Some(p) if p.flags & policy_flags::NO_POLICY != 0 => {
+            (Reason::PolicyMissing, NO_RULE, p.flags, p.version)
+        }
         Some(p) => (reason, rule_id, p.flags, p.version),
         None => (Reason::PolicyMissing, NO_RULE, 0, 0),
     };

@@ -1,0 +1,245 @@
+//! The daemon's configuration file (TOML, default `/etc/rampart/rampart.toml`), parsed
+//! strictly: unknown keys, wrong types and impossible combinations are errors that name the
+//! key. Every key is documented in docs/configuration.md.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The default location.
+pub const DEFAULT_PATH: &str = "/etc/rampart/rampart.toml";
+/// Configuration files are small.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// What to do when no valid policy is in force (at start) or the one in force expires.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// Deny everything in the governed cgroups (the safe default).
+    #[default]
+    Deny,
+    /// Allow and record (only as a deliberate choice for a first rollout).
+    Audit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub lineage: Option<LineageConfig>,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of signed bundles (`*.rpb`); the newest valid one is loaded, and the
+    /// directory is watched.
+    pub bundle_dir: PathBuf,
+    /// The trust root.
+    pub trust: PathBuf,
+    /// Anti-rollback state directory.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// This host's scope (default: the trust root's).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Tolerance for a signer's clock ahead of this host's, e.g. "5m".
+    #[serde(default = "default_skew", with = "humantime_serde_compat")]
+    pub clock_skew: Duration,
+    /// The cgroups this host lets bundles govern (relative to the cgroup v2 root). A bundle
+    /// policy governing a cgroup outside these (and their descendants) is refused; with no
+    /// valid policy these cgroups fall back to `on_no_policy`.
+    pub governs: Vec<String>,
+    /// With no valid policy at start: deny everything governed (default) or audit.
+    #[serde(default)]
+    pub on_no_policy: Fallback,
+    /// When the bundle in force expires: deny everything governed (default) or audit.
+    #[serde(default)]
+    pub on_expiry: Fallback,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageConfig {
+    pub dir: PathBuf,
+    /// The host's secret key (`rampart keygen`), which signs checkpoints.
+    pub host_key: PathBuf,
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    #[serde(
+        default = "default_checkpoint_interval",
+        with = "humantime_serde_compat"
+    )]
+    pub checkpoint_interval: Duration,
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Where programs, links and maps are pinned.
+    #[serde(default = "default_pin_dir")]
+    pub pin_dir: PathBuf,
+    /// The control socket (`rampart policy push`, `rampart status`); root only, mode 0600.
+    #[serde(default = "default_socket")]
+    pub control_socket: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            pin_dir: default_pin_dir(),
+            control_socket: default_socket(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    "/var/lib/rampart".into()
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_checkpoint_every() -> u64 {
+    10_000
+}
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_segment_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_pin_dir() -> PathBuf {
+    "/sys/fs/bpf/rampart".into()
+}
+pub fn default_socket() -> PathBuf {
+    "/run/rampart/control.sock".into()
+}
+
+/// Durations as humantime strings ("5m", "10s").
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!("`{s}` is not a duration such as 30s or 5m: {e}"))
+        })
+    }
+}
+
+impl Config {
+    /// Parses and checks a configuration file's text; errors name the file and key.
+    pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{file}: {}", e.to_string().trim_end()))?;
+        config
+            .check()
+            .with_context(|| format!("{file}: invalid configuration"))?;
+        Ok(config)
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = crate::bundle::read_capped(path, MAX_CONFIG_BYTES).map_err(|e| {
+            anyhow::anyhow!("{e}; create it (see docs/configuration.md) or pass --config")
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{}: not UTF-8", path.display()))?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    fn check(&self) -> Result<()> {
+        let p = &self.policy;
+        if p.governs.is_empty() {
+            bail!("policy.governs: list at least one cgroup this host lets bundles govern");
+        }
+        for g in &p.governs {
+            if !g.starts_with('/') || g == "/" || g.split('/').any(|c| c == "..") {
+                bail!("policy.governs: `{g}` must be an absolute cgroup path below the root, without ..");
+            }
+        }
+        if let Some(scope) = &p.scope {
+            crate::bundle::valid_scope(scope).context("policy.scope")?;
+        }
+        if let Some(l) = &self.lineage {
+            if l.checkpoint_every == 0 {
+                bail!("lineage.checkpoint_every: must be at least 1");
+            }
+            if l.segment_bytes < 4096 {
+                bail!("lineage.segment_bytes: must be at least 4096");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[policy]
+bundle_dir = "/etc/rampart/bundles"
+trust = "/etc/rampart/trust.json"
+governs = ["/batch.slice"]
+
+[lineage]
+dir = "/var/lib/rampart/lineage"
+host_key = "/etc/rampart/host.key"
+checkpoint_interval = "30s"
+"#;
+
+    #[test]
+    fn defaults_fill_what_is_not_said() {
+        let c = Config::parse("r.toml", GOOD).unwrap();
+        assert_eq!(c.policy.state_dir, PathBuf::from("/var/lib/rampart"));
+        assert_eq!(c.policy.clock_skew, Duration::from_secs(300));
+        assert_eq!(c.policy.on_no_policy, Fallback::Deny);
+        assert_eq!(c.policy.on_expiry, Fallback::Deny);
+        let l = c.lineage.unwrap();
+        assert_eq!(
+            (l.checkpoint_every, l.checkpoint_interval),
+            (10_000, Duration::from_secs(30))
+        );
+        assert_eq!(c.daemon.pin_dir, PathBuf::from("/sys/fs/bpf/rampart"));
+        assert_eq!(
+            c.daemon.control_socket,
+            PathBuf::from("/run/rampart/control.sock")
+        );
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Config::parse("r.toml", text).unwrap_err())
+    }
+
+    #[test]
+    fn bad_configurations_name_the_key() {
+        let e = err(&GOOD.replace("governs =", "govern ="));
+        assert!(e.contains("unknown field `govern`"), "{e}");
+        let e = err(&GOOD.replace("\"30s\"", "\"soon\""));
+        assert!(e.contains("`soon` is not a duration"), "{e}");
+        let e = err(&GOOD.replace("[\"/batch.slice\"]", "[]"));
+        assert!(
+            e.contains("policy.governs: list at least one cgroup"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("/batch.slice", "batch.slice"));
+        assert!(e.contains("must be an absolute cgroup path"), "{e}");
+        let e = err(&format!("{GOOD}\n[daemon]\npin_dir = 3\n"));
+        assert!(e.contains("r.toml") && e.contains("pin_dir"), "{e}");
+        let e = err("[policy]\ntrust = \"/t\"\n");
+        assert!(e.contains("missing field"), "{e}");
+        let e = err(&GOOD.replace("governs =", "on_no_policy = \"allow\"\ngoverns ="));
+        assert!(e.contains("unknown variant `allow`"), "{e}");
+    }
+}

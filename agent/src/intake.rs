@@ -1,0 +1,295 @@
+//! Policy intake: from local files, a signed bundle, or a directory of signed bundles to a
+//! compiled policy set ready to load, or a refusal with a stable code. Nothing here touches
+//! the kernel; a refusal changes nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use rampart_common::policy_flags;
+
+use crate::{
+    bundle::{
+        cli as bundle_cli,
+        state::{self, StateDir},
+        unix_now, BundleError, TrustRoot, VerifiedBundle,
+    },
+    config::Fallback,
+    loader::SlotInfo,
+    policy::{
+        self,
+        compile::CompiledPolicy,
+        source::{EventsSetting, Mode},
+        PolicySource,
+    },
+};
+
+/// Where the policy comes from.
+#[derive(Debug, Clone)]
+pub enum PolicyOrigin {
+    /// Unsigned local policy files (version 0): for development and first trials.
+    Files(Vec<PathBuf>),
+    /// Signed bundles, verified against a trust root, with anti-rollback state.
+    Bundle(BundleSource),
+}
+
+/// Where signed bundles are.
+#[derive(Debug, Clone)]
+pub enum BundleLocation {
+    /// One bundle file.
+    File(PathBuf),
+    /// A directory: the valid `*.rpb` with the highest version is the one.
+    Dir(PathBuf),
+}
+
+/// Signed bundles and what they are checked against.
+#[derive(Debug, Clone)]
+pub struct BundleSource {
+    pub location: BundleLocation,
+    pub trust: PathBuf,
+    pub state: PathBuf,
+    /// This host's scope (default: the trust root's).
+    pub scope: Option<String>,
+    pub clock_skew: u64,
+    /// The cgroups bundles may govern (and their descendants); `None`: any.
+    pub allowed: Option<Vec<String>>,
+}
+
+/// A policy set ready to load, and what to record once it is.
+pub struct Incoming {
+    pub policies: Vec<CompiledPolicy>,
+    pub info: SlotInfo,
+    pub bundle: Option<(VerifiedBundle, StateDir)>,
+}
+
+/// Why a policy was not loaded: a stable code and the full reason.
+pub struct Refusal {
+    pub code: &'static str,
+    pub error: anyhow::Error,
+}
+
+impl Refusal {
+    pub fn new(code: &'static str, error: anyhow::Error) -> Self {
+        Self { code, error }
+    }
+
+    fn bundle(e: BundleError) -> Self {
+        Self::new(e.code(), anyhow::anyhow!(e))
+    }
+}
+
+/// CLOCK_BOOTTIME now, in nanoseconds (the clock `bpf_ktime_get_boot_ns` reads).
+fn boot_ns() -> Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    anyhow::ensure!(rc == 0, "clock_gettime(CLOCK_BOOTTIME) failed");
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// Most bundle files a directory scan verifies.
+const MAX_DIR_BUNDLES: usize = 256;
+
+/// Reads, verifies and compiles the policy (pinning exec identities anew), changing
+/// nothing. Bundles of a directory that were refused are pushed to `skipped`.
+pub fn prepare(
+    origin: &PolicyOrigin,
+    extra_flags: u32,
+    skipped: &mut Vec<(PathBuf, Refusal)>,
+) -> Result<Incoming, Refusal> {
+    match origin {
+        PolicyOrigin::Files(files) => Ok(Incoming {
+            policies: policy::host::compile_files(files, &policy::host::Host)
+                .map_err(|e| Refusal::new("compile", e))?,
+            info: SlotInfo {
+                version: 0,
+                expires_boot_ns: 0,
+                extra_flags,
+            },
+            bundle: None,
+        }),
+        PolicyOrigin::Bundle(src) => {
+            let trust = TrustRoot::read(&src.trust).map_err(Refusal::bundle)?;
+            let scope = src.scope.clone().unwrap_or_else(|| trust.scope.clone());
+            let state = StateDir::new(&src.state);
+            let now = unix_now();
+            // One bundle: all checks, including anti-rollback (the same bundle again, as
+            // on a reload that re-pins identities, passes).
+            let check = |path: &Path| -> Result<VerifiedBundle, Refusal> {
+                let v = bundle_cli::verify_file(path, &trust, &scope, src.clock_skew, now)
+                    .map_err(Refusal::bundle)?;
+                state::check(state.load().map_err(Refusal::bundle)?.as_ref(), &v)
+                    .map_err(Refusal::bundle)?;
+                Ok(v)
+            };
+            let verified = match &src.location {
+                BundleLocation::File(path) => check(path)?,
+                BundleLocation::Dir(dir) => newest_valid(dir, &check, skipped)?,
+            };
+            let sources = verified
+                .payload
+                .policies
+                .iter()
+                .map(|f| PolicySource::parse(&f.name, &f.source))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Refusal::new("compile", e.into()))?;
+            let policies = policy::host::compile_sources(&sources, &policy::host::Host)
+                .map_err(|e| Refusal::new("compile", e))?;
+            if let Some(allowed) = &src.allowed {
+                for p in &policies {
+                    if let Some(g) = p.governs.iter().find(|g| !within(g, allowed)) {
+                        return Err(Refusal::new(
+                            "cgroup-not-allowed",
+                            anyhow::anyhow!(
+                                "policy `{}` governs {g}, outside the cgroups this host lets \
+                                 bundles govern ({})",
+                                p.name,
+                                allowed.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            let left = verified.payload.expires_at.saturating_sub(now);
+            let expires_boot_ns = boot_ns()
+                .map_err(|e| Refusal::new("clock", e))?
+                .saturating_add(left.saturating_mul(1_000_000_000));
+            Ok(Incoming {
+                policies,
+                info: SlotInfo {
+                    version: verified.payload.version,
+                    expires_boot_ns,
+                    extra_flags,
+                },
+                bundle: Some((verified, state)),
+            })
+        }
+    }
+}
+
+/// Whether `cgroup` is one of `allowed` or below one.
+fn within(cgroup: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|a| {
+        cgroup == a
+            || cgroup
+                .strip_prefix(a.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+    })
+}
+
+/// The valid bundle with the highest version among `dir/*.rpb`.
+fn newest_valid(
+    dir: &Path,
+    check: &dyn Fn(&Path) -> Result<VerifiedBundle, Refusal>,
+    skipped: &mut Vec<(PathBuf, Refusal)>,
+) -> Result<VerifiedBundle, Refusal> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            Refusal::new(
+                "io",
+                anyhow::anyhow!("reading the bundle directory {}: {e}", dir.display()),
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rpb") && p.is_file())
+        .collect();
+    files.sort();
+    files.truncate(MAX_DIR_BUNDLES);
+    let mut best: Option<VerifiedBundle> = None;
+    for f in files {
+        match check(&f) {
+            Ok(v) => {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| v.payload.version > b.payload.version)
+                {
+                    best = Some(v);
+                }
+            }
+            Err(r) => skipped.push((f, r)),
+        }
+    }
+    best.ok_or_else(|| {
+        Refusal::new(
+            "no-valid-bundle",
+            anyhow::anyhow!(
+                "no valid bundle in {} ({} refused)",
+                dir.display(),
+                skipped.len()
+            ),
+        )
+    })
+}
+
+/// The host's fallback when no valid policy can be loaded: the configured cgroups are
+/// governed by an empty policy whose every decision is `no-policy`, denied (or audited).
+pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
+    let audit = fallback == Fallback::Audit;
+    Incoming {
+        policies: vec![CompiledPolicy {
+            name: "no-policy".into(),
+            file: "(host configuration: policy.on_no_policy)".into(),
+            governs: cgroups.to_vec(),
+            mode: if audit { Mode::Audit } else { Mode::Enforce },
+            events: EventsSetting::Denials,
+            strict: false,
+            flags: policy_flags::NO_POLICY | if audit { policy_flags::AUDIT } else { 0 },
+            rules: Vec::new(),
+            paths: Vec::new(),
+            net4: Vec::new(),
+            net6: Vec::new(),
+        }],
+        info: SlotInfo::default(),
+        bundle: None,
+    }
+}
+
+/// Watches a bundle directory (inotify): reports when a file in it is created, written,
+/// renamed or removed.
+pub struct DirWatch {
+    _watcher: Option<notify::RecommendedWatcher>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+impl DirWatch {
+    /// Watches `dir` (`None`: a watch that never fires).
+    pub fn new(dir: Option<&Path>) -> Result<Self> {
+        use notify::{EventKind, RecursiveMode, Watcher};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let Some(dir) = dir else {
+            return Ok(Self { _watcher: None, rx });
+        };
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(e) = event {
+                    if !matches!(e.kind, EventKind::Access(_)) {
+                        let _ = tx.send(());
+                    }
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("starting inotify: {e}"))?;
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| anyhow::anyhow!("watching {}: {e}", dir.display()))?;
+        Ok(Self {
+            _watcher: Some(watcher),
+            rx,
+        })
+    }
+
+    /// Waits for a change, then for the directory to be quiet for `settle` (a copy in
+    /// progress, several files at once), so one reload covers them.
+    pub async fn changed(&mut self, settle: std::time::Duration) {
+        if self.rx.recv().await.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            match tokio::time::timeout(settle, self.rx.recv()).await {
+                Ok(Some(())) => continue,
+                _ => return,
+            }
+        }
+    }
+}
