@@ -291,6 +291,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         _ => None,
     };
     let mut dir_watch = DirWatch::new(bundle_dir)?;
+    let mut reload_at: Option<tokio::time::Instant> = None;
     // Lineage durability (at least every 100 ms) and the kernel's drop counter.
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,7 +314,12 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
                 reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, true);
             }
-            _ = dir_watch.changed(std::time::Duration::from_millis(150)) => {
+            _ = dir_watch.changed() => {
+                // Let a burst of changes (a copy, several files) settle into one reload.
+                reload_at = Some(tokio::time::Instant::now() + std::time::Duration::from_millis(100));
+            }
+            _ = deadline(reload_at) => {
+                reload_at = None;
                 drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
                 reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, false);
             }
@@ -381,6 +387,14 @@ fn refused(r: &Refusal, in_force: Option<&InForce>, recorder: &mut Recorder) {
         keeping_version = in_force.map(|f| f.current.info.version),
         "policy refused; the policy in force is unchanged"
     );
+}
+
+/// Completes at `at` (never, without one).
+async fn deadline(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Completes when the bundle in force expires (never, without an expiry).

@@ -279,17 +279,10 @@ impl DirWatch {
         })
     }
 
-    /// Waits for a change, then for the directory to be quiet for `settle` (a copy in
-    /// progress, several files at once), so one reload covers them.
-    pub async fn changed(&mut self, settle: std::time::Duration) {
+    /// The next change (cancel-safe: a change is never lost when the wait is dropped).
+    pub async fn changed(&mut self) {
         if self.rx.recv().await.is_none() {
-            return std::future::pending().await;
-        }
-        loop {
-            match tokio::time::timeout(settle, self.rx.recv()).await {
-                Ok(Some(())) => continue,
-                _ => return,
-            }
+            std::future::pending::<()>().await;
         }
     }
 }

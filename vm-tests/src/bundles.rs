@@ -16,12 +16,12 @@ use crate::{
 };
 
 const DIR: &str = "/run/rampart-bundles";
-const SCOPE: &str = "vm-fleet";
+pub(crate) const SCOPE: &str = "vm-fleet";
 /// Policy swaps the atomic-swap scenario makes (the issue asks for at least 100).
 const SWAPS: u64 = 100;
 
 /// A policy for the swap cgroup: the probe may run; of the two data files, only `readable`.
-fn swap_policy(name: &str, cgroup: &str, readable: &str) -> String {
+pub(crate) fn swap_policy(name: &str, cgroup: &str, readable: &str) -> String {
     format!(
         "apiVersion: rampart.dev/v1alpha1
 kind: Policy
@@ -40,7 +40,7 @@ spec:
 }
 
 /// Runs the `rampart` CLI; fails with its stderr unless it exits 0.
-fn rampart(args: &[&str]) -> Result<String> {
+pub(crate) fn rampart(args: &[&str]) -> Result<String> {
     let out = Command::new(AGENT)
         .args(args)
         .output()
@@ -57,7 +57,7 @@ fn rampart(args: &[&str]) -> Result<String> {
 }
 
 /// A fresh directory with a signing key and a 1-of-1 trust root.
-fn keys_and_trust(dir: &Path) -> Result<()> {
+pub(crate) fn keys_and_trust(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let key = dir.join("signer");
@@ -77,12 +77,12 @@ fn keys_and_trust(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn s(p: &Path) -> String {
+pub(crate) fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
 /// Signs `policy` as version `version` into `out`.
-fn sign(
+pub(crate) fn sign(
     dir: &Path,
     policy: &Path,
     version: u64,

@@ -11,6 +11,7 @@
 //!   allowed and disallowed programs the scenarios execute.
 
 mod bundles;
+mod daemon;
 mod examples;
 mod guest;
 mod lineage;

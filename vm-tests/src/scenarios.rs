@@ -84,6 +84,12 @@ pub const ALL: &[Scenario] = &[
         run: crate::examples::examples_load,
     },
     Scenario {
+        name: "config-bundle-dir-no-policy-drop-in-enforced-bad-refused",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: crate::daemon::config_and_bundle_dir,
+    },
+    Scenario {
         name: "explain-agrees-with-kernel",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,

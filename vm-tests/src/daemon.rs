@@ -1,0 +1,186 @@
+//! The daemon as installed: a configuration file, a bundle directory that starts empty
+//! (the configured cgroups fall back to deny-all, reason no-policy), a bundle dropped in
+//! and enforced within a second, and bad bundles dropped in refused while the policy in
+//! force stays.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{
+    bundles::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE},
+    guest::{spawn_agent, terminate_agent, Env, CGROUP_ROOT, FIXTURES},
+    scenarios::{op_in, Outcome},
+};
+
+fn log_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until the agent logs a record after the first `seen` that `done` accepts.
+fn wait_log(log: &Path, seen: usize, done: impl Fn(&Value) -> bool) -> Result<(Value, Duration)> {
+    let started = Instant::now();
+    loop {
+        if let Some(r) = log_records(log).into_iter().skip(seen).find(&done) {
+            return Ok((r, started.elapsed()));
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let tail: Vec<String> = log_records(log)
+                .iter()
+                .skip(seen)
+                .map(ToString::to_string)
+                .collect();
+            bail!(
+                "the agent logged nothing expected within 30 s; it logged:\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Drops `bundle` into `dir` atomically (rename), as a delivery tool would.
+fn drop_in(bundle: &Path, dir: &Path) -> Result<()> {
+    let name = bundle.file_name().context("bundle name")?;
+    let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
+    std::fs::copy(bundle, &tmp)?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    Ok(())
+}
+
+fn refusal(log: &Path, seen: usize) -> Result<String> {
+    let (r, _) = wait_log(log, seen, |r| {
+        r["message"].as_str().is_some_and(|m| {
+            m.starts_with("bundle refused")
+                || m.starts_with("policy refused")
+                || m == "policy in force"
+        })
+    })?;
+    if r["message"] == "policy in force" {
+        bail!("a bad bundle was loaded: {r}");
+    }
+    Ok(r["code"].as_str().unwrap_or_default().to_owned())
+}
+
+pub fn config_and_bundle_dir(env: &mut Env) -> Result<String> {
+    let base = Path::new("/run/rampart-cfg");
+    keys_and_trust(base)?;
+    let bundles = base.join("bundles");
+    let staging = base.join("staging");
+    std::fs::create_dir_all(&bundles)?;
+    std::fs::create_dir_all(&staging)?;
+    let cg = Path::new(CGROUP_ROOT).join("rampart-cfg");
+    std::fs::create_dir_all(&cg)?;
+    let target = format!("{FIXTURES}/data/readable.txt");
+    let policy = base.join("p.yaml");
+    std::fs::write(&policy, swap_policy("cfg", "/rampart-cfg", "readable.txt"))?;
+    let outside = base.join("outside.yaml");
+    std::fs::write(
+        &outside,
+        swap_policy("elsewhere", "/rampart-elsewhere", "readable.txt"),
+    )?;
+    std::fs::create_dir_all(Path::new(CGROUP_ROOT).join("rampart-elsewhere"))?;
+    let config = base.join("rampart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[policy]
+bundle_dir = "{bundles}"
+trust = "{trust}"
+state_dir = "{state}"
+governs = ["/rampart-cfg"]
+
+[lineage]
+dir = "{base}/lineage"
+host_key = "{base}/signer.key"
+
+[daemon]
+pin_dir = "/sys/fs/bpf/rampart-cfg"
+"#,
+            bundles = s(&bundles),
+            trust = s(&base.join("trust.json")),
+            state = s(&base.join("state")),
+            base = s(base),
+        ),
+    )?;
+    let log = base.join("agent.log");
+    let events = base.join("events.jsonl");
+    let agent = spawn_agent(&["run", "--config", &s(&config)], &events, &log)?;
+    let result = (|| -> Result<String> {
+        // 1. No bundle yet: the configured cgroup denies everything (no-policy).
+        let got = op_in(env, &cg, &["open", &target, "read"])?;
+        if !got.denied() {
+            bail!("with no valid bundle the governed cgroup must deny, got {got:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let no_policy_events = std::fs::read_to_string(&events)?
+            .lines()
+            .filter(|l| l.contains("\"reason\":\"no-policy\""))
+            .count();
+        if no_policy_events == 0 {
+            bail!("no deny event with reason no-policy");
+        }
+        // 2. A valid bundle dropped in is enforced within a second.
+        let v1 = staging.join("v1.rpb");
+        sign(base, &policy, 1, "1h", SCOPE, &v1)?;
+        let seen = log_records(&log).len();
+        drop_in(&v1, &bundles)?;
+        let (_, took) = wait_log(&log, seen, |r| {
+            r["message"] == "policy in force" && r["version"] == 1
+        })?;
+        if took > Duration::from_secs(1) {
+            bail!("the dropped-in bundle took {took:?} to be in force (more than a second)");
+        }
+        let got = op_in(env, &cg, &["open", &target, "read"])?;
+        if got != Outcome::Ok {
+            bail!("version 1 allows the read, got {got:?}");
+        }
+        // 3. A tampered newer bundle: refused, version 1 stays.
+        let v2 = staging.join("v2.rpb");
+        sign(base, &policy, 2, "1h", SCOPE, &v2)?;
+        let mut env2: Value = serde_json::from_slice(&std::fs::read(&v2)?)?;
+        let sig = env2["signatures"][0]["sig"]
+            .as_str()
+            .context("sig")?
+            .to_owned();
+        // Change one character inside the signature: it no longer verifies.
+        let mut chars: Vec<char> = sig.chars().collect();
+        chars[10] = if chars[10] == 'A' { 'B' } else { 'A' };
+        let flipped: String = chars.into_iter().collect();
+        env2["signatures"][0]["sig"] = flipped.into();
+        std::fs::write(&v2, env2.to_string())?;
+        let seen = log_records(&log).len();
+        drop_in(&v2, &bundles)?;
+        let code = refusal(&log, seen)?;
+        if code != "bad-signature" {
+            bail!("the tampered bundle was refused with {code:?}, expected bad-signature");
+        }
+        // 4. A bundle governing a cgroup this host does not allow: refused.
+        let v3 = staging.join("v3.rpb");
+        sign(base, &outside, 3, "1h", SCOPE, &v3)?;
+        let seen = log_records(&log).len();
+        drop_in(&v3, &bundles)?;
+        let code = refusal(&log, seen)?;
+        if code != "cgroup-not-allowed" {
+            bail!("the out-of-scope bundle was refused with {code:?}, expected cgroup-not-allowed");
+        }
+        let got = op_in(env, &cg, &["open", &target, "read"])?;
+        if got != Outcome::Ok {
+            bail!("after the refusals version 1 must still allow the read, got {got:?}");
+        }
+        Ok(format!(
+            "empty bundle dir: deny-all (no-policy events); dropped-in v1 in force after {took:?}; tampered v2 refused (bad-signature) and out-of-scope v3 refused (cgroup-not-allowed) with v1 still enforcing"
+        ))
+    })();
+    terminate_agent(agent, &log)?;
+    rampart(&["release", "--pin-dir", "/sys/fs/bpf/rampart-cfg", "--yes"])?;
+    result
+}
