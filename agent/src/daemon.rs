@@ -13,6 +13,7 @@ use crate::{
     bundle::{cli as bundle_cli, unix_now},
     cgroup,
     config::Fallback,
+    control,
     events::{self, DecisionRecord},
     intake::{no_policy, prepare, DirWatch, Incoming, Refusal},
     layout,
@@ -36,6 +37,8 @@ pub struct RunConfig {
     /// With no valid policy at start: these cgroups fall back to deny-all or audit
     /// (None: the agent refuses to start).
     pub no_policy: Option<(Vec<String>, Fallback)>,
+    /// The control socket (`policy push`, `status`), if any.
+    pub control_socket: Option<PathBuf>,
 }
 
 impl From<crate::config::Config> for RunConfig {
@@ -60,6 +63,7 @@ impl From<crate::config::Config> for RunConfig {
             audit_when_expired: p.on_expiry == Fallback::Audit,
             pin_dir: Some(c.daemon.pin_dir),
             no_policy: Some((p.governs, p.on_no_policy)),
+            control_socket: Some(c.daemon.control_socket),
         }
     }
 }
@@ -117,6 +121,8 @@ struct InForce {
     previous: Option<Generation>,
     digest: Option<String>,
     expires_at: Option<u64>,
+    scope: Option<String>,
+    signers: Vec<String>,
 }
 
 /// Loads `incoming` over what is in force; on success records the bundle in the
@@ -194,6 +200,11 @@ fn apply(
         current: generation,
         digest,
         expires_at,
+        scope: incoming
+            .bundle
+            .as_ref()
+            .map(|(v, _)| v.payload.scope.clone()),
+        signers,
     };
     (Some(forced), Ok(()))
 }
@@ -246,6 +257,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 previous: None,
                 digest: None,
                 expires_at: None,
+                scope: None,
+                signers: Vec::new(),
             }
         })
     } else {
@@ -292,6 +305,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
     };
     let mut dir_watch = DirWatch::new(bundle_dir)?;
     let mut reload_at: Option<tokio::time::Instant> = None;
+    let control = match &config.control_socket {
+        Some(path) => Some(control::bind(path)?),
+        None => None,
+    };
     // Lineage durability (at least every 100 ms) and the kernel's drop counter.
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,6 +330,22 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 // Events of the generation about to be retired are annotated first.
                 drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
                 reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, true);
+            }
+            conn = accept(control.as_ref()) => {
+                let mut stream = conn?;
+                drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
+                let response = match control::read_request(&mut stream).await {
+                    Err(e) => control::Response::Error { error: format!("{e:#}") },
+                    Ok(control::Request::Status) => control::Response::Status(Box::new(
+                        status(&config, &enforcer, &recorder, in_force.as_ref()),
+                    )),
+                    Ok(control::Request::Push { bundle }) => push(
+                        &config, &bundle, &mut enforcer, &mut recorder, &hierarchy, &mut in_force,
+                    ),
+                };
+                if let Err(e) = control::write_response(&mut stream, &response).await {
+                    warn!(error = %format!("{e:#}"), "cannot answer on the control socket");
+                }
             }
             _ = dir_watch.changed() => {
                 // Let a burst of changes (a copy, several files) settle into one reload.
@@ -387,6 +420,125 @@ fn refused(r: &Refusal, in_force: Option<&InForce>, recorder: &mut Recorder) {
         keeping_version = in_force.map(|f| f.current.info.version),
         "policy refused; the policy in force is unchanged"
     );
+}
+
+/// The next connection on the control socket (never, without one).
+async fn accept(listener: Option<&tokio::net::UnixListener>) -> Result<tokio::net::UnixStream> {
+    match listener {
+        Some(l) => Ok(l
+            .accept()
+            .await
+            .context("accepting on the control socket")?
+            .0),
+        None => std::future::pending().await,
+    }
+}
+
+/// What `rampart status` shows.
+fn status(
+    config: &RunConfig,
+    enforcer: &Enforcer,
+    recorder: &Recorder,
+    in_force: Option<&InForce>,
+) -> serde_json::Value {
+    let decisions: serde_json::Map<String, serde_json::Value> = enforcer
+        .decisions()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(r, n)| (r.name().to_owned(), n.into()))
+        .collect();
+    let current = in_force.map(|f| &f.current);
+    serde_json::json!({
+        "version": current.map(|g| g.info.version),
+        "digest": in_force.and_then(|f| f.digest.clone()),
+        "scope": in_force.and_then(|f| f.scope.clone()),
+        "expires": in_force.and_then(|f| f.expires_at).map(bundle_cli::rfc3339),
+        "signers": in_force.map(|f| f.signers.clone()).unwrap_or_default(),
+        "policies": current.map(|g| g.policies.iter().map(|(_, p)| p.name.clone()).collect::<Vec<_>>()),
+        "governed": current.map(|g| g.governed.iter().map(|(_, c)| c.path.display().to_string()).collect::<Vec<_>>()),
+        "pinned": enforcer.pinned(),
+        "pin_dir": config.pin_dir.as_ref().map(|d| d.display().to_string()),
+        "decisions": decisions,
+        "event_drops": enforcer.event_drops().ok(),
+        "lineage": recorder.lineage_status(),
+    })
+}
+
+/// `rampart policy push`: verifies the bundle exactly as one from the bundle directory,
+/// loads it if it is valid and newer, and keeps it in the directory.
+fn push(
+    config: &RunConfig,
+    b64: &str,
+    enforcer: &mut Enforcer,
+    recorder: &mut Recorder,
+    hierarchy: &std::path::Path,
+    in_force: &mut Option<InForce>,
+) -> control::Response {
+    let rejected = |code: &str, error: String| control::Response::Rejected {
+        code: code.into(),
+        error,
+    };
+    let PolicyOrigin::Bundle(src) = &config.origin else {
+        return rejected(
+            "no-bundle-dir",
+            "this daemon loads local policy files".into(),
+        );
+    };
+    let BundleLocation::Dir(dir) = &src.location else {
+        return rejected(
+            "no-bundle-dir",
+            "this daemon was started on one bundle file; run it with --config to accept pushes"
+                .into(),
+        );
+    };
+    let bytes = match control::decode_bundle(b64) {
+        Ok(b) => b,
+        Err(e) => return rejected("malformed-envelope", format!("{e:#}")),
+    };
+    let tmp = dir.join(format!(".push-{}.tmp", std::process::id()));
+    if let Err(e) = std::fs::write(&tmp, &bytes) {
+        return rejected("io", format!("writing {}: {e}", tmp.display()));
+    }
+    let origin = PolicyOrigin::Bundle(BundleSource {
+        location: BundleLocation::File(tmp.clone()),
+        ..src.clone()
+    });
+    let extra_flags = if config.audit_when_expired {
+        rampart_common::policy_flags::EXPIRED_AUDIT
+    } else {
+        0
+    };
+    let result = prepare(&origin, extra_flags, &mut Vec::new()).and_then(|incoming| {
+        let version = incoming.info.version;
+        let digest = incoming
+            .bundle
+            .as_ref()
+            .map(|(v, _)| v.digest.clone())
+            .unwrap_or_default();
+        if in_force.as_ref().and_then(|f| f.digest.as_deref()) == Some(digest.as_str()) {
+            return Err(Refusal::new(
+                "already-in-force",
+                anyhow::anyhow!("version {version} is already in force"),
+            ));
+        }
+        let (next, loaded) = apply(enforcer, recorder, hierarchy, in_force.take(), incoming);
+        *in_force = next;
+        loaded.map(|()| (version, digest))
+    });
+    match result {
+        Ok((version, digest)) => {
+            let kept = dir.join(format!("pushed-v{version}.rpb"));
+            if let Err(e) = std::fs::rename(&tmp, &kept) {
+                warn!(error = %e, "the pushed bundle is in force but could not be kept in the bundle directory");
+            }
+            control::Response::Loaded { version, digest }
+        }
+        Err(r) => {
+            let _ = std::fs::remove_file(&tmp);
+            refused(&r, in_force.as_ref(), recorder);
+            rejected(r.code, format!("{:#}", r.error))
+        }
+    }
 }
 
 /// Completes at `at` (never, without one).

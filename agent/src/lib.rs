@@ -4,6 +4,7 @@ pub mod btf;
 pub mod bundle;
 pub mod cgroup;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod events;
 pub mod file_id;

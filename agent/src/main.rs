@@ -124,6 +124,16 @@ enum Command {
     /// Create, rotate, sign and install trust roots (which keys may sign bundles).
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// What the running daemon enforces: policy, governed cgroups, programs, counters,
+    /// lineage (over the control socket; root).
+    Status {
+        /// The daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = "/run/rampart/control.sock")]
+        socket: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify and read a lineage (the hash-chained record `rampart run --lineage` writes).
     #[command(subcommand)]
     Lineage(LineageCommand),
@@ -396,6 +406,15 @@ enum PolicyCommand {
         json: bool,
         bundle: PathBuf,
     },
+    /// Hand a bundle to the running daemon (control socket, root): it is verified exactly
+    /// like one in the bundle directory, loaded if valid and newer, and kept there. The
+    /// answer says loaded or rejected and why; the exit status follows it.
+    Push {
+        /// The daemon's control socket.
+        #[arg(long, value_name = "PATH", default_value = "/run/rampart/control.sock")]
+        socket: PathBuf,
+        bundle: PathBuf,
+    },
     /// Print a bundle's contents and claimed signers, whether or not it verifies.
     Show {
         /// Print the summary as JSON (without the sources).
@@ -529,6 +548,7 @@ fn main() -> ExitCode {
                     pin_dir: (!no_pin).then_some(pin_dir),
                     audit_when_expired,
                     no_policy: None,
+                    control_socket: None,
                 })
             };
             tokio::runtime::Builder::new_current_thread()
@@ -596,6 +616,10 @@ fn main() -> ExitCode {
             bundle_cli::show_command(&bundle, json)
         }
         Command::Keygen { out } => bundle_cli::keygen(&out),
+        Command::Status { socket, json } => rampart::control::status_command(&socket, json),
+        Command::Policy(PolicyCommand::Push { socket, bundle }) => {
+            rampart::control::push_command(&socket, &bundle)
+        }
         Command::Release { pin_dir, yes } => release(&pin_dir, yes),
         Command::Trust(TrustCommand::Init {
             keys,

@@ -207,6 +207,13 @@ impl Recorder {
         self.append(Stamp::now(), None, &Body::PolicyRefused { code, error });
     }
 
+    /// The lineage's size, head and origin, for `rampart status`.
+    pub fn lineage_status(&self) -> Option<serde_json::Value> {
+        self.lineage.as_ref().map(
+            |w| serde_json::json!({"records": w.len(), "head": w.head(), "origin": w.origin()}),
+        )
+    }
+
     /// The periodic duty: durability and time-based checkpoints.
     pub fn tick(&mut self) {
         if let Some(w) = self.lineage.as_mut() {

@@ -104,6 +104,7 @@ host_key = "{base}/signer.key"
 
 [daemon]
 pin_dir = "/sys/fs/bpf/rampart-cfg"
+control_socket = "{base}/control.sock"
 "#,
             bundles = s(&bundles),
             trust = s(&base.join("trust.json")),
@@ -176,8 +177,40 @@ pin_dir = "/sys/fs/bpf/rampart-cfg"
         if got != Outcome::Ok {
             bail!("after the refusals version 1 must still allow the read, got {got:?}");
         }
+        // 5. Push over the control socket: loaded; again: rejected; tampered: rejected.
+        let socket = s(&base.join("control.sock"));
+        let v4 = staging.join("v4.rpb");
+        sign(base, &policy, 4, "1h", SCOPE, &v4)?;
+        let out = rampart(&["policy", "push", "--socket", &socket, &s(&v4)])?;
+        if !out.contains("loaded, version 4 in force") {
+            bail!("push of v4: {out}");
+        }
+        for (bundle, code) in [(&v4, "already-in-force"), (&v2, "bad-signature")] {
+            let out = std::process::Command::new(crate::guest::AGENT)
+                .args(["policy", "push", "--socket", &socket, &s(bundle)])
+                .output()?;
+            let err = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() || !err.contains(&format!("rejected ({code})")) {
+                bail!(
+                    "push of {} should be rejected ({code}): {err}",
+                    bundle.display()
+                );
+            }
+        }
+        if !bundles.join("pushed-v4.rpb").exists() {
+            bail!("the pushed bundle was not kept in the bundle directory");
+        }
+        let status: Value =
+            serde_json::from_str(&rampart(&["status", "--socket", &socket, "--json"])?)?;
+        if status["version"] != 4
+            || status["pinned"] != true
+            || !status["governed"].to_string().contains("rampart-cfg")
+            || status["lineage"]["records"].as_u64().unwrap_or(0) == 0
+        {
+            bail!("status does not show version 4, pinned, the governed cgroup and the lineage: {status}");
+        }
         Ok(format!(
-            "empty bundle dir: deny-all (no-policy events); dropped-in v1 in force after {took:?}; tampered v2 refused (bad-signature) and out-of-scope v3 refused (cgroup-not-allowed) with v1 still enforcing"
+            "empty bundle dir: deny-all (no-policy events); dropped-in v1 in force after {took:?}; tampered v2 refused (bad-signature) and out-of-scope v3 refused (cgroup-not-allowed) with v1 still enforcing; v4 pushed over the control socket and loaded, re-push and tampered push rejected with their codes; status shows version 4"
         ))
     })();
     terminate_agent(agent, &log)?;

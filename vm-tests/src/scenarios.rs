@@ -84,7 +84,7 @@ pub const ALL: &[Scenario] = &[
         run: crate::examples::examples_load,
     },
     Scenario {
-        name: "config-bundle-dir-no-policy-drop-in-enforced-bad-refused",
+        name: "daemon-config-bundle-dir-push-and-status",
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
         run: crate::daemon::config_and_bundle_dir,

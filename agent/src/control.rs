@@ -1,0 +1,177 @@
+//! The control socket: a Unix stream socket (root only, mode 0600, in a 0700 directory)
+//! over which `rampart policy push` hands the daemon a bundle and `rampart status` asks what
+//! is in force. One JSON request line, one JSON response line.
+//!
+//! Invariant: the daemon answers only peers whose uid is 0, and reads at most
+//! [`MAX_REQUEST_BYTES`] per request.
+
+use std::{
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+};
+
+use crate::bundle::verify::MAX_BUNDLE_BYTES;
+
+/// A request line is a bundle in base64 at most, plus a little.
+pub const MAX_REQUEST_BYTES: u64 = MAX_BUNDLE_BYTES / 3 * 4 + 4096;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Verify and load this bundle (and keep it in the bundle directory).
+    Push {
+        bundle: String,
+    },
+    Status,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    Loaded { version: u64, digest: String },
+    Rejected { code: String, error: String },
+    Status(Box<serde_json::Value>),
+    Error { error: String },
+}
+
+/// Binds the socket: its directory 0700, the socket 0600, a stale socket replaced.
+pub fn bind(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Reads one request from a connection; refuses peers that are not root.
+pub async fn read_request(stream: &mut UnixStream) -> Result<Request> {
+    let cred = stream
+        .peer_cred()
+        .context("reading the peer's credentials")?;
+    if cred.uid() != 0 {
+        bail!(
+            "control requests are for root only (peer uid {})",
+            cred.uid()
+        );
+    }
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.take(MAX_REQUEST_BYTES));
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+        .await
+        .context("the request did not arrive within 10 s")??;
+    if !line.ends_with('\n') {
+        bail!("the request is not one complete line (or is over {MAX_REQUEST_BYTES} bytes)");
+    }
+    serde_json::from_str(&line).context("not a control request")
+}
+
+pub async fn write_response(stream: &mut UnixStream, response: &Response) -> Result<()> {
+    let mut line = serde_json::to_vec(response)?;
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    Ok(())
+}
+
+/// Client side: sends one request and returns the response.
+pub async fn call(socket: &Path, request: &Request) -> Result<Response> {
+    let mut stream = UnixStream::connect(socket).await.with_context(|| {
+        format!(
+            "connecting to {} (is `rampart run --config` running, and are you root?)",
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(60), reader.read_line(&mut answer))
+        .await
+        .context("no answer from the daemon within 60 s")??;
+    serde_json::from_str(&answer).with_context(|| format!("unexpected answer: {answer}"))
+}
+
+/// `rampart policy push`: exit status says whether the daemon loaded the bundle.
+pub fn push_command(socket: &Path, bundle: &Path) -> Result<()> {
+    let bytes = crate::bundle::read_capped(bundle, MAX_BUNDLE_BYTES)?;
+    let request = Request::Push {
+        bundle: B64.encode(bytes),
+    };
+    match runtime()?.block_on(call(socket, &request))? {
+        Response::Loaded { version, digest } => {
+            println!(
+                "{}: loaded, version {version} in force (digest {digest})",
+                bundle.display()
+            );
+            Ok(())
+        }
+        Response::Rejected { code, error } => {
+            bail!(
+                "{}: rejected ({code}): {error}; the policy in force is unchanged",
+                bundle.display()
+            )
+        }
+        other => bail!("unexpected answer: {other:?}"),
+    }
+}
+
+/// `rampart status`.
+pub fn status_command(socket: &Path, json: bool) -> Result<()> {
+    let status = match runtime()?.block_on(call(socket, &Request::Status))? {
+        Response::Status(v) => *v,
+        Response::Error { error } => bail!("{error}"),
+        other => bail!("unexpected answer: {other:?}"),
+    };
+    if json {
+        println!("{status}");
+        return Ok(());
+    }
+    let get = |k: &str| status[k].to_string().trim_matches('"').to_owned();
+    println!(
+        "policy      version {} (digest {})",
+        get("version"),
+        get("digest")
+    );
+    println!(
+        "            scope {}, expires {}",
+        get("scope"),
+        get("expires")
+    );
+    println!("            signers {}", get("signers"));
+    println!("            policies {}", get("policies"));
+    println!("governed    {}", get("governed"));
+    println!("programs    pinned {} at {}", get("pinned"), get("pin_dir"));
+    println!("decisions   {}", get("decisions"));
+    println!("drops       {}", get("event_drops"));
+    println!("lineage     {}", get("lineage"));
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Decodes a pushed bundle.
+pub fn decode_bundle(b64: &str) -> Result<Vec<u8>> {
+    B64.decode(b64).context("the pushed bundle is not base64")
+}
