@@ -218,6 +218,13 @@ checkpoint_interval = "30s"
         );
     }
 
+    #[test]
+    fn the_packaged_configuration_parses() {
+        let c = Config::parse("rampart.toml", include_str!("../packaging/rampart.toml")).unwrap();
+        assert_eq!(c.policy.governs, vec!["/rampart.slice".to_owned()]);
+        assert!(c.lineage.is_some());
+    }
+
     fn err(text: &str) -> String {
         format!("{:#}", Config::parse("r.toml", text).unwrap_err())
     }

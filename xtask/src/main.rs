@@ -4,6 +4,7 @@ mod debian;
 mod ebpf;
 mod fuzz;
 mod initramfs;
+mod install;
 mod prereq;
 mod progress;
 mod run;
@@ -46,6 +47,9 @@ enum Cmd {
     /// Fuzz the bundle and trust-root parsers (cargo-fuzz, libFuzzer, nightly), installing
     /// cargo-fuzz if needed; prints executions and crashes per target.
     Fuzz(fuzz::FuzzArgs),
+    /// Build and install the agent (with its kernel programs), the systemd unit, a default
+    /// configuration (an existing one is kept) and the directories.
+    Install(install::InstallArgs),
 }
 
 /// The workspace root (the parent of xtask/).
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Test { no_vm } => test(no_vm),
         Cmd::Fuzz(args) => fuzz::fuzz(&args).map(|_| ()),
+        Cmd::Install(args) => install::install(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
