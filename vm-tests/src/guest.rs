@@ -374,7 +374,23 @@ pub fn agent_log() -> String {
     s
 }
 
+/// Whether the kernel command line asks for the demo instead of the scenarios.
+fn demo_mode() -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .is_ok_and(|c| c.split_whitespace().any(|w| w == "rampart.mode=demo"))
+}
+
 pub fn main() -> ExitCode {
+    if demo_mode() {
+        if let Err(e) = set_up() {
+            println!(
+                "{}failed: guest set-up: {e:#}",
+                rampart_vm_tests::protocol::DEMO_END
+            );
+            return ExitCode::FAILURE;
+        }
+        return crate::demo::run();
+    }
     let only = only_from_cmdline();
     let selected: Vec<&scenarios::Scenario> = scenarios::ALL
         .iter()

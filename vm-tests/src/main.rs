@@ -12,6 +12,7 @@
 
 mod bundles;
 mod daemon;
+mod demo;
 mod examples;
 mod guest;
 mod lineage;

@@ -11,6 +11,13 @@ pub const RESULT: &str = "@@RAMPART-RESULT ";
 /// The whole line printed once every scenario has reported.
 pub const END: &str = "@@RAMPART-END";
 
+/// `cargo xtask demo`: a line of the story, shown to the user as it is.
+pub const DEMO_SAY: &str = "@@RAMPART-DEMO ";
+/// `cargo xtask demo`: a file for the host, `NAME BASE64`.
+pub const DEMO_FILE: &str = "@@RAMPART-FILE ";
+/// `cargo xtask demo`: the last line, `ok` or `failed: why`.
+pub const DEMO_END: &str = "@@RAMPART-DEMO-END ";
+
 /// How a scenario ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -47,6 +47,10 @@ enum Cmd {
     /// Fuzz the bundle and trust-root parsers (cargo-fuzz, libFuzzer, nightly), installing
     /// cargo-fuzz if needed; prints executions and crashes per target.
     Fuzz(fuzz::FuzzArgs),
+    /// The demo: boots a QEMU guest with BPF-LSM, runs the daemon on a signed bundle from
+    /// policies/, shows a workload's decisions as they happen, a live policy update and a
+    /// rejected tampered bundle, verifies the lineage, and leaves it in target/demo/.
+    Demo,
     /// Build and install the agent (with its kernel programs), the systemd unit, a default
     /// configuration (an existing one is kept) and the directories.
     Install(install::InstallArgs),
@@ -99,6 +103,7 @@ fn test(no_vm: bool) -> Result<()> {
             keep_log: false,
             console: false,
             boot_timeout: 600,
+            demo: false,
         })?;
         if tally.failed > 0 {
             bail!("{} VM scenario(s) failed", tally.failed);
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
         Cmd::Test { no_vm } => test(no_vm),
         Cmd::Fuzz(args) => fuzz::fuzz(&args).map(|_| ()),
         Cmd::Install(args) => install::install(&args),
+        Cmd::Demo => vm::demo(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,9 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use rampart_vm_tests::protocol::{Outcome, ScenarioResult, END, PLAN, RESULT};
+use rampart_vm_tests::protocol::{
+    Outcome, ScenarioResult, DEMO_END, DEMO_FILE, DEMO_SAY, END, PLAN, RESULT,
+};
 
 use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace_root};
 
@@ -84,6 +86,9 @@ pub struct VmTestArgs {
     /// Seconds a guest may run before it is killed and counted as failed.
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     pub boot_timeout: u64,
+    /// Boot into the demo instead of the scenarios (`cargo xtask demo`).
+    #[arg(skip)]
+    pub demo: bool,
 }
 
 fn cache_dir() -> PathBuf {
@@ -138,12 +143,18 @@ struct Boot {
     timed_out: bool,
     console: String,
     kernel_release: Option<String>,
+    /// Demo mode: files the guest shipped, and its last line.
+    files: Vec<(String, Vec<u8>)>,
+    demo_end: Option<String>,
 }
 
 fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) -> Result<Boot> {
     let mut append = format!("console=ttyS0 quiet panic=-1 lsm={lsm}");
     if !args.scenario.is_empty() {
         append.push_str(&format!(" rampart.only={}", args.scenario.join(",")));
+    }
+    if args.demo {
+        append.push_str(" rampart.mode=demo");
     }
     let mut child = Command::new("qemu-system-x86_64")
         // KVM is present on these machines but guests hang under it; TCG works (PLATFORM.md).
@@ -197,6 +208,8 @@ fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) 
         timed_out: false,
         console: String::new(),
         kernel_release: None,
+        files: Vec::new(),
+        demo_end: None,
     };
     let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
     let spinner = crate::progress::spinner("booting".into());
@@ -238,6 +251,21 @@ fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) 
                         }
                     }
                 } else if line.trim() == END {
+                    b.ended = true;
+                } else if let Some(text) = line.strip_prefix(DEMO_SAY) {
+                    spinner.suspend(|| println!("{text}"));
+                } else if let Some(rest) = line.strip_prefix(DEMO_FILE) {
+                    if let Some((name, data)) = rest.split_once(' ') {
+                        use base64::Engine;
+                        match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
+                            Ok(bytes) => b.files.push((name.to_owned(), bytes)),
+                            Err(e) => {
+                                spinner.suspend(|| println!("    bad file line for {name}: {e}"))
+                            }
+                        }
+                    }
+                } else if let Some(end) = line.strip_prefix(DEMO_END) {
+                    b.demo_end = Some(end.trim().to_owned());
                     b.ended = true;
                 }
             }
@@ -358,6 +386,105 @@ fn print_table(rows: &[Row], kernels: &[&'static str]) {
 }
 
 /// Runs the whole VM suite; returns the tally (the caller decides the exit code).
+/// Builds everything a guest boots with; returns the initramfs and the static agent.
+fn prepare_guest() -> Result<(PathBuf, PathBuf)> {
+    prereq::ensure_qemu()?;
+    ebpf::build()?;
+    let (agent, runner) = build_guest_binaries()?;
+    eprintln!(
+        "==> fetching guest packages (cached in {})",
+        cache_dir().display()
+    );
+    let busybox = debian::fetch_and_unpack("busybox-static", &cache_dir())?.join("bin/busybox");
+    let out = out_dir();
+    std::fs::create_dir_all(&out)?;
+    let initrd = out.join("initramfs.cpio");
+    initramfs::build(&initrd, &busybox, &agent, &runner)?;
+    Ok((initrd, agent))
+}
+
+/// `cargo xtask demo`: boots Debian's 6.12 kernel with BPF-LSM into the demo, shows its
+/// story, keeps the guest's lineage and host key in target/demo/, and verifies them here.
+pub fn demo() -> Result<()> {
+    let (initrd, agent) = prepare_guest()?;
+    let kernel = KERNELS
+        .iter()
+        .find(|k| k.name == "6.12")
+        .context("the 6.12 kernel is not in the matrix")?;
+    let package = (kernel.resolve)()?;
+    let root = debian::fetch_and_unpack(&package, &cache_dir())?;
+    let vmlinuz = find_vmlinuz(&root)?;
+    let demo_dir = workspace_root().join("target").join("demo");
+    let _ = std::fs::remove_dir_all(&demo_dir);
+    std::fs::create_dir_all(&demo_dir)?;
+    eprintln!(
+        "==> booting {package} in QEMU with lsm=...,bpf (software emulation: about a minute)\n"
+    );
+    let args = VmTestArgs {
+        kernel: None,
+        scenario: Vec::new(),
+        keep_log: true,
+        console: false,
+        boot_timeout: 600,
+        demo: true,
+    };
+    let log = demo_dir.join("console.log");
+    let b = boot(&vmlinuz, kernel.lsm, &initrd, &args, &log)?;
+    match b.demo_end.as_deref() {
+        Some("ok") => {}
+        Some(other) => bail!("the demo {other}; console: {}", log.display()),
+        None => bail!(
+            "the guest ended without finishing the demo{}; console: {}",
+            if b.timed_out { " (timed out)" } else { "" },
+            log.display()
+        ),
+    }
+    for (name, bytes) in &b.files {
+        let path = demo_dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    let lineage = demo_dir.join("lineage");
+    let public = demo_dir.join("host.pub");
+    let cmd = format!(
+        "{} lineage verify {} --pub {} --checkpoints {}",
+        agent.display(),
+        lineage.display(),
+        public.display(),
+        lineage.join("checkpoints").display()
+    );
+    println!(
+        "\n== 8. Back on this machine: the guest's lineage, checkpoints and host key are in {}",
+        demo_dir.display()
+    );
+    println!("$ {cmd}");
+    let out = Command::new(&agent)
+        .args(["lineage", "verify"])
+        .arg(&lineage)
+        .arg("--pub")
+        .arg(&public)
+        .arg("--checkpoints")
+        .arg(lineage.join("checkpoints"))
+        .output()
+        .context("running the agent's lineage verify on the host")?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("  {line}");
+    }
+    if !out.status.success() {
+        bail!(
+            "the shipped lineage did not verify on the host: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!(
+        "\nRun the command above yourself; edit a byte in {}/segment-*.jsonl and run it again.",
+        lineage.display()
+    );
+    Ok(())
+}
+
 pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {
     let kernels: Vec<&Kernel> = KERNELS
         .iter()
@@ -371,19 +498,8 @@ pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {
             names.join(", ")
         );
     }
-    prereq::ensure_qemu()?;
-    ebpf::build()?;
-    let (agent, runner) = build_guest_binaries()?;
-
-    eprintln!(
-        "==> fetching guest packages (cached in {})",
-        cache_dir().display()
-    );
-    let busybox = debian::fetch_and_unpack("busybox-static", &cache_dir())?.join("bin/busybox");
+    let (initrd, _) = prepare_guest()?;
     let out = out_dir();
-    std::fs::create_dir_all(&out)?;
-    let initrd = out.join("initramfs.cpio");
-    initramfs::build(&initrd, &busybox, &agent, &runner)?;
 
     let mut rows = Vec::new();
     let mut failed_boots = Vec::new();
