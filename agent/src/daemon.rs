@@ -39,6 +39,32 @@ pub struct RunConfig {
     pub no_policy: Option<(Vec<String>, Fallback)>,
     /// The control socket (`policy push`, `status`), if any.
     pub control_socket: Option<PathBuf>,
+    /// The configuration file this came from (re-read on SIGHUP).
+    pub config_file: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// Re-reads the configuration file: the policy settings take effect now; the lineage,
+    /// pin directory and control socket are fixed for the process (a change is logged).
+    fn reread(&mut self) -> Result<()> {
+        let Some(path) = self.config_file.clone() else {
+            return Ok(());
+        };
+        let mut next = RunConfig::from(crate::config::Config::read(&path)?);
+        next.config_file = Some(path);
+        let fixed =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        if fixed(&next.lineage, &self.lineage)
+            || next.pin_dir != self.pin_dir
+            || next.control_socket != self.control_socket
+        {
+            warn!("[lineage] and [daemon] changes take effect at the next restart");
+        }
+        self.origin = next.origin;
+        self.no_policy = next.no_policy;
+        self.audit_when_expired = next.audit_when_expired;
+        Ok(())
+    }
 }
 
 impl From<crate::config::Config> for RunConfig {
@@ -64,6 +90,7 @@ impl From<crate::config::Config> for RunConfig {
             pin_dir: Some(c.daemon.pin_dir),
             no_policy: Some((p.governs, p.on_no_policy)),
             control_socket: Some(c.daemon.control_socket),
+            config_file: None,
         }
     }
 }
@@ -211,7 +238,7 @@ fn apply(
 
 /// Runs the enforcer until SIGINT or SIGTERM; SIGHUP reloads the policy (a bundle that
 /// fails any check changes nothing).
-pub async fn run(config: RunConfig) -> Result<()> {
+pub async fn run(mut config: RunConfig) -> Result<()> {
     preflight::check_kernel()?;
     let raw = Btf::from_sys_fs().context("reading /sys/kernel/btf/vmlinux")?;
     let btf = Btf::parse(&raw).context("parsing the kernel's BTF")?;
@@ -326,7 +353,11 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 recorder.tick();
             }
             _ = hup.recv() => {
-                info!("SIGHUP received: reloading the policy (and re-pinning programs)");
+                info!("SIGHUP received: re-reading the configuration, reloading the policy (and re-pinning programs)");
+                if let Err(e) = config.reread() {
+                    error!(error = %format!("{e:#}"), "configuration not reloaded; the previous one stays");
+                    recorder.policy_refused("config-invalid", &format!("{e:#}"));
+                }
                 // Events of the generation about to be retired are annotated first.
                 drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
                 reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, true);

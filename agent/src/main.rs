@@ -529,7 +529,10 @@ fn main() -> ExitCode {
                 });
             let run_config = if policies.is_empty() && bundle.is_none() {
                 let path = config.unwrap_or_else(|| PathBuf::from(rampart::config::DEFAULT_PATH));
-                rampart::config::Config::read(&path).map(RunConfig::from)
+                rampart::config::Config::read(&path).map(|c| RunConfig {
+                    config_file: Some(path.clone()),
+                    ..RunConfig::from(c)
+                })
             } else {
                 let origin = match (bundle, trust) {
                     (Some(bundle), Some(trust)) => PolicyOrigin::Bundle(BundleSource {
@@ -549,6 +552,7 @@ fn main() -> ExitCode {
                     audit_when_expired,
                     no_policy: None,
                     control_socket: None,
+                    config_file: None,
                 })
             };
             tokio::runtime::Builder::new_current_thread()

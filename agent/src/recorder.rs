@@ -22,7 +22,7 @@ use crate::{
 pub const DROPS_FILE: &str = "kernel-drops";
 
 /// Lineage settings of `rampart run`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineageSettings {
     pub dir: PathBuf,
     pub host_key: PathBuf,

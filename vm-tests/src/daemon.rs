@@ -115,6 +115,7 @@ control_socket = "{base}/control.sock"
     let log = base.join("agent.log");
     let events = base.join("events.jsonl");
     let agent = spawn_agent(&["run", "--config", &s(&config)], &events, &log)?;
+    let pid = agent.id() as i32;
     let result = (|| -> Result<String> {
         // 1. No bundle yet: the configured cgroup denies everything (no-policy).
         let got = op_in(env, &cg, &["open", &target, "read"])?;
@@ -209,8 +210,22 @@ control_socket = "{base}/control.sock"
         {
             bail!("status does not show version 4, pinned, the governed cgroup and the lineage: {status}");
         }
+        // 6. SIGHUP with a broken configuration: refused, the previous one and v4 stay.
+        let good = std::fs::read_to_string(&config)?;
+        std::fs::write(&config, good.replace("governs =", "govern ="))?;
+        let seen = log_records(&log).len();
+        // SAFETY: kill(2) on the agent spawned above.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        wait_log(&log, seen, |r| {
+            r["message"] == "configuration not reloaded; the previous one stays"
+        })?;
+        std::fs::write(&config, good)?;
+        let got = op_in(env, &cg, &["open", &target, "read"])?;
+        if got != Outcome::Ok {
+            bail!("after a refused configuration v4 must still allow the read, got {got:?}");
+        }
         Ok(format!(
-            "empty bundle dir: deny-all (no-policy events); dropped-in v1 in force after {took:?}; tampered v2 refused (bad-signature) and out-of-scope v3 refused (cgroup-not-allowed) with v1 still enforcing; v4 pushed over the control socket and loaded, re-push and tampered push rejected with their codes; status shows version 4"
+            "broken configuration on SIGHUP refused with the previous kept; empty bundle dir: deny-all (no-policy events); dropped-in v1 in force after {took:?}; tampered v2 refused (bad-signature) and out-of-scope v3 refused (cgroup-not-allowed) with v1 still enforcing; v4 pushed over the control socket and loaded, re-push and tampered push rejected with their codes; status shows version 4"
         ))
     })();
     terminate_agent(agent, &log)?;

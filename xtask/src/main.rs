@@ -111,6 +111,9 @@ fn test(no_vm: bool) -> Result<()> {
         if tally.passed == 0 {
             bail!("the VM suite passed no scenario");
         }
+        // The README's main command must keep working.
+        eprintln!("==> cargo xtask demo");
+        vm::demo()?;
     }
     eprintln!("==> all tests passed in {:.0?}", started.elapsed());
     Ok(())
