@@ -32,6 +32,8 @@ pub enum Request {
         bundle: String,
     },
     Status,
+    /// Break-glass: record, detach everything, and stop.
+    Release,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,6 +42,7 @@ pub enum Response {
     Loaded { version: u64, digest: String },
     Rejected { code: String, error: String },
     Status(Box<serde_json::Value>),
+    Released { links: u64, maps: u64 },
     Error { error: String },
 }
 
@@ -163,6 +166,23 @@ pub fn status_command(socket: &Path, json: bool) -> Result<()> {
     println!("drops       {}", get("event_drops"));
     println!("lineage     {}", get("lineage"));
     Ok(())
+}
+
+/// Asks a running daemon to release (it records the release in its lineage, detaches
+/// everything and exits). `Ok(None)` when no daemon answers on `socket`.
+pub fn release_via_daemon(socket: &Path) -> Result<Option<(u64, u64)>> {
+    if !socket.exists() {
+        return Ok(None);
+    }
+    let rt = runtime()?;
+    if rt.block_on(UnixStream::connect(socket)).is_err() {
+        return Ok(None);
+    }
+    match rt.block_on(call(socket, &Request::Release))? {
+        Response::Released { links, maps } => Ok(Some((links, maps))),
+        Response::Error { error } => bail!("{error}"),
+        other => bail!("unexpected answer: {other:?}"),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

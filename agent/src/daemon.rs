@@ -332,6 +332,7 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
     };
     let mut dir_watch = DirWatch::new(bundle_dir)?;
     let mut reload_at: Option<tokio::time::Instant> = None;
+    let mut released = false;
     let control = match &config.control_socket {
         Some(path) => Some(control::bind(path)?),
         None => None,
@@ -373,9 +374,27 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
                     Ok(control::Request::Push { bundle }) => push(
                         &config, &bundle, &mut enforcer, &mut recorder, &hierarchy, &mut in_force,
                     ),
+                    Ok(control::Request::Release) => match &config.pin_dir {
+                        None => control::Response::Error {
+                            error: "this daemon is not pinned: stopping it ends enforcement".into(),
+                        },
+                        Some(dir) => match crate::loader::release(dir) {
+                            Ok((links, maps)) => {
+                                warn!(pin_dir = %dir.display(), links, maps,
+                                    "released (break-glass): nothing is enforced");
+                                recorder.release(&dir.display().to_string(), links as u64, maps as u64);
+                                released = true;
+                                control::Response::Released { links: links as u64, maps: maps as u64 }
+                            }
+                            Err(e) => control::Response::Error { error: format!("{e:#}") },
+                        },
+                    },
                 };
                 if let Err(e) = control::write_response(&mut stream, &response).await {
                     warn!(error = %format!("{e:#}"), "cannot answer on the control socket");
+                }
+                if released {
+                    break;
                 }
             }
             _ = dir_watch.changed() => {
@@ -397,7 +416,11 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
     // Events written between the last wake-up and the signal are still owed.
     drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
     recorder.drops(enforcer.event_drops()?);
-    recorder.close("SIGTERM or SIGINT");
+    recorder.close(if released {
+        "released"
+    } else {
+        "SIGTERM or SIGINT"
+    });
     let decisions = enforcer.decisions()?;
     let fields: Vec<String> = decisions
         .iter()
@@ -405,6 +428,8 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
         .collect();
     let drops = enforcer.event_drops()?;
     match &config.pin_dir {
+        Some(_) if released => info!(decisions = %fields.join(","), event_drops = drops,
+            "stopping after the release; nothing is enforced"),
         Some(dir) => info!(decisions = %fields.join(","), event_drops = drops,
             pin_dir = %dir.display(),
             "stopping; enforcement stays pinned (`rampart release` removes it)"),

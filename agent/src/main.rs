@@ -102,9 +102,13 @@ enum Command {
     /// Governed cgroups are no longer enforced afterwards. Asks for confirmation on a
     /// terminal unless --yes; refuses without a terminal unless --yes.
     Release {
-        /// The pin directory of the agent to release.
+        /// The pin directory of the agent to release (when no daemon answers on --socket).
         #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/rampart")]
         pin_dir: PathBuf,
+        /// A running daemon's control socket: the daemon records the release in its lineage,
+        /// detaches everything and exits.
+        #[arg(long, value_name = "PATH", default_value = "/run/rampart/control.sock")]
+        socket: PathBuf,
         /// Do not ask.
         #[arg(long)]
         yes: bool,
@@ -455,10 +459,15 @@ fn explain_requests(
 }
 
 /// `rampart release`.
-fn release(dir: &std::path::Path, yes: bool) -> anyhow::Result<()> {
+fn release(dir: &std::path::Path, socket: &std::path::Path, yes: bool) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    if !dir.exists() {
-        anyhow::bail!("nothing is pinned at {}", dir.display());
+    let daemon = socket.exists();
+    if !daemon && !dir.exists() {
+        anyhow::bail!(
+            "nothing is pinned at {} and no daemon answers on {}",
+            dir.display(),
+            socket.display()
+        );
     }
     if !yes {
         if !std::io::stdin().is_terminal() {
@@ -475,10 +484,19 @@ fn release(dir: &std::path::Path, yes: bool) -> anyhow::Result<()> {
             anyhow::bail!("not released");
         }
     }
+    if let Some((links, maps)) = rampart::control::release_via_daemon(socket)? {
+        println!(
+            "released by the daemon on {}: {links} links detached, {maps} maps removed, recorded \
+             in its lineage; it has stopped; nothing is enforced",
+            socket.display()
+        );
+        return Ok(());
+    }
     let (links, maps) = rampart::loader::release(dir)?;
     tracing::warn!(pin_dir = %dir.display(), links, maps, "released: enforcement removed (break-glass)");
     println!(
-        "released {}: {links} links detached, {maps} maps removed; nothing is enforced",
+        "released {}: {links} links detached, {maps} maps removed; nothing is enforced (no \
+         daemon was running, so this is logged, not recorded in a lineage)",
         dir.display()
     );
     Ok(())
@@ -624,7 +642,11 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Push { socket, bundle }) => {
             rampart::control::push_command(&socket, &bundle)
         }
-        Command::Release { pin_dir, yes } => release(&pin_dir, yes),
+        Command::Release {
+            pin_dir,
+            socket,
+            yes,
+        } => release(&pin_dir, &socket, yes),
         Command::Trust(TrustCommand::Init {
             keys,
             threshold,

@@ -214,6 +214,19 @@ impl Recorder {
         )
     }
 
+    /// `rampart release` detached everything.
+    pub fn release(&mut self, pin_dir: &str, links: u64, maps: u64) {
+        self.append(
+            Stamp::now(),
+            None,
+            &Body::Release {
+                pin_dir,
+                links,
+                maps,
+            },
+        );
+    }
+
     /// The periodic duty: durability and time-based checkpoints.
     pub fn tick(&mut self) {
         if let Some(w) = self.lineage.as_mut() {

@@ -228,7 +228,25 @@ control_socket = "{base}/control.sock"
             "broken configuration on SIGHUP refused with the previous kept; empty bundle dir: deny-all (no-policy events); dropped-in v1 in force after {took:?}; tampered v2 refused (bad-signature) and out-of-scope v3 refused (cgroup-not-allowed) with v1 still enforcing; v4 pushed over the control socket and loaded, re-push and tampered push rejected with their codes; status shows version 4"
         ))
     })();
-    terminate_agent(agent, &log)?;
-    rampart(&["release", "--pin-dir", "/sys/fs/bpf/rampart-cfg", "--yes"])?;
-    result
+    // Break-glass through the daemon: it records the release in its lineage and exits.
+    let socket = s(&base.join("control.sock"));
+    let released = rampart(&["release", "--socket", &socket, "--yes"]);
+    let mut agent = agent;
+    if released.is_err() {
+        let _ = terminate_agent(agent, &log);
+        let _ = rampart(&["release", "--pin-dir", "/sys/fs/bpf/rampart-cfg", "--yes"]);
+        return result.and(released.map(drop)).map(|_| String::new());
+    }
+    let status = agent.wait()?;
+    let detail = result?;
+    let recorded = std::fs::read_dir(base.join("lineage"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .any(|e| {
+            std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"kind\":\"release\""))
+        });
+    if !status.success() || !recorded || Path::new("/sys/fs/bpf/rampart-cfg/links").exists() {
+        bail!("release through the daemon: exit {status}, recorded {recorded}");
+    }
+    Ok(format!("{detail}; release through the control socket recorded in the lineage, links gone, daemon exited 0"))
 }

@@ -335,11 +335,18 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
 
     step(
         7,
-        "The daemon stops (enforcement stays pinned); the lineage is verified",
+        "Break-glass: the operator releases enforcement; the daemon records it and stops",
     );
-    if let Some(child) = agent.take() {
-        crate::guest::terminate_agent(child, &base.join("agent.log"))?;
+    run_shown(&["release", "--yes", "--socket", &socket])?;
+    if let Some(mut child) = agent.take() {
+        let status = child.wait()?;
+        say(&format!("  (the daemon exited: {status})"));
     }
+    workload(
+        "run another program (nothing is enforced now)",
+        &[&format!("{FIXTURES}/denied-probe"), "probe"],
+    )?;
+    step(8, "The lineage is verified");
     let verify = Command::new(AGENT)
         .args([
             "lineage",
@@ -366,7 +373,13 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
         "--kind",
         "policy-change",
     ])?;
-    run_shown(&["release", "--yes"])?;
+    run_shown(&[
+        "lineage",
+        "show",
+        &format!("{BASE}/lineage"),
+        "--kind",
+        "release",
+    ])?;
     let files = ship(&base.join("lineage"), "lineage/")?;
     println!(
         "{FILE}host.pub {}",

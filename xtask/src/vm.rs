@@ -456,7 +456,7 @@ pub fn demo() -> Result<()> {
         lineage.join("checkpoints").display()
     );
     println!(
-        "\n== 8. Back on this machine: the guest's lineage, checkpoints and host key are in {}",
+        "\n== 9. Back on this machine: the guest's lineage, checkpoints and host key are in {}",
         demo_dir.display()
     );
     println!("$ {cmd}");

@@ -160,6 +160,11 @@ fn describe(v: &Value) -> String {
             v["pid"]
         ),
         "agent-stop" => format!("{head} agent-stop ({})", str_of("reason")),
+        "release" => format!(
+            "{head} RELEASE: {} links detached under {}; nothing enforced",
+            v["links"],
+            str_of("pin_dir")
+        ),
         other => format!("{head} {other}"),
     }
 }

@@ -100,6 +100,12 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<&'a str>,
     },
+    /// `rampart release` detached every pinned program: nothing is enforced any more.
+    Release {
+        pin_dir: &'a str,
+        links: u64,
+        maps: u64,
+    },
     /// A signed checkpoint over the first `size` records.
     Checkpoint {
         size: u64,
