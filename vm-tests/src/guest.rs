@@ -376,11 +376,31 @@ pub fn agent_log() -> String {
 
 /// Whether the kernel command line asks for the demo instead of the scenarios.
 fn demo_mode() -> bool {
-    std::fs::read_to_string("/proc/cmdline")
-        .is_ok_and(|c| c.split_whitespace().any(|w| w == "rampart.mode=demo"))
+    mode_is("demo")
+}
+
+/// Whether the kernel command line says `rampart.mode=MODE`.
+fn mode_is(mode: &str) -> bool {
+    std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| {
+        c.split_whitespace()
+            .any(|w| w.strip_prefix("rampart.mode=") == Some(mode))
+    })
 }
 
 pub fn main() -> ExitCode {
+    if mode_is("bench") {
+        let result = set_up().and_then(|_| crate::bench::run());
+        if let Err(e) = result {
+            println!("bench failed: {e:#}");
+            println!(
+                "{}{{\"error\":{}}}",
+                rampart_vm_tests::protocol::BENCH,
+                serde_json::json!(format!("{e:#}"))
+            );
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
     if demo_mode() {
         if let Err(e) = set_up() {
             println!(

@@ -10,6 +10,7 @@
 //! - `rampart-vm-tests probe` prints [`scenarios::PROBE_OK`]; copies of this binary are the
 //!   allowed and disallowed programs the scenarios execute.
 
+mod bench;
 mod bundles;
 mod daemon;
 mod demo;

@@ -267,6 +267,7 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         ["send", ep] => send(ep),
         ["swap-loop", a, b, stop] => swap_loop(a, b, stop),
         ["open-loop", path, n] => open_loop(path, n.parse().ok()?),
+        ["bench", op, n, target] => crate::bench::measure(op, n.parse().ok()?, target),
         _ => return None,
     }))
 }

@@ -18,6 +18,9 @@ pub const DEMO_FILE: &str = "@@RAMPART-FILE ";
 /// `cargo xtask demo`: the last line, `ok` or `failed: why`.
 pub const DEMO_END: &str = "@@RAMPART-DEMO-END ";
 
+/// `cargo xtask bench`: the guest's results (JSON), its last line.
+pub const BENCH: &str = "@@RAMPART-BENCH ";
+
 /// How a scenario ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

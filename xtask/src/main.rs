@@ -1,5 +1,6 @@
 //! `cargo xtask`: Rampart's build, test and VM automation.
 
+mod bench;
 mod debian;
 mod ebpf;
 mod fuzz;
@@ -51,6 +52,10 @@ enum Cmd {
     /// policies/, shows a workload's decisions as they happen, a live policy update and a
     /// rejected tampered bundle, verifies the lineage, and leaves it in target/demo/.
     Demo,
+    /// Benchmarks: hook overhead (no Rampart / loaded but not governed / governed with 10 to
+    /// 50 000 rules), policy reload cost, map memory and agent RSS, one guest boot per kernel;
+    /// writes target/bench/report.md and report.json.
+    Bench,
     /// Build and install the agent (with its kernel programs), the systemd unit, a default
     /// configuration (an existing one is kept) and the directories.
     Install(install::InstallArgs),
@@ -104,6 +109,7 @@ fn test(no_vm: bool) -> Result<()> {
             console: false,
             boot_timeout: 600,
             demo: false,
+            bench: false,
         })?;
         if tally.failed > 0 {
             bail!("{} VM scenario(s) failed", tally.failed);
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
         Cmd::Fuzz(args) => fuzz::fuzz(&args).map(|_| ()),
         Cmd::Install(args) => install::install(&args),
         Cmd::Demo => vm::demo(),
+        Cmd::Bench => bench::bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use rampart_vm_tests::protocol::{
-    Outcome, ScenarioResult, DEMO_END, DEMO_FILE, DEMO_SAY, END, PLAN, RESULT,
+    Outcome, ScenarioResult, BENCH, DEMO_END, DEMO_FILE, DEMO_SAY, END, PLAN, RESULT,
 };
 
 use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace_root};
@@ -89,6 +89,9 @@ pub struct VmTestArgs {
     /// Boot into the demo instead of the scenarios (`cargo xtask demo`).
     #[arg(skip)]
     pub demo: bool,
+    /// Boot into the benchmarks instead of the scenarios (`cargo xtask bench`).
+    #[arg(skip)]
+    pub bench: bool,
 }
 
 fn cache_dir() -> PathBuf {
@@ -146,6 +149,8 @@ struct Boot {
     /// Demo mode: files the guest shipped, and its last line.
     files: Vec<(String, Vec<u8>)>,
     demo_end: Option<String>,
+    /// Bench mode: the guest's result.
+    bench: Option<serde_json::Value>,
 }
 
 fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) -> Result<Boot> {
@@ -155,6 +160,9 @@ fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) 
     }
     if args.demo {
         append.push_str(" rampart.mode=demo");
+    }
+    if args.bench {
+        append.push_str(" rampart.mode=bench");
     }
     let mut child = Command::new("qemu-system-x86_64")
         // KVM is present on these machines but guests hang under it; TCG works (PLATFORM.md).
@@ -210,6 +218,7 @@ fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) 
         kernel_release: None,
         files: Vec::new(),
         demo_end: None,
+        bench: None,
     };
     let deadline = Instant::now() + Duration::from_secs(args.boot_timeout);
     let spinner = crate::progress::spinner("booting".into());
@@ -264,6 +273,9 @@ fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) 
                             }
                         }
                     }
+                } else if let Some(json) = line.strip_prefix(BENCH) {
+                    b.bench = serde_json::from_str(json).ok();
+                    b.ended = true;
                 } else if let Some(end) = line.strip_prefix(DEMO_END) {
                     b.demo_end = Some(end.trim().to_owned());
                     b.ended = true;
@@ -427,6 +439,7 @@ pub fn demo() -> Result<()> {
         console: false,
         boot_timeout: 600,
         demo: true,
+        bench: false,
     };
     let log = demo_dir.join("console.log");
     let b = boot(&vmlinuz, kernel.lsm, &initrd, &args, &log)?;
@@ -483,6 +496,50 @@ pub fn demo() -> Result<()> {
         lineage.display()
     );
     Ok(())
+}
+
+/// `cargo xtask bench`: one boot per kernel with BPF-LSM, each returning its results.
+pub fn bench_boots() -> Result<Vec<serde_json::Value>> {
+    let (initrd, _) = prepare_guest()?;
+    let out = workspace_root().join("target").join("bench");
+    std::fs::create_dir_all(&out)?;
+    let mut all = Vec::new();
+    for kernel in KERNELS.iter().filter(|k| k.lsm == WITH_BPF_LSM) {
+        let package = (kernel.resolve)()?;
+        let root = debian::fetch_and_unpack(&package, &cache_dir())?;
+        let vmlinuz = find_vmlinuz(&root)?;
+        eprintln!(
+            "==> benchmarking on kernel {} ({package}); several minutes under TCG",
+            kernel.name
+        );
+        let args = VmTestArgs {
+            kernel: None,
+            scenario: Vec::new(),
+            keep_log: true,
+            console: false,
+            boot_timeout: 1800,
+            demo: false,
+            bench: true,
+        };
+        let log = out.join(format!("console-{}.log", kernel.name));
+        let b = boot(&vmlinuz, kernel.lsm, &initrd, &args, &log)?;
+        match b.bench {
+            Some(v) if v.get("error").is_some() => bail!(
+                "kernel {}: the benchmark failed in the guest: {}; console: {}",
+                kernel.name,
+                v["error"],
+                log.display()
+            ),
+            Some(v) => all.push(v),
+            None => bail!(
+                "kernel {}: the guest produced no benchmark result{}; console: {}",
+                kernel.name,
+                if b.timed_out { " (timed out)" } else { "" },
+                log.display()
+            ),
+        }
+    }
+    Ok(all)
 }
 
 pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {

@@ -1,0 +1,229 @@
+//! `cargo xtask bench`, the guest side: hook overhead measured in one boot, interleaved.
+//!
+//! Configurations: (a) no Rampart; (b) programs loaded, workload not governed; (c) governed
+//! with policies of 10, 1 000, 10 000 and 50 000 rules. The path map holds 65 536 entries
+//! and an atomic swap needs room for the old and the new policy at once, so 50 000 is the
+//! largest file-rule policy that can replace a 10 000-rule one; 100 000 cannot load yet. One agent is started once; the
+//! rule count is changed by rewriting its policy file and sending SIGHUP (an atomic swap),
+//! and the rounds go round-robin over (b) and (c) so drift affects all alike. (a) runs
+//! before the agent starts and after it stops. Each measurement is a child process that
+//! runs one operation in a loop and prints per-operation latencies.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::guest::{spawn_agent, terminate_agent, CGROUP_ROOT, FIXTURES};
+
+use rampart_vm_tests::protocol::BENCH;
+const BASE: &str = "/run/bench";
+const RULE_COUNTS: [usize; 4] = [10, 1_000, 10_000, 50_000];
+const ROUNDS: usize = 3;
+
+/// Iterations of one measurement, per operation (exec is far slower under TCG).
+fn iterations(op: &str) -> usize {
+    match op {
+        "exec" => 60,
+        _ => 2_000,
+    }
+}
+
+/// The workload side: runs `op` `n` times and prints the sorted latencies' median and p99.
+pub fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        match op {
+            "open" => drop(std::fs::File::open(target)?),
+            "connect" => drop(std::net::TcpStream::connect(target)?),
+            "exec" => {
+                let out = Command::new(target).arg("probe").output()?;
+                if !out.status.success() {
+                    return Err(std::io::Error::other("the exec'd program failed"));
+                }
+            }
+            _ => return Err(std::io::Error::other("unknown op")),
+        }
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    println!("bench-result median_ns={} p99_ns={}", at(0.5), at(0.99));
+    Ok(())
+}
+
+fn policy_text(rules: usize, listener_port: u16) -> String {
+    // Three rules the workload needs, then filler file rules up to `rules` in total.
+    let mut filler = String::new();
+    for i in 0..rules.saturating_sub(3) {
+        filler.push_str(&format!("    - path: /b/{i}\n      access: [read]\n"));
+    }
+    format!(
+        "apiVersion: rampart.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: bench-{rules}\nspec:\n  \
+         governs: [/bench-gov]\n  exec:\n    allow: [{FIXTURES}/allowed-probe]\n  files:\n    \
+         - path: {FIXTURES}/data/readable.txt\n      access: [read]\n{filler}  network:\n    \
+         - cidr: 127.0.0.1/32\n      ports: [{listener_port}]\n      protocol: tcp\n"
+    )
+}
+
+fn run_op(cgroup: &Path, op: &str, target: &str) -> Result<(u64, u64)> {
+    let runner = std::fs::read_link("/proc/self/exe")?;
+    let out = Command::new(runner)
+        .arg("cg-exec")
+        .arg(cgroup)
+        .arg(format!("{FIXTURES}/allowed-probe"))
+        .args(["op", "bench", op, &iterations(op).to_string(), target])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("bench-result "))
+        .with_context(|| {
+            format!(
+                "{op} in {} printed no result: {text}{}",
+                cgroup.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let get = |k: &str| -> Result<u64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {k} in {line}"))
+    };
+    Ok((get("median_ns")?, get("p99_ns")?))
+}
+
+fn targets(port: u16) -> [(&'static str, String); 3] {
+    [
+        ("open", format!("{FIXTURES}/data/readable.txt")),
+        ("connect", format!("127.0.0.1:{port}")),
+        ("exec", format!("{FIXTURES}/allowed-probe")),
+    ]
+}
+
+fn record(results: &mut Vec<Value>, config: &str, cgroup: &Path, port: u16) -> Result<()> {
+    for (op, target) in targets(port) {
+        let (median, p99) = run_op(cgroup, op, &target)?;
+        results.push(json!({"config": config, "op": op, "median_ns": median, "p99_ns": p99}));
+    }
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Kernel memory the agent's maps are charged (`memlock` in each map fd's fdinfo).
+fn map_memlock(pid: u32) -> u64 {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    fds.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|t| t.contains("map_type:"))
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+fn log_count(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("\"policy in force")
+        .count()
+}
+
+/// Swaps the agent to a policy of `rules` rules; returns how long the reload took (from
+/// SIGHUP to the agent's "policy in force").
+fn swap_to(agent: &Child, file: &Path, log: &Path, rules: usize, port: u16) -> Result<Duration> {
+    std::fs::write(file, policy_text(rules, port))?;
+    let before = log_count(log);
+    let t = Instant::now();
+    // SAFETY: kill(2) on the agent this process spawned.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGHUP) };
+    while log_count(log) == before {
+        if t.elapsed() > Duration::from_secs(300) {
+            bail!("the agent did not load the {rules}-rule policy within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(t.elapsed())
+}
+
+fn emit(v: &Value) {
+    println!("{BENCH}{v}");
+}
+
+pub fn run() -> Result<()> {
+    let base = PathBuf::from(BASE);
+    std::fs::create_dir_all(&base)?;
+    let free = Path::new(CGROUP_ROOT).join("bench-free");
+    let gov = Path::new(CGROUP_ROOT).join("bench-gov");
+    std::fs::create_dir_all(&free)?;
+    std::fs::create_dir_all(&gov)?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    // Accept and drop connections in the background.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let mut results = Vec::new();
+    record(&mut results, "a: no rampart", &free, port)?;
+
+    let policy = base.join("policy.yaml");
+    std::fs::write(&policy, policy_text(RULE_COUNTS[0], port))?;
+    let log = base.join("agent.log");
+    let agent = spawn_agent(
+        &["run", "--no-pin", "--policy", &policy.to_string_lossy()],
+        &base.join("events.jsonl"),
+        &log,
+    )?;
+    let pid = agent.id();
+    let rss_idle = rss_kib(pid);
+    let mut loads = Vec::new();
+    let outcome = (|| -> Result<()> {
+        for round in 0..ROUNDS {
+            record(&mut results, "b: loaded, not governed", &free, port)?;
+            for &n in &RULE_COUNTS {
+                let took = swap_to(&agent, &policy, &log, n, port)?;
+                if round == 0 {
+                    loads.push(json!({
+                        "rules": n,
+                        "reload_ms": took.as_secs_f64() * 1000.0,
+                        "map_memlock_bytes": map_memlock(pid),
+                        "agent_rss_kib": rss_kib(pid),
+                    }));
+                }
+                record(&mut results, &format!("c: governed, {n} rules"), &gov, port)?;
+            }
+        }
+        Ok(())
+    })();
+    let rss_loaded = rss_kib(pid);
+    terminate_agent(agent, &log)?;
+    outcome?;
+    record(&mut results, "a: no rampart", &free, port)?;
+    emit(&json!({
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "results": results,
+        "loads": loads,
+        "agent_rss_kib": {"idle": rss_idle, "after_50k_rules": rss_loaded},
+    }));
+    Ok(())
+}
