@@ -76,6 +76,12 @@ struct Inserted<K> {
     result: Result<()>,
 }
 
+/// Every key of an LPM trie.
+fn trie_keys<K: aya::Pod, V: aya::Pod>(map: &mut aya::maps::Map) -> Result<Vec<Key<K>>> {
+    let trie: LpmTrie<_, K, V> = LpmTrie::try_from(map)?;
+    Ok(trie.keys().collect::<Result<_, _>>()?)
+}
+
 /// Removes `keys` from an LPM trie; keys already gone are fine.
 fn remove_all<K: aya::Pod, V: aya::Pod>(map: &mut aya::maps::Map, keys: &[Key<K>]) -> Result<()> {
     let mut trie: LpmTrie<_, K, V> = LpmTrie::try_from(map)?;
@@ -383,34 +389,19 @@ impl Enforcer {
             self.installed.insert(*slot, SlotKeys::default());
         }
         let slot_of = |policy: [u8; 2]| u32::from(u16::from_be_bytes(policy));
-        {
-            let trie: LpmTrie<_, PathKey, PathRule> =
-                LpmTrie::try_from(self.map_mut(maps::PATH_RULES)?)?;
-            let keys: Vec<Key<PathKey>> = trie.keys().collect::<Result<_, _>>()?;
-            for k in keys {
-                if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
-                    s.paths.push(k);
-                }
+        for k in trie_keys::<PathKey, PathRule>(self.map_mut(maps::PATH_RULES)?)? {
+            if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
+                s.paths.push(k);
             }
         }
-        {
-            let trie: LpmTrie<_, Net4Key, NetRule> =
-                LpmTrie::try_from(self.map_mut(maps::NET4_RULES)?)?;
-            let keys: Vec<Key<Net4Key>> = trie.keys().collect::<Result<_, _>>()?;
-            for k in keys {
-                if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
-                    s.net4.push(k);
-                }
+        for k in trie_keys::<Net4Key, NetRule>(self.map_mut(maps::NET4_RULES)?)? {
+            if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
+                s.net4.push(k);
             }
         }
-        {
-            let trie: LpmTrie<_, Net6Key, NetRule> =
-                LpmTrie::try_from(self.map_mut(maps::NET6_RULES)?)?;
-            let keys: Vec<Key<Net6Key>> = trie.keys().collect::<Result<_, _>>()?;
-            for k in keys {
-                if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
-                    s.net6.push(k);
-                }
+        for k in trie_keys::<Net6Key, NetRule>(self.map_mut(maps::NET6_RULES)?)? {
+            if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
+                s.net6.push(k);
             }
         }
         let governed: HashMap<_, u64, u32> = HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;

@@ -58,15 +58,17 @@ pub fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
 }
 
 fn policy_text(rules: usize, listener_port: u16) -> String {
-    // Three rules the workload needs, then filler file rules up to `rules` in total.
+    // Four rules the workload needs (its program, /dev/null for a child's stdin, the file
+    // it opens, the port it connects to), then filler file rules up to `rules` in total.
     let mut filler = String::new();
-    for i in 0..rules.saturating_sub(3) {
+    for i in 0..rules.saturating_sub(4) {
         filler.push_str(&format!("    - path: /b/{i}\n      access: [read]\n"));
     }
     format!(
         "apiVersion: rampart.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: bench-{rules}\nspec:\n  \
          governs: [/bench-gov]\n  exec:\n    allow: [{FIXTURES}/allowed-probe]\n  files:\n    \
-         - path: {FIXTURES}/data/readable.txt\n      access: [read]\n{filler}  network:\n    \
+         - path: {FIXTURES}/data/readable.txt\n      access: [read]\n    \
+         - path: /dev/null\n      access: [read, write]\n{filler}  network:\n    \
          - cidr: 127.0.0.1/32\n      ports: [{listener_port}]\n      protocol: tcp\n"
     )
 }

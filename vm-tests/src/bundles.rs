@@ -2,7 +2,6 @@
 //! cgroup, with keys, trust root and bundles made in the guest by the real CLI.
 
 use std::{
-    io::Read,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -139,13 +138,7 @@ impl BundleAgent {
     }
 
     fn log_records(&self) -> Vec<serde_json::Value> {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = f.read_to_string(&mut text);
-        }
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        crate::guest::log_records(&self.log)
     }
 
     /// Puts `bundle` in place, sends SIGHUP, and waits for the agent to log the record

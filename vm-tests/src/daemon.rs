@@ -13,17 +13,9 @@ use serde_json::Value;
 
 use crate::{
     bundles::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE},
-    guest::{spawn_agent, terminate_agent, Env, CGROUP_ROOT, FIXTURES},
+    guest::{log_records, spawn_agent, terminate_agent, Env, CGROUP_ROOT, FIXTURES},
     scenarios::{op_in, Outcome},
 };
-
-fn log_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 /// Waits until the agent logs a record after the first `seen` that `done` accepts.
 fn wait_log(log: &Path, seen: usize, done: impl Fn(&Value) -> bool) -> Result<(Value, Duration)> {

@@ -62,6 +62,32 @@ pub struct Env {
     agent: Option<Child>,
 }
 
+impl ExpectedEvent {
+    /// Whether the recorded event `e` (agent JSON) is this expected one.
+    pub fn matches(&self, e: &serde_json::Value) -> bool {
+        let target = e["path"]
+            .as_str()
+            .or(e["endpoint"].as_str())
+            .unwrap_or_default();
+        e["action"] == self.action.as_str()
+            && e["decision"] == self.decision.as_str()
+            && e["reason"] == self.reason.as_str()
+            && match self.target.strip_suffix('*') {
+                Some(prefix) => target.starts_with(prefix),
+                None => target == self.target,
+            }
+    }
+}
+
+/// The JSON records of an agent's log file (other lines skipped).
+pub fn log_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 impl Env {
     /// Path of a fixture file with the given name.
     pub fn fixture(&self, name: &str) -> PathBuf {

@@ -73,20 +73,9 @@ pub fn main_lineage_verifies(env: &mut Env) -> Result<String> {
     }
     let mut missing = Vec::new();
     for want in &env.expected_events {
-        let found = decisions.iter().any(|e| {
-            let target = e["path"]
-                .as_str()
-                .or(e["endpoint"].as_str())
-                .unwrap_or_default();
-            e["action"] == want.action.as_str()
-                && e["decision"] == want.decision.as_str()
-                && e["reason"] == want.reason.as_str()
-                && e["policy_version"] == 0
-                && match want.target.strip_suffix('*') {
-                    Some(prefix) => target.starts_with(prefix),
-                    None => target == want.target,
-                }
-        });
+        let found = decisions
+            .iter()
+            .any(|e| want.matches(e) && e["policy_version"] == 0);
         if !found {
             missing.push(format!("{} {} {}", want.action, want.target, want.reason));
         }

@@ -94,15 +94,14 @@ fn memfd_exec(src: &str) -> std::io::Result<()> {
     Err(std::io::Error::last_os_error())
 }
 
-fn map_exec(path: &str) -> std::io::Result<()> {
-    let fd = open(path, libc::O_RDONLY)?;
-    let len = 4096;
-    // SAFETY: a fresh private mapping of our own descriptor; unmapped before returning.
+/// Maps the first page of `path` privately with `prot`; returns the address.
+fn map_page(fd: &OwnedFd, prot: i32) -> std::io::Result<*mut libc::c_void> {
+    // SAFETY: a fresh private mapping of our own descriptor; the caller unmaps it.
     let addr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_EXEC,
+            PAGE,
+            prot,
             libc::MAP_PRIVATE,
             fd.as_raw_fd(),
             0,
@@ -111,8 +110,16 @@ fn map_exec(path: &str) -> std::io::Result<()> {
     if addr == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(addr)
+}
+
+const PAGE: usize = 4096;
+
+fn map_exec(path: &str) -> std::io::Result<()> {
+    let fd = open(path, libc::O_RDONLY)?;
+    let addr = map_page(&fd, libc::PROT_READ | libc::PROT_EXEC)?;
     // SAFETY: unmaps exactly the mapping created above.
-    unsafe { libc::munmap(addr, len) };
+    unsafe { libc::munmap(addr, PAGE) };
     Ok(())
 }
 
@@ -158,30 +165,16 @@ fn open_loop(path: &str, n: u64) -> std::io::Result<()> {
 /// Maps `path` readable (not judged), then asks for PROT_EXEC with mprotect.
 fn mprotect_exec(path: &str) -> std::io::Result<()> {
     let fd = open(path, libc::O_RDONLY)?;
-    let len = 4096;
-    // SAFETY: a fresh private mapping of our own descriptor; unmapped before returning.
-    let addr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if addr == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
+    let addr = map_page(&fd, libc::PROT_READ)?;
     // SAFETY: changes the protection of exactly the mapping created above.
-    let rc = unsafe { libc::mprotect(addr, len, libc::PROT_READ | libc::PROT_EXEC) };
+    let rc = unsafe { libc::mprotect(addr, PAGE, libc::PROT_READ | libc::PROT_EXEC) };
     let result = if rc == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
     };
     // SAFETY: unmaps exactly the mapping created above.
-    unsafe { libc::munmap(addr, len) };
+    unsafe { libc::munmap(addr, PAGE) };
     result
 }
 

@@ -9,18 +9,11 @@ use serde_json::Value;
 
 use crate::{
     guest::{
-        main_agent_args, spawn_agent, terminate_agent, Env, AGENT, HOST_KEY, LINEAGE_DIR, PIN_DIR,
+        log_records, main_agent_args, spawn_agent, terminate_agent, Env, AGENT, HOST_KEY,
+        LINEAGE_DIR, PIN_DIR,
     },
     scenarios::{exec_target, Outcome},
 };
-
-fn log_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
 
 fn denied_probe_runs(env: &Env) -> Result<Outcome> {
     exec_target(env, &env.governed, &env.denied)

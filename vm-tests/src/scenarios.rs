@@ -1085,19 +1085,7 @@ fn deny_events_match(env: &mut Env) -> Result<String> {
     }
     let mut missing = Vec::new();
     for want in &env.expected_events {
-        let found = events.iter().any(|e| {
-            let target = e["path"]
-                .as_str()
-                .or(e["endpoint"].as_str())
-                .unwrap_or_default();
-            e["action"] == want.action.as_str()
-                && e["decision"] == want.decision.as_str()
-                && e["reason"] == want.reason.as_str()
-                && match want.target.strip_suffix('*') {
-                    Some(prefix) => target.starts_with(prefix),
-                    None => target == want.target,
-                }
-        });
+        let found = events.iter().any(|e| want.matches(e));
         if !found {
             missing.push(format!(
                 "{} {} {} {}",
