@@ -204,34 +204,49 @@ fn unpin_link(path: &Path) -> Result<()> {
 }
 
 /// `rampart release`: detaches every pinned link and removes every pinned map under `dir`.
-/// Returns (links, maps) removed.
+/// Best effort: an entry that cannot be removed does not stop the others; the error then
+/// names every one left behind. Returns (links, maps) removed.
 pub fn release(dir: &Path) -> Result<(usize, usize)> {
-    let mut links = 0;
+    let (mut links, mut maps) = (0, 0);
+    let mut left = Vec::new();
     let links_dir = dir.join("links");
     if links_dir.is_dir() {
         for entry in std::fs::read_dir(&links_dir)? {
-            unpin_link(&entry?.path())?;
-            links += 1;
+            let path = entry?.path();
+            match unpin_link(&path) {
+                Ok(()) => links += 1,
+                Err(e) => left.push(format!("{}: {e:#}", path.display())),
+            }
         }
-        std::fs::remove_dir(&links_dir)?;
+        let _ = std::fs::remove_dir(&links_dir);
     }
-    let mut maps = 0;
     if dir.is_dir() {
         for entry in std::fs::read_dir(dir)? {
             let sub = entry?.path();
-            if sub.is_dir()
-                && sub
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("maps-abi"))
-            {
-                for m in std::fs::read_dir(&sub)? {
-                    std::fs::remove_file(m?.path())?;
-                    maps += 1;
-                }
-                std::fs::remove_dir(&sub)?;
+            let is_maps = sub
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("maps-abi"));
+            if !sub.is_dir() || !is_maps {
+                continue;
             }
+            for m in std::fs::read_dir(&sub)? {
+                let path = m?.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => maps += 1,
+                    Err(e) => left.push(format!("{}: {e}", path.display())),
+                }
+            }
+            let _ = std::fs::remove_dir(&sub);
         }
-        std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))?;
+        if let Err(e) = std::fs::remove_dir(dir) {
+            left.push(format!("{}: {e}", dir.display()));
+        }
+    }
+    if !left.is_empty() {
+        anyhow::bail!(
+            "released {links} links and {maps} maps, but could not remove: {}",
+            left.join("; ")
+        );
     }
     Ok((links, maps))
 }
