@@ -364,7 +364,15 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
                 reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, true);
             }
             conn = accept(control.as_ref()) => {
-                let mut stream = conn?;
+                // A failed accept (e.g. out of descriptors) must not stop the enforcer.
+                let mut stream = match conn {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "control socket accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
                 let response = match control::read_request(&mut stream).await {
                     Err(e) => control::Response::Error { error: format!("{e:#}") },
