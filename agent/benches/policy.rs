@@ -72,15 +72,21 @@ fn benches(c: &mut Criterion) {
         }
         let bytes = env.to_bytes();
         g.throughput(Throughput::Elements(rules as u64));
-        g.bench_with_input(BenchmarkId::new("bundle_verify", rules), &bytes, |b, bytes| {
-            b.iter(|| verify(bytes, &ctx).unwrap())
-        });
-        g.bench_with_input(BenchmarkId::new("parse_and_compile", rules), &text, |b, text| {
-            b.iter(|| {
-                let src = PolicySource::parse("bench.yaml", text).unwrap();
-                compile(&src.documents[0], "bench.yaml", &Literal).unwrap()
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("bundle_verify", rules),
+            &bytes,
+            |b, bytes| b.iter(|| verify(bytes, &ctx).unwrap()),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("parse_and_compile", rules),
+            &text,
+            |b, text| {
+                b.iter(|| {
+                    let src = PolicySource::parse("bench.yaml", text).unwrap();
+                    compile(&src.documents[0], "bench.yaml", &Literal).unwrap()
+                })
+            },
+        );
     }
     g.finish();
 }

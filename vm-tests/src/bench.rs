@@ -57,6 +57,130 @@ pub fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The workload side of the event-path test: opens `target` at `rate` per second for `secs`
+/// seconds (paced in batches of 1 ms), printing how many it made.
+pub fn rate_open(target: &str, rate: u64, secs: u64) -> std::io::Result<()> {
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        while done < due {
+            drop(std::fs::File::open(target)?);
+            done += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    println!("bench-result opens={done}");
+    Ok(())
+}
+
+/// Sum of `lost` in the lineage's kernel-ring gap records so far.
+fn lineage_lost(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter(|l| l.contains("\"kind\":\"gap\"") && l.contains("kernel-ring"))
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|v| v["lost"].as_u64().unwrap_or(0))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// The event path: decisions at increasing rates into an agent writing a lineage; the
+/// highest rate with zero drops for 10 s, and the drops at twice that rate.
+fn event_path() -> Result<Value> {
+    let base = Path::new(BASE).join("events");
+    std::fs::create_dir_all(&base)?;
+    let cg = Path::new(CGROUP_ROOT).join("bench-events");
+    std::fs::create_dir_all(&cg)?;
+    let target = format!("{FIXTURES}/data/readable.txt");
+    let policy = base.join("events.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: rampart.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: events\nspec:\n  \
+             governs: [/bench-events]\n  events: all\n  exec:\n    allow: [{FIXTURES}/allowed-probe]\n  \
+             files:\n    - path: {target}\n      access: [read]\n"
+        ),
+    )?;
+    let lineage = base.join("lineage");
+    let log = base.join("agent.log");
+    let agent = spawn_agent(
+        &[
+            "run",
+            "--no-pin",
+            "--policy",
+            &policy.to_string_lossy(),
+            "--lineage",
+            &lineage.to_string_lossy(),
+            "--host-key",
+            "/etc/rampart-test/host.key",
+        ],
+        &base.join("events.jsonl"),
+        &log,
+    )?;
+    let runner = std::fs::read_link("/proc/self/exe")?;
+    let run_at = |rate: u64| -> Result<Value> {
+        let before = lineage_lost(&lineage);
+        let out = Command::new(&runner)
+            .arg("cg-exec")
+            .arg(&cg)
+            .arg(format!("{FIXTURES}/allowed-probe"))
+            .args(["op", "rate-open", &target, &rate.to_string(), "10"])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let opens: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("bench-result opens="))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("rate-open printed no count: {text}"))?;
+        std::thread::sleep(Duration::from_millis(1500));
+        let lost = lineage_lost(&lineage) - before;
+        Ok(json!({"rate": rate, "achieved_per_s": opens / 10, "lost": lost}))
+    };
+    let mut runs = Vec::new();
+    let mut best: Option<u64> = None;
+    let result = (|| -> Result<()> {
+        for rate in [2_000u64, 5_000, 10_000, 20_000, 40_000] {
+            let r = run_at(rate)?;
+            let clean =
+                r["lost"] == 0 && r["achieved_per_s"].as_u64().unwrap_or(0) * 10 >= rate * 9;
+            runs.push(r);
+            if !clean {
+                break;
+            }
+            best = Some(rate);
+        }
+        if let Some(b) = best {
+            runs.push(run_at(b * 2)?);
+        }
+        Ok(())
+    })();
+    terminate_agent(agent, &log)?;
+    result?;
+    let verify = Command::new(crate::guest::AGENT)
+        .args([
+            "lineage",
+            "verify",
+            &lineage.to_string_lossy(),
+            "--pub",
+            "/etc/rampart-test/host.pub",
+        ])
+        .output()?;
+    Ok(json!({
+        "runs": runs,
+        "highest_zero_drop_rate": best,
+        "lineage_verify_exit": verify.status.code(),
+    }))
+}
+
 fn policy_text(rules: usize, listener_port: u16) -> String {
     // Four rules the workload needs (its program, /dev/null for a child's stdin, the file
     // it opens, the port it connects to), then filler file rules up to `rules` in total.
@@ -220,7 +344,9 @@ pub fn run() -> Result<()> {
     terminate_agent(agent, &log)?;
     outcome?;
     record(&mut results, "a: no rampart", &free, port)?;
+    let events = event_path()?;
     emit(&json!({
+        "event_path": events,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": results,

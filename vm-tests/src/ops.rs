@@ -261,6 +261,9 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         ["swap-loop", a, b, stop] => swap_loop(a, b, stop),
         ["open-loop", path, n] => open_loop(path, n.parse().ok()?),
         ["bench", op, n, target] => crate::bench::measure(op, n.parse().ok()?, target),
+        ["rate-open", target, rate, secs] => {
+            crate::bench::rate_open(target, rate.parse().ok()?, secs.parse().ok()?)
+        }
         _ => return None,
     }))
 }
