@@ -44,6 +44,15 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Policy flags the host configuration adds to every slot it loads.
+    fn extra_flags(&self) -> u32 {
+        if self.audit_when_expired {
+            rampart_common::policy_flags::EXPIRED_AUDIT
+        } else {
+            0
+        }
+    }
+
     /// Re-reads the configuration file: the policy settings take effect now; the lineage,
     /// pin directory and control socket are fixed for the process (a change is logged).
     fn reread(&mut self) -> Result<()> {
@@ -105,11 +114,7 @@ fn intake(
     recorder: &mut Recorder,
     reported: &mut Reported,
 ) -> Result<Incoming, Refusal> {
-    let extra_flags = if config.audit_when_expired {
-        rampart_common::policy_flags::EXPIRED_AUDIT
-    } else {
-        0
-    };
+    let extra_flags = config.extra_flags();
     let mut skipped = Vec::new();
     let result = prepare(&config.origin, extra_flags, &mut skipped);
     for (path, r) in skipped {
@@ -567,11 +572,7 @@ fn push(
         location: BundleLocation::File(tmp.clone()),
         ..src.clone()
     });
-    let extra_flags = if config.audit_when_expired {
-        rampart_common::policy_flags::EXPIRED_AUDIT
-    } else {
-        0
-    };
+    let extra_flags = config.extra_flags();
     let result = prepare(&origin, extra_flags, &mut Vec::new()).and_then(|incoming| {
         let version = incoming.info.version;
         let digest = incoming

@@ -79,14 +79,8 @@ impl Refusal {
 
 /// CLOCK_BOOTTIME now, in nanoseconds (the clock `bpf_ktime_get_boot_ns` reads).
 fn boot_ns() -> Result<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    anyhow::ensure!(rc == 0, "clock_gettime(CLOCK_BOOTTIME) failed");
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    crate::lineage::writer::clock_ns(libc::CLOCK_BOOTTIME)
+        .map_err(|e| anyhow::anyhow!("clock_gettime(CLOCK_BOOTTIME) failed: {e}"))
 }
 
 /// Most bundle files a directory scan verifies.

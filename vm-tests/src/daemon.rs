@@ -231,12 +231,9 @@ control_socket = "{base}/control.sock"
     }
     let status = agent.wait()?;
     let detail = result?;
-    let recorded = std::fs::read_dir(base.join("lineage"))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-        .any(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"kind\":\"release\""))
-        });
+    let recorded = crate::lineage::records(&base.join("lineage"))?
+        .iter()
+        .any(|r| r["kind"] == "release");
     if !status.success() || !recorded || Path::new("/sys/fs/bpf/rampart-cfg/links").exists() {
         bail!("release through the daemon: exit {status}, recorded {recorded}");
     }

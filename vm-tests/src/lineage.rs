@@ -17,7 +17,7 @@ use crate::guest::{
 };
 
 /// Every record of the lineage in `dir`, in order.
-fn records(dir: &Path) -> Result<Vec<Value>> {
+pub(crate) fn records(dir: &Path) -> Result<Vec<Value>> {
     let mut names: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))

@@ -24,7 +24,10 @@ use super::{
     record::{encode, record_hash, Body, GapReason, Header, GENESIS},
     segment_path, segments, CHECKPOINTS_FILE,
 };
-use crate::bundle::{keys::hex, SecretKey};
+use crate::bundle::{
+    keys::{decode_hex, hex},
+    SecretKey,
+};
 
 /// How the lineage is written.
 #[derive(Debug, Clone)]
@@ -60,21 +63,24 @@ pub struct Stamp {
     pub time_ns: u64,
 }
 
-fn clock(id: libc::clockid_t) -> u64 {
+/// `clock_gettime(id)` in nanoseconds.
+pub fn clock_ns(id: libc::clockid_t) -> std::io::Result<u64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    if unsafe { libc::clock_gettime(id, &mut ts) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 impl Stamp {
     pub fn now() -> Self {
         Self {
-            mono_ns: clock(libc::CLOCK_MONOTONIC),
-            time_ns: clock(libc::CLOCK_REALTIME),
+            mono_ns: clock_ns(libc::CLOCK_MONOTONIC).unwrap_or(0),
+            time_ns: clock_ns(libc::CLOCK_REALTIME).unwrap_or(0),
         }
     }
 
@@ -433,10 +439,9 @@ impl Writer {
     /// and appends the note to the checkpoint file.
     pub fn checkpoint(&mut self) -> Result<()> {
         let now = Stamp::now();
-        let mut head = [0u8; 32];
-        for (i, b) in head.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&self.head[2 * i..2 * i + 2], 16).unwrap_or(0);
-        }
+        let head: [u8; 32] = decode_hex(&self.head)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 32]);
         let cp = Checkpoint {
             origin: self.origin.clone(),
             size: self.seq,
