@@ -147,6 +147,11 @@ fn warn_missing_programs(policies: &[CompiledPolicy]) {
     }
 }
 
+/// A duration in milliseconds, to 0.1 ms, for logs.
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 /// The policy in force and the one before it (events already in the ring may come from it).
 struct InForce {
     current: Generation,
@@ -164,7 +169,7 @@ fn apply(
     recorder: &mut Recorder,
     hierarchy: &std::path::Path,
     in_force: Option<InForce>,
-    incoming: Incoming,
+    mut incoming: Incoming,
 ) -> (Option<InForce>, Result<(), Refusal>) {
     warn_missing_programs(&incoming.policies);
     let current = in_force.as_ref().map(|f| &f.current);
@@ -174,10 +179,12 @@ fn apply(
         current,
         incoming.policies,
         incoming.info,
+        &mut incoming.times,
     ) {
         Ok(g) => g,
         Err(e) => return (in_force, Err(Refusal::new("load", e))),
     };
+    let t = incoming.times;
     let (digest, expires_at) = match &incoming.bundle {
         Some((verified, state)) => {
             if let Err(e) = state.advance(verified, unix_now()) {
@@ -190,6 +197,9 @@ fn apply(
                 scope = %verified.payload.scope,
                 expires = %bundle_cli::rfc3339(verified.payload.expires_at),
                 signers = %verified.signers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                verify_ms = ms(t.verify), compile_ms = ms(t.compile), install_ms = ms(t.install),
+                switch_ms = ms(t.switch), retire_ms = ms(t.retire),
+                in_force_ms = ms(t.to_in_force()),
                 "policy in force"
             );
             (
@@ -198,7 +208,15 @@ fn apply(
             )
         }
         None => {
-            info!(version = 0, "policy in force (unsigned local files)");
+            info!(
+                version = 0,
+                compile_ms = ms(t.compile),
+                install_ms = ms(t.install),
+                switch_ms = ms(t.switch),
+                retire_ms = ms(t.retire),
+                in_force_ms = ms(t.to_in_force()),
+                "policy in force (unsigned local files)"
+            );
             (None, None)
         }
     };

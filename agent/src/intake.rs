@@ -2,7 +2,10 @@
 //! compiled policy set ready to load, or a refusal with a stable code. Nothing here touches
 //! the kernel; a refusal changes nothing.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::Result;
 use rampart_common::policy_flags;
@@ -21,6 +24,7 @@ use crate::{
         source::{EventsSetting, Mode},
         PolicySource,
     },
+    swap::LoadTimes,
 };
 
 /// Where the policy comes from.
@@ -59,6 +63,8 @@ pub struct Incoming {
     pub policies: Vec<CompiledPolicy>,
     pub info: SlotInfo,
     pub bundle: Option<(VerifiedBundle, StateDir)>,
+    /// How long verifying and compiling took (the kernel steps are added by the switch).
+    pub times: LoadTimes,
 }
 
 /// Why a policy was not loaded: a stable code and the full reason.
@@ -93,6 +99,7 @@ pub fn prepare(
     extra_flags: u32,
     skipped: &mut Vec<(PathBuf, Refusal)>,
 ) -> Result<Incoming, Refusal> {
+    let started = Instant::now();
     match origin {
         PolicyOrigin::Files(files) => Ok(Incoming {
             policies: policy::host::compile_files(files, &policy::host::Host)
@@ -103,6 +110,10 @@ pub fn prepare(
                 extra_flags,
             },
             bundle: None,
+            times: LoadTimes {
+                compile: started.elapsed(),
+                ..LoadTimes::default()
+            },
         }),
         PolicyOrigin::Bundle(src) => {
             let trust = TrustRoot::read(&src.trust).map_err(Refusal::bundle)?;
@@ -122,6 +133,7 @@ pub fn prepare(
                 BundleLocation::File(path) => check(path)?,
                 BundleLocation::Dir(dir) => newest_valid(dir, &check, skipped)?,
             };
+            let verified_at = Instant::now();
             let sources = verified
                 .payload
                 .policies
@@ -158,6 +170,11 @@ pub fn prepare(
                     extra_flags,
                 },
                 bundle: Some((verified, state)),
+                times: LoadTimes {
+                    verify: verified_at - started,
+                    compile: verified_at.elapsed(),
+                    ..LoadTimes::default()
+                },
             })
         }
     }
@@ -237,6 +254,7 @@ pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
         }],
         info: SlotInfo::default(),
         bundle: None,
+        times: LoadTimes::default(),
     }
 }
 

@@ -433,6 +433,13 @@ impl Enforcer {
         self.installed.keys().copied()
     }
 
+    /// Entries the installed slots hold in the path trie and in the IPv4 and IPv6 tries.
+    pub fn entries_in_use(&self) -> (usize, usize, usize) {
+        self.installed.values().fold((0, 0, 0), |(p, n4, n6), k| {
+            (p + k.paths.len(), n4 + k.net4.len(), n6 + k.net6.len())
+        })
+    }
+
     /// Writes `policy` into the unused slot `slot`, then marks the slot loaded. A slot in
     /// use is never written: a new policy goes into a fresh slot and cgroups are switched
     /// to it ([`Enforcer::govern`]), so no decision sees a mix of two policies. On error,

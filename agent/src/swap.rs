@@ -7,10 +7,13 @@
 //! the old slot is still running, the old slots are emptied. A failure before the switch
 //! changes nothing; a failure during it puts the switched cgroups back.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context, Result};
-use rampart_common::MAX_POLICIES;
+use rampart_common::{MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES};
 use tracing::warn;
 
 use crate::{
@@ -18,6 +21,31 @@ use crate::{
     loader::{synchronize, Enforcer, SlotInfo},
     policy::CompiledPolicy,
 };
+
+/// How long each step of a policy load took: logged with "policy in force" (and read from
+/// there by `cargo xtask bench`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoadTimes {
+    /// Reading the bundle and checking its signatures, scope, time and anti-rollback state.
+    pub verify: Duration,
+    /// Parsing and compiling the policies, resolving exec identities on this host.
+    pub compile: Duration,
+    /// Writing the rules into free kernel slots.
+    pub install: Duration,
+    /// Pointing every governed cgroup at its new slot: from its end, every decision that
+    /// starts reads the new policy.
+    pub switch: Duration,
+    /// After the new policy is in force: the RCU grace period (decisions that started
+    /// under the old slots finish) and emptying the old slots.
+    pub retire: Duration,
+}
+
+impl LoadTimes {
+    /// Verify, compile, install and switch: the time until the new policy is in force.
+    pub fn to_in_force(&self) -> Duration {
+        self.verify + self.compile + self.install + self.switch
+    }
+}
 
 /// The policies in force: which slot holds each, and which cgroups point at it.
 pub struct Generation {
@@ -79,14 +107,17 @@ impl Generation {
 }
 
 /// Switches the kernel from `current` to `policies` (see the module invariant). Returns the
-/// new generation; on error the kernel still enforces `current`.
+/// new generation, and adds the kernel steps' durations to `times`; on error the kernel
+/// still enforces `current`.
 pub fn switch(
     enforcer: &mut Enforcer,
     hierarchy: &Path,
     current: Option<&Generation>,
     policies: Vec<CompiledPolicy>,
     info: SlotInfo,
+    times: &mut LoadTimes,
 ) -> Result<Generation> {
+    let started = Instant::now();
     // Resolve every cgroup before touching the kernel.
     let mut cgroups: Vec<(usize, Cgroup)> = Vec::new();
     for (i, p) in policies.iter().enumerate() {
@@ -106,6 +137,7 @@ pub fn switch(
             free.len()
         );
     }
+    check_capacity(enforcer, &policies)?;
     let new = Generation {
         info,
         slots: free.clone(),
@@ -128,6 +160,8 @@ pub fn switch(
         retire(enforcer, new.policies.iter().map(|(s, _)| *s));
         return Err(e);
     }
+    let installed = Instant::now();
+    times.install = installed - started;
 
     // The switch: one map update per cgroup.
     for (done, (slot, cg)) in new.governed.iter().enumerate() {
@@ -153,10 +187,39 @@ pub fn switch(
                 enforcer.ungovern(cg)?;
             }
         }
+        // In force from here: every decision that starts now reads the new slots.
+        let switched = Instant::now();
+        times.switch = switched - installed;
         synchronize()?;
         retire(enforcer, old.slots.iter().copied());
+        times.retire = switched.elapsed();
+    } else {
+        times.switch = installed.elapsed();
     }
     Ok(new)
+}
+
+/// Refuses, before any kernel write, policies whose entries do not fit the rule tries next
+/// to the policy in force (a swap holds both until the switch is done).
+fn check_capacity(enforcer: &Enforcer, policies: &[CompiledPolicy]) -> Result<()> {
+    let (paths, net4, net6) = enforcer.entries_in_use();
+    let need = policies.iter().fold((0, 0, 0), |(p, n4, n6), c| {
+        (p + c.paths.len(), n4 + c.net4.len(), n6 + c.net6.len())
+    });
+    for (what, used, need, cap) in [
+        ("path", paths, need.0, MAX_PATH_RULES),
+        ("IPv4", net4, need.1, MAX_NET_RULES),
+        ("IPv6", net6, need.2, MAX_NET_RULES),
+    ] {
+        if used + need > cap as usize {
+            bail!(
+                "the new policies need {need} {what} rule entries; the kernel map holds {cap} \
+                 and the policy in force uses {used} (a swap keeps both until the switch): \
+                 split the policy or reduce its rules"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Empties slots no cgroup points at; failures leave unreachable entries behind, which is

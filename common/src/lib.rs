@@ -15,8 +15,11 @@ pub const MAX_GOVERNED_CGROUPS: u32 = 1024;
 /// a decision only ever reads the rules of the one slot its cgroup points at.
 pub const MAX_POLICIES: u32 = 256;
 
-/// Capacity of the path rule trie (all policies together).
-pub const MAX_PATH_RULES: u32 = 65536;
+/// Capacity of the path rule trie (all policies together). An atomic swap needs room for
+/// the policy in force and the new one at once, so one policy can use about half of it
+/// (100 000 file rules fit). The trie allocates its nodes as they are used: capacity costs
+/// no kernel memory until rules fill it.
+pub const MAX_PATH_RULES: u32 = 262_144;
 
 /// Capacity of each network rule trie (IPv4 and IPv6, all policies together).
 pub const MAX_NET_RULES: u32 = 16384;
@@ -410,7 +413,8 @@ pub mod maps {
 /// Names of the programs in the eBPF object (each is also its hook or attach type).
 /// Version of the map layout (keys, values, names). Pinned maps live in a directory named
 /// after it, so an agent with a different layout never reuses incompatible maps.
-pub const MAP_ABI_VERSION: u32 = 1;
+/// 2: the path trie holds 262 144 entries (was 65 536).
+pub const MAP_ABI_VERSION: u32 = 2;
 
 /// The maps pinned under the pin directory (state that must outlive the agent).
 pub const PINNED_MAPS: [&str; 9] = [

@@ -1,17 +1,17 @@
 //! `cargo xtask bench`, the guest side: hook overhead measured in one boot, interleaved.
 //!
 //! Configurations: (a) no Rampart; (b) programs loaded, workload not governed; (c) governed
-//! with policies of 10, 1 000, 10 000 and 50 000 rules. The path map holds 65 536 entries
-//! and an atomic swap needs room for the old and the new policy at once, so 50 000 is the
-//! largest file-rule policy that can replace a 10 000-rule one; 100 000 cannot load yet. One agent is started once; the
-//! rule count is changed by rewriting its policy file and sending SIGHUP (an atomic swap),
-//! and the rounds go round-robin over (b) and (c) so drift affects all alike. (a) runs
-//! before the agent starts and after it stops. Each measurement is a child process that
-//! runs one operation in a loop and prints per-operation latencies.
+//! with policies of 10, 1 000, 10 000 and 100 000 rules. Every round measures them all, in
+//! that order: (a) with no agent running, then an agent is started (programs attached), (b),
+//! then each rule count by rewriting the agent's policy file and sending SIGHUP (an atomic
+//! swap, timed step by step from the agent's "policy in force" log line), then the agent
+//! stops (programs detached). Drift over the boot so affects every configuration alike.
+//! Each measurement is a child process that runs one operation in a loop and prints
+//! per-operation latencies.
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -22,7 +22,7 @@ use crate::guest::{spawn_agent, terminate_agent, CGROUP_ROOT, FIXTURES};
 
 use rampart_vm_tests::protocol::BENCH;
 const BASE: &str = "/run/bench";
-const RULE_COUNTS: [usize; 4] = [10, 1_000, 10_000, 50_000];
+const RULE_COUNTS: [usize; 4] = [10, 1_000, 10_000, 100_000];
 const ROUNDS: usize = 3;
 
 /// Iterations of one measurement, per operation (exec is far slower under TCG).
@@ -127,14 +127,23 @@ fn event_path() -> Result<Value> {
         &log,
     )?;
     let runner = std::fs::read_link("/proc/self/exe")?;
+    let pid = agent.id();
     let run_at = |rate: u64| -> Result<Value> {
         let before = lineage_lost(&lineage);
-        let out = Command::new(&runner)
+        let mut child = Command::new(&runner)
             .arg("cg-exec")
             .arg(&cg)
             .arg(format!("{FIXTURES}/allowed-probe"))
             .args(["op", "rate-open", &target, &rate.to_string(), "10"])
-            .output()?;
+            .stdout(Stdio::piped())
+            .spawn()?;
+        // The agent's largest RSS while the load runs.
+        let mut rss_max = 0;
+        while child.try_wait()?.is_none() {
+            rss_max = rss_max.max(rss_kib(pid).unwrap_or(0));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         let opens: u64 = text
             .lines()
@@ -143,7 +152,9 @@ fn event_path() -> Result<Value> {
             .with_context(|| format!("rate-open printed no count: {text}"))?;
         std::thread::sleep(Duration::from_millis(1500));
         let lost = lineage_lost(&lineage) - before;
-        Ok(json!({"rate": rate, "achieved_per_s": opens / 10, "lost": lost}))
+        Ok(
+            json!({"rate": rate, "achieved_per_s": opens / 10, "lost": lost, "agent_rss_kib_max": rss_max}),
+        )
     };
     let mut runs = Vec::new();
     let mut best: Option<u64> = None;
@@ -186,7 +197,8 @@ fn policy_text(rules: usize, listener_port: u16) -> String {
     // it opens, the port it connects to), then filler file rules up to `rules` in total.
     let mut filler = String::new();
     for i in 0..rules.saturating_sub(4) {
-        filler.push_str(&format!("    - path: /b/{i}\n      access: [read]\n"));
+        // Flow style: 100 000 rules must fit the 4 MiB policy file limit.
+        filler.push_str(&format!("    - {{path: /b/{i}, access: [read]}}\n"));
     }
     format!(
         "apiVersion: rampart.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: bench-{rules}\nspec:\n  \
@@ -265,28 +277,42 @@ fn map_memlock(pid: u32) -> u64 {
         .sum()
 }
 
-fn log_count(log: &Path) -> usize {
+/// The agent's "policy in force" log lines so far (JSON, one per load).
+fn in_force_lines(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
-        .matches("\"policy in force")
-        .count()
+        .lines()
+        .filter(|l| l.contains("\"policy in force"))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
-/// Swaps the agent to a policy of `rules` rules; returns how long the reload took (from
-/// SIGHUP to the agent's "policy in force").
-fn swap_to(agent: &Child, file: &Path, log: &Path, rules: usize, port: u16) -> Result<Duration> {
+/// Swaps the agent to a policy of `rules` rules; returns how long the reload took from
+/// SIGHUP to the agent's "policy in force" line, and the step times that line reports.
+fn swap_to(agent: &Child, file: &Path, log: &Path, rules: usize, port: u16) -> Result<Value> {
     std::fs::write(file, policy_text(rules, port))?;
-    let before = log_count(log);
+    let before = in_force_lines(log).len();
     let t = Instant::now();
     // SAFETY: kill(2) on the agent this process spawned.
     unsafe { libc::kill(agent.id() as i32, libc::SIGHUP) };
-    while log_count(log) == before {
+    loop {
+        if let Some(line) = in_force_lines(log).get(before) {
+            let took = t.elapsed();
+            let step = |k: &str| line[k].as_f64().unwrap_or(f64::NAN);
+            return Ok(json!({
+                "rules": rules,
+                "sighup_to_in_force_ms": took.as_secs_f64() * 1000.0,
+                "compile_ms": step("compile_ms"),
+                "install_ms": step("install_ms"),
+                "switch_ms": step("switch_ms"),
+                "retire_ms": step("retire_ms"),
+            }));
+        }
         if t.elapsed() > Duration::from_secs(300) {
             bail!("the agent did not load the {rules}-rule policy within 300 s");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(t.elapsed())
 }
 
 fn emit(v: &Value) {
@@ -308,50 +334,54 @@ pub fn run() -> Result<()> {
             drop(conn);
         }
     });
-    let mut results = Vec::new();
-    record(&mut results, "a: no rampart", &free, port)?;
-
     let policy = base.join("policy.yaml");
-    std::fs::write(&policy, policy_text(RULE_COUNTS[0], port))?;
     let log = base.join("agent.log");
-    let agent = spawn_agent(
-        &["run", "--no-pin", "--policy", &policy.to_string_lossy()],
-        &base.join("events.jsonl"),
-        &log,
-    )?;
-    let pid = agent.id();
-    let rss_idle = rss_kib(pid);
+    let mut results = Vec::new();
     let mut loads = Vec::new();
-    let outcome = (|| -> Result<()> {
-        for round in 0..ROUNDS {
+    let mut footprint = Vec::new();
+    let mut rss_start = None;
+    for round in 0..ROUNDS {
+        record(&mut results, "a: no rampart", &free, port)?;
+        std::fs::write(&policy, policy_text(RULE_COUNTS[0], port))?;
+        let agent = spawn_agent(
+            &["run", "--no-pin", "--policy", &policy.to_string_lossy()],
+            &base.join("events.jsonl"),
+            &log,
+        )?;
+        let pid = agent.id();
+        if round == 0 {
+            rss_start = rss_kib(pid);
+        }
+        let outcome = (|| -> Result<()> {
             record(&mut results, "b: loaded, not governed", &free, port)?;
             for &n in &RULE_COUNTS {
-                let took = swap_to(&agent, &policy, &log, n, port)?;
+                let mut load = swap_to(&agent, &policy, &log, n, port)?;
+                load["round"] = round.into();
+                loads.push(load);
                 if round == 0 {
-                    loads.push(json!({
+                    footprint.push(json!({
                         "rules": n,
-                        "reload_ms": took.as_secs_f64() * 1000.0,
                         "map_memlock_bytes": map_memlock(pid),
                         "agent_rss_kib": rss_kib(pid),
                     }));
                 }
                 record(&mut results, &format!("c: governed, {n} rules"), &gov, port)?;
             }
-        }
-        Ok(())
-    })();
-    let rss_loaded = rss_kib(pid);
-    terminate_agent(agent, &log)?;
-    outcome?;
-    record(&mut results, "a: no rampart", &free, port)?;
+            Ok(())
+        })();
+        terminate_agent(agent, &log)?;
+        outcome?;
+    }
     let events = event_path()?;
     emit(&json!({
         "event_path": events,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "rounds": ROUNDS,
         "results": results,
         "loads": loads,
-        "agent_rss_kib": {"idle": rss_idle, "after_50k_rules": rss_loaded},
+        "footprint": footprint,
+        "agent_rss_kib_start": rss_start,
     }));
     Ok(())
 }
