@@ -23,25 +23,11 @@ use rampart::{
     btf::Btf,
     bundle::verify,
     cgroup, layout,
-    loader::{has_embedded_object, Enforcer, SlotInfo},
+    loader::{Enforcer, SlotInfo},
     policy::{host, PolicySource},
+    preflight,
     swap::{self, Generation, LoadTimes},
 };
-
-/// Why the bench cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root to load eBPF programs and create a cgroup".into());
-    }
-    if !has_embedded_object() {
-        return Some("the agent was built without its eBPF object (cargo xtask build-ebpf)".into());
-    }
-    if let Err(e) = cgroup::hierarchy_root() {
-        return Some(format!("no cgroup v2 hierarchy: {e:#}"));
-    }
-    None
-}
 
 /// Removes the bench's cgroup when done (the enforcer, dropped first, detaches from it).
 struct BenchCgroup(PathBuf);
@@ -53,7 +39,7 @@ impl Drop for BenchCgroup {
 }
 
 fn benches(c: &mut Criterion) {
-    if let Some(why) = unavailable() {
+    if let Some(why) = preflight::native_unavailable() {
         eprintln!("load bench SKIPPED: {why}");
         // For `cargo xtask bench`'s report.
         println!("load-skipped {why}");

@@ -1,9 +1,8 @@
 //! `rampart run`: load, govern, enforce until told to stop.
 
-use std::{collections::HashSet, io::Write, path::PathBuf, time::SystemTime};
+use std::{collections::HashSet, path::PathBuf, time::SystemTime};
 
 use anyhow::{Context, Result};
-use aya::maps::{MapData, RingBuf};
 use tokio::io::{unix::AsyncFd, Interest};
 use tracing::{error, info, warn};
 
@@ -14,13 +13,12 @@ use crate::{
     cgroup,
     config::Fallback,
     control,
-    events::{self, DecisionRecord},
     intake::{no_policy, prepare, DirWatch, Incoming, Refusal},
     layout,
     loader::Enforcer,
     policy::compile::CompiledPolicy,
     preflight,
-    recorder::{LineageSettings, Recorder},
+    recorder::{drain, LineageSettings, Recorder},
     swap::{self, Generation},
 };
 
@@ -147,6 +145,15 @@ fn warn_missing_programs(policies: &[CompiledPolicy]) {
     }
 }
 
+/// The generations events may come from, newest first (for annotating them).
+fn generations(in_force: Option<&InForce>) -> Vec<&Generation> {
+    in_force.map_or_else(Vec::new, |f| {
+        std::iter::once(&f.current)
+            .chain(f.previous.as_ref())
+            .collect()
+    })
+}
+
 /// A duration in milliseconds, to 0.1 ms, for logs.
 fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
@@ -182,7 +189,10 @@ fn apply(
         &mut incoming.times,
     ) {
         Ok(g) => g,
-        Err(e) => return (in_force, Err(Refusal::new("load", e))),
+        Err(e) => {
+            return_freed_memory();
+            return (in_force, Err(Refusal::new("load", e)));
+        }
     };
     let t = incoming.times;
     let (digest, expires_at) = match &incoming.bundle {
@@ -256,7 +266,18 @@ fn apply(
             .map(|(v, _)| v.payload.scope.clone()),
         signers,
     };
+    return_freed_memory();
     (Some(forced), Ok(()))
+}
+
+/// Hands the memory freed after a load (parsing and compiling a large policy peaks far
+/// above what is kept) back to the system, so the daemon's RSS reflects what it holds.
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Runs the enforcer until SIGINT or SIGTERM; SIGHUP reloads the policy (a bundle that
@@ -369,7 +390,7 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
             stopped = &mut stop => { stopped?; break; }
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting for kernel events")?;
-                drain(guard.get_inner_mut(), in_force.as_ref(), &mut recorder);
+                drain(guard.get_inner_mut(), &generations(in_force.as_ref()), &mut recorder);
                 guard.clear_ready();
             }
             _ = tick.tick() => {
@@ -383,7 +404,7 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
                     recorder.policy_refused("config-invalid", &format!("{e:#}"));
                 }
                 // Events of the generation about to be retired are annotated first.
-                drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
+                drain(ring.get_mut(), &generations(in_force.as_ref()), &mut recorder);
                 reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, true);
             }
             conn = accept(control.as_ref()) => {
@@ -396,7 +417,7 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
                         continue;
                     }
                 };
-                drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
+                drain(ring.get_mut(), &generations(in_force.as_ref()), &mut recorder);
                 let response = match control::read_request(&mut stream).await {
                     Err(e) => control::Response::Error { error: format!("{e:#}") },
                     Ok(control::Request::Status) => control::Response::Status(Box::new(
@@ -434,7 +455,7 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
             }
             _ = deadline(reload_at) => {
                 reload_at = None;
-                drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
+                drain(ring.get_mut(), &generations(in_force.as_ref()), &mut recorder);
                 reload(&config, &mut enforcer, &mut recorder, &hierarchy, &mut in_force, &mut reported, false);
             }
             _ = expiry => {
@@ -445,7 +466,11 @@ pub async fn run(mut config: RunConfig) -> Result<()> {
         }
     }
     // Events written between the last wake-up and the signal are still owed.
-    drain(ring.get_mut(), in_force.as_ref(), &mut recorder);
+    drain(
+        ring.get_mut(),
+        &generations(in_force.as_ref()),
+        &mut recorder,
+    );
     recorder.drops(enforcer.event_drops()?);
     recorder.close(if released {
         "released"
@@ -641,39 +666,6 @@ async fn expiry_timer(expires_at: Option<u64>) {
         }
         None => std::future::pending().await,
     }
-}
-
-/// Hands every pending event to the recorder (stdout and the lineage). A malformed record
-/// is logged, never silently skipped.
-fn drain(ring: &mut RingBuf<MapData>, in_force: Option<&InForce>, recorder: &mut Recorder) {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    while let Some(item) = ring.next() {
-        match events::parse(&item) {
-            Ok(mut record) => recorder.decision(&mut out, annotate(&mut record, in_force)),
-            Err(e) => warn!(error = %e, "malformed event from the kernel"),
-        }
-    }
-    if let Err(e) = out.flush() {
-        warn!(error = %e, "cannot flush events to stdout");
-    }
-}
-
-/// Names the policy and rule of a record from the generation that decided it.
-fn annotate<'a>(record: &'a mut DecisionRecord, in_force: Option<&InForce>) -> &'a DecisionRecord {
-    let policy = in_force.and_then(|f| {
-        std::iter::once(&f.current)
-            .chain(f.previous.as_ref())
-            .find_map(|g| g.policy(record.policy_id, record.policy_version))
-    });
-    if let Some(p) = policy {
-        record.policy = Some(p.name.clone());
-        record.rule = record
-            .rule_id
-            .and_then(|id| p.rule(id))
-            .map(|r| r.field.clone());
-    }
-    record
 }
 
 async fn wait_for_stop() -> Result<()> {

@@ -83,10 +83,13 @@ fn trie_keys<K: aya::Pod, V: aya::Pod>(map: &mut aya::maps::Map) -> Result<Vec<K
 }
 
 /// Removes `keys` from an LPM trie; keys already gone are fine.
-fn remove_all<K: aya::Pod, V: aya::Pod>(map: &mut aya::maps::Map, keys: &[Key<K>]) -> Result<()> {
+fn remove_all<K: aya::Pod, V: aya::Pod>(
+    map: &mut aya::maps::Map,
+    keys: impl IntoIterator<Item = Key<K>>,
+) -> Result<()> {
     let mut trie: LpmTrie<_, K, V> = LpmTrie::try_from(map)?;
     for key in keys {
-        match trie.remove(key) {
+        match trie.remove(&key) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => return Err(e).context("removing a rule of a retired policy"),
         }
@@ -257,7 +260,9 @@ pub type Adopted = (Vec<(u32, PolicyInfo)>, Vec<(u64, u32)>);
 /// Keys written into the rule maps for one slot.
 #[derive(Default)]
 struct SlotKeys {
-    paths: Vec<Key<PathKey>>,
+    /// The path of each path entry (the key is [`path_key`] of the slot and this): kept
+    /// compact, as a full key is 260 bytes and a policy may have 100 000 entries.
+    paths: Vec<Box<[u8]>>,
     net4: Vec<Key<Net4Key>>,
     net6: Vec<Key<Net6Key>>,
 }
@@ -406,7 +411,8 @@ impl Enforcer {
         let slot_of = |policy: [u8; 2]| u32::from(u16::from_be_bytes(policy));
         for k in trie_keys::<PathKey, PathRule>(self.map_mut(maps::PATH_RULES)?)? {
             if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
-                s.paths.push(k);
+                let n = (k.prefix_len().saturating_sub(16) / 8) as usize;
+                s.paths.push(k.data().path[..n.min(PATH_KEY_BYTES)].into());
             }
         }
         for k in trie_keys::<Net4Key, NetRule>(self.map_mut(maps::NET4_RULES)?)? {
@@ -471,10 +477,10 @@ impl Enforcer {
                     access: e.access,
                     file,
                 };
-                let key = path_key(slot16, &e.key_bytes());
-                trie.insert(&key, value, 0)
+                let bytes = e.key_bytes();
+                trie.insert(&path_key(slot16, &bytes), value, 0)
                     .with_context(|| format!("adding path rule {} to the kernel", e.path))?;
-                keys.push(key);
+                keys.push(bytes.into_boxed_slice());
             }
         }
         let slot_bytes = slot16.to_be_bytes();
@@ -523,9 +529,13 @@ impl Enforcer {
         policies
             .set(slot, PolicyInfo::default(), 0)
             .context("marking the policy slot unloaded")?;
-        remove_all::<PathKey, PathRule>(self.map_mut(maps::PATH_RULES)?, &keys.paths)?;
-        remove_all::<Net4Key, NetRule>(self.map_mut(maps::NET4_RULES)?, &keys.net4)?;
-        remove_all::<Net6Key, NetRule>(self.map_mut(maps::NET6_RULES)?, &keys.net6)
+        let slot16 = slot as u16;
+        remove_all::<PathKey, PathRule>(
+            self.map_mut(maps::PATH_RULES)?,
+            keys.paths.iter().map(|p| path_key(slot16, p)),
+        )?;
+        remove_all::<Net4Key, NetRule>(self.map_mut(maps::NET4_RULES)?, keys.net4)?;
+        remove_all::<Net6Key, NetRule>(self.map_mut(maps::NET6_RULES)?, keys.net6)
     }
 
     /// Writes network entries into the trie `map`; `key` builds the key data of a prefix of

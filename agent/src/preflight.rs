@@ -39,6 +39,23 @@ pub fn check_kernel() -> Result<()> {
     Ok(())
 }
 
+/// Why this host cannot load Rampart's programs natively for host tests and benches (the
+/// cgroup network programs need no BPF-LSM): not root, no embedded eBPF object, or no
+/// cgroup v2. `None` when it can.
+pub fn native_unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root to load eBPF programs and create cgroups".into());
+    }
+    if !crate::loader::has_embedded_object() {
+        return Some("the agent was built without its eBPF object (cargo xtask build-ebpf)".into());
+    }
+    if let Err(e) = crate::cgroup::hierarchy_root() {
+        return Some(format!("no cgroup v2 hierarchy: {e:#}"));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

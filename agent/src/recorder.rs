@@ -4,19 +4,69 @@
 //! Invariant: kernel drops are never silent: each increase of the kernel's drop counter
 //! becomes one gap record with the exact difference.
 
-use std::{io::Write, path::PathBuf, time::Duration};
+use std::{
+    io::{BufWriter, Write},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
 use tracing::{error, info, warn};
 
 use crate::{
     bundle::SecretKey,
-    events::DecisionRecord,
+    events::{self, DecisionRecord},
     lineage::{
         record::{Body, GapReason},
         writer::{Config, Stamp, Writer},
     },
+    swap::Generation,
 };
+
+/// Hands every pending kernel event to `recorder` (stdout and the lineage), naming the
+/// policy and rule from the generation that decided it (`generations`, newest first). A
+/// malformed record is logged, never silently skipped. Stdout is written once per batch.
+pub fn drain(ring: &mut RingBuf<MapData>, generations: &[&Generation], recorder: &mut Recorder) {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    drain_into(ring, generations, recorder, &mut out);
+    if let Err(e) = out.flush() {
+        warn!(error = %e, "cannot flush events to stdout");
+    }
+}
+
+/// [`drain`], with the event lines written to `out`.
+pub fn drain_into(
+    ring: &mut RingBuf<MapData>,
+    generations: &[&Generation],
+    recorder: &mut Recorder,
+    out: &mut impl Write,
+) {
+    while let Some(item) = ring.next() {
+        match events::parse(&item) {
+            Ok(mut record) => {
+                annotate(&mut record, generations);
+                recorder.decision(out, &record);
+            }
+            Err(e) => warn!(error = %e, "malformed event from the kernel"),
+        }
+    }
+}
+
+/// Names the policy and rule of a record from the generation that decided it.
+fn annotate(record: &mut DecisionRecord, generations: &[&Generation]) {
+    let policy = generations
+        .iter()
+        .find_map(|g| g.policy(record.policy_id, record.policy_version));
+    if let Some(p) = policy {
+        record.policy = Some(p.name.clone());
+        record.rule = record
+            .rule_id
+            .and_then(|id| p.rule(id))
+            .map(|r| r.field.clone());
+    }
+}
 
 /// The file in the lineage directory holding the kernel drop count already recorded.
 pub const DROPS_FILE: &str = "kernel-drops";

@@ -13,25 +13,11 @@ use rampart::{
     btf::Btf,
     cgroup::{self, Cgroup},
     events, layout,
-    loader::{has_embedded_object, Enforcer, SlotInfo},
+    loader::{Enforcer, SlotInfo},
     policy::{compile, Literal, PolicySource},
+    preflight,
 };
 use rampart_common::Reason;
-
-/// Why the test cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root to load eBPF programs and create cgroups".into());
-    }
-    if !has_embedded_object() {
-        return Some("the agent was built without its eBPF object (cargo xtask build-ebpf)".into());
-    }
-    if let Err(e) = cgroup::hierarchy_root() {
-        return Some(format!("no cgroup v2 hierarchy: {e:#}"));
-    }
-    None
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Act {
@@ -82,7 +68,7 @@ fn run(act: Act) -> std::io::Result<()> {
 
 #[test]
 fn cgroup_network_programs_judge_a_governed_child() {
-    if let Some(why) = unavailable() {
+    if let Some(why) = preflight::native_unavailable() {
         if std::env::var_os("RAMPART_REQUIRE_HOST_TESTS").is_some() {
             panic!("host-native network test required but cannot run: {why}");
         }

@@ -30,7 +30,7 @@ pub struct BenchArgs {
 }
 
 /// The criterion benches `cargo xtask bench` runs on the host.
-const HOST_BENCHES: [&str; 3] = ["policy", "load", "lineage"];
+const HOST_BENCHES: [&str; 4] = ["policy", "load", "lineage", "event_path"];
 
 /// The median of values (0 for none).
 fn median_f(mut v: Vec<f64>) -> f64 {
@@ -59,6 +59,7 @@ fn host_benches() -> Result<Value> {
         .context("running cargo bench")?;
     let mut steps = Vec::new();
     let mut skipped = None;
+    let mut event_path = Value::Null;
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
             let line = line?;
@@ -67,6 +68,10 @@ fn host_benches() -> Result<Value> {
                 steps.push(serde_json::from_str::<Value>(j).context("a load-steps line")?);
             } else if let Some(why) = line.strip_prefix("load-skipped ") {
                 skipped = Some(why.to_owned());
+            } else if let Some(j) = line.strip_prefix("event-path ") {
+                event_path = serde_json::from_str(j).context("the event-path line")?;
+            } else if let Some(why) = line.strip_prefix("event-path-skipped ") {
+                event_path = json!({ "skipped": why });
             }
         }
     }
@@ -80,6 +85,7 @@ fn host_benches() -> Result<Value> {
         "criterion": estimates,
         "load_steps": steps,
         "load_skipped": skipped,
+        "event_path": event_path,
     }))
 }
 
@@ -164,6 +170,32 @@ fn host_md(md: &mut String, host: &Value) {
     }
     if let Some(why) = host["load_skipped"].as_str() {
         let _ = writeln!(md, "\nThe kernel load bench was SKIPPED: {why}.");
+    }
+    let ep = &host["event_path"];
+    if let Some(why) = ep["skipped"].as_str() {
+        let _ = writeln!(md, "\nThe native event path bench was SKIPPED: {why}.");
+    } else if !ep.is_null() {
+        let _ = writeln!(
+            md,
+            "\nEvent path on this host's kernel (`event_path` bench: UDP `sendmsg4` decisions \
+             with `events: all` into the ring, drained by the agent's pipeline on one thread into \
+             an event file and a lineage; {} s per rate): highest rate with zero drops {} \
+             events/s; the lineage's {} records then verified at {} records/s (exit {}: 3 = \
+             the gaps recorded at the overload rates).\n\n| offered rate /s | recorded /s | \
+             events lost |\n| ---: | ---: | ---: |",
+            ep["seconds_per_rate"],
+            ep["highest_zero_drop_rate"],
+            ep["lineage_records"],
+            ep["lineage_verify_per_s"],
+            ep["lineage_verify_exit"]
+        );
+        for r in ep["runs"].as_array().map_or(&[][..], |v| v) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                r["rate"], r["recorded_per_s"], r["lost"]
+            );
+        }
     }
     let steps = host["load_steps"].as_array().map_or(&[][..], |v| v);
     if !steps.is_empty() {
