@@ -170,7 +170,8 @@ fn measure(work: &Path) -> anyhow::Result<()> {
             "the sender failed at {rate}/s"
         );
         let lost = enforcer.event_drops()? - drops_before;
-        // Decision records, plus at most one gap record per 100 ms tick when events are lost.
+        // Decision records, plus gap records (one per 100 ms tick with losses) and a
+        // checkpoint every 10 000 records.
         let recorded = records(&recorder) - records_before;
         Ok(json!({
             "rate": rate,

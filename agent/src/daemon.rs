@@ -189,10 +189,7 @@ fn apply(
         &mut incoming.times,
     ) {
         Ok(g) => g,
-        Err(e) => {
-            return_freed_memory();
-            return (in_force, Err(Refusal::new("load", e)));
-        }
+        Err(e) => return (in_force, Err(Refusal::new("load", e))),
     };
     let t = incoming.times;
     let (digest, expires_at) = match &incoming.bundle {
@@ -266,18 +263,7 @@ fn apply(
             .map(|(v, _)| v.payload.scope.clone()),
         signers,
     };
-    return_freed_memory();
     (Some(forced), Ok(()))
-}
-
-/// Hands the memory freed after a load (parsing and compiling a large policy peaks far
-/// above what is kept) back to the system, so the daemon's RSS reflects what it holds.
-fn return_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Runs the enforcer until SIGINT or SIGTERM; SIGHUP reloads the policy (a bundle that
