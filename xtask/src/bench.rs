@@ -316,7 +316,6 @@ fn kernel_md(md: &mut String, k: &Value) {
     let loads = k["loads"].as_array().map_or(&[][..], |v| v);
     let footprint = k["footprint"].as_array().map_or(&[][..], |v| v);
     let mut counts: Vec<u64> = loads.iter().filter_map(|l| l["rules"].as_u64()).collect();
-    counts.dedup();
     counts.sort_unstable();
     counts.dedup();
     for n in counts {
