@@ -20,16 +20,19 @@ use std::{
 };
 
 use rampart::{
-    btf::Btf,
     bundle::SecretKey,
-    cgroup::{self, Cgroup},
-    layout,
+    daemon::{
+        recorder::{drain_into, LineageSettings, Recorder},
+        swap::{self, LoadTimes},
+    },
+    kernel::{
+        btf::Btf,
+        cgroup::{self, Cgroup},
+        enforcer::{Enforcer, SlotInfo},
+        layout, preflight,
+    },
     lineage::verify,
-    loader::{Enforcer, SlotInfo},
     policy::{compile, Literal, PolicySource},
-    preflight,
-    recorder::{drain_into, LineageSettings, Recorder},
-    swap::{self, LoadTimes},
 };
 use serde_json::json;
 
@@ -110,7 +113,7 @@ fn measure(work: &Path) -> anyhow::Result<()> {
     let mut enforcer = Enforcer::load_network_only(&layout)?;
     let generation = swap::switch(
         &mut enforcer,
-        &hierarchy,
+        &|name: &str| cgroup::open_in_hierarchy(&hierarchy, name),
         None,
         vec![policy],
         SlotInfo::default(),

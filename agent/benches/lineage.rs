@@ -10,8 +10,8 @@ use std::{
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use rampart::{
     bundle::SecretKey,
-    events::DecisionRecord,
     lineage::{
+        decision::DecisionRecord,
         record::{encode, record_hash, Body, Header, GENESIS},
         verify::verify,
         writer::{Config, Stamp, Writer},

@@ -20,13 +20,15 @@ use std::{
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rampart::{
-    btf::Btf,
     bundle::verify,
-    cgroup, layout,
-    loader::{Enforcer, SlotInfo},
+    daemon::swap::{self, Generation, LoadTimes},
+    kernel::{
+        btf::Btf,
+        cgroup,
+        enforcer::{Enforcer, SlotInfo},
+        layout, preflight,
+    },
     policy::{host, PolicySource},
-    preflight,
-    swap::{self, Generation, LoadTimes},
 };
 
 /// Removes the bench's cgroup when done (the enforcer, dropped first, detaches from it).
@@ -89,7 +91,7 @@ fn benches(c: &mut Criterion) {
                     };
                     let next = swap::switch(
                         &mut enforcer,
-                        &hierarchy,
+                        &|name: &str| cgroup::open_in_hierarchy(&hierarchy, name),
                         current.as_ref(),
                         policies,
                         info,

@@ -1,18 +1,17 @@
-//! The Rampart agent as a library: one module per concern, so the binary stays a thin CLI.
+//! The Rampart agent as a library, in layers (see docs/ARCHITECTURE.md):
+//!
+//! - [`policy`], [`bundle`], [`lineage`]: pure libraries (no kernel, no printing, no
+//!   unsafe): policy sources and their compilation, signed bundles, the hash-chained record.
+//! - [`kernel`]: BTF, the enforcer and its pins, cgroups, events; [`kernel::sys`] holds all
+//!   libc FFI.
+//! - [`daemon`]: `rampart run` (configuration, intake, swap, recorder, control socket).
+//! - [`support`]: durable files and clocks shared by all of them.
+//!
+//! The command line itself lives in the binary (`src/main.rs`, `src/cli/`).
 
-pub mod btf;
 pub mod bundle;
-pub mod cgroup;
-pub mod config;
-pub mod control;
 pub mod daemon;
-pub mod events;
-pub mod file_id;
-pub mod intake;
-pub mod layout;
+pub mod kernel;
 pub mod lineage;
-pub mod loader;
 pub mod policy;
-pub mod preflight;
-pub mod recorder;
-pub mod swap;
+pub mod support;

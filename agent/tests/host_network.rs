@@ -10,12 +10,13 @@ use std::{
 };
 
 use rampart::{
-    btf::Btf,
-    cgroup::{self, Cgroup},
-    events, layout,
-    loader::{Enforcer, SlotInfo},
+    kernel::{
+        btf::Btf,
+        cgroup::{self, Cgroup},
+        enforcer::{Enforcer, SlotInfo},
+        events, layout, preflight,
+    },
     policy::{compile, Literal, PolicySource},
-    preflight,
 };
 use rampart_common::Reason;
 

@@ -5,8 +5,8 @@ use std::{path::PathBuf, process::Command};
 
 use rampart::{
     bundle::SecretKey,
-    events::DecisionRecord,
     lineage::{
+        decision::DecisionRecord,
         record::Body,
         writer::{Config, Stamp, Writer},
     },

@@ -1,6 +1,7 @@
 //! `cargo xtask`: Rampart's build, test and VM automation.
 
 mod bench;
+mod cycles;
 mod debian;
 mod ebpf;
 mod fuzz;
@@ -58,6 +59,9 @@ enum Cmd {
     /// 100 000 rules, interleaved rounds), reload steps, map memory, agent RSS and the event
     /// path; writes target/bench/report.md and report.json. Run as root for the load bench.
     Bench(bench::BenchArgs),
+    /// Check that no source file imports another that (directly or through others) imports
+    /// it back, in every crate of the workspace.
+    Cycles,
     /// Build and install the agent (with its kernel programs), the systemd unit, a default
     /// configuration (an existing one is kept) and the directories.
     Install(install::InstallArgs),
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         Cmd::Install(args) => install::install(&args),
         Cmd::Demo => vm::demo(),
         Cmd::Bench(args) => bench::bench(&args),
+        Cmd::Cycles => cycles::check(&workspace_root()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,8 +11,8 @@ use ed25519_dalek::Signature as DalekSignature;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    error::BundleError,
     keys::{KeyId, PublicKey, SecretKey},
-    BundleError,
 };
 
 /// Most signatures an envelope may carry (checked before any signature work).

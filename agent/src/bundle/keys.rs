@@ -15,7 +15,8 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::{read_capped, BundleError};
+use super::error::BundleError;
+use crate::support::files::read_capped;
 
 /// `type` of a public key file.
 pub const PUBLIC_KEY_TYPE: &str = "rampart-ed25519-public-key-v1";

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{keys::hex, valid_scope, BundleError};
+use super::{error::BundleError, keys::hex, scope::valid_scope};
 use crate::policy::source::MAX_POLICY_FILE_BYTES;
 
 /// `payloadType` of a policy bundle envelope.

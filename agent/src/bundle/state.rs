@@ -12,7 +12,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{read_capped, verify::VerifiedBundle, write_atomic, BundleError};
+use super::{error::BundleError, verify::VerifiedBundle};
+use crate::support::files::{read_capped, write_atomic};
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "bundle-state.json";

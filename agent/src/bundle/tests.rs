@@ -4,12 +4,12 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 
 use super::{
     envelope::{pae, Envelope},
+    error::BundleError,
     keys::{KeyId, PublicKey, SecretKey},
     payload::{bundle_digest, source_digest, Payload, PolicyFile, BUNDLE_FORMAT, BUNDLE_TYPE},
     state::{check, Standing, StateDir},
     trust::{TrustRoot, TRUST_ROOT_TYPE},
     verify::{verify, Context, VerifiedBundle, MAX_BUNDLE_BYTES},
-    BundleError,
 };
 
 const NOW: u64 = 1_800_000_000;

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     envelope::Envelope,
+    error::BundleError,
     keys::{PublicKey, PublicKeyFile},
-    read_capped, valid_scope, BundleError,
+    scope::valid_scope,
 };
+use crate::support::files::read_capped;
 
 /// `payloadType` of a trust root envelope.
 pub const TRUST_ROOT_TYPE: &str = "application/vnd.rampart.trust-root.v1+json";

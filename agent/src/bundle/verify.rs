@@ -6,16 +6,14 @@
 
 use super::{
     envelope::{Envelope, Signers},
+    error::BundleError,
     keys::KeyId,
     payload::{bundle_digest, parse_version, Payload, BUNDLE_TYPE},
     trust::TrustRoot,
-    BundleError,
 };
 
 /// Size cap on a bundle file, checked before anything is parsed.
 pub const MAX_BUNDLE_BYTES: u64 = 16 * 1024 * 1024;
-/// Default tolerance for a signer's clock running ahead of this host's.
-pub const DEFAULT_CLOCK_SKEW_SECS: u64 = 300;
 
 /// What a bundle is verified against.
 #[derive(Debug, Clone)]
@@ -93,4 +91,28 @@ pub fn verify(bytes: &[u8], ctx: &Context<'_>) -> Result<VerifiedBundle, BundleE
         payload,
         envelope,
     })
+}
+
+/// This agent's version, compared with a bundle's `min_agent_version`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Reads (size-capped) and verifies a bundle file against a trust root (no state).
+pub fn verify_file(
+    bundle: &std::path::Path,
+    trust: &TrustRoot,
+    scope: &str,
+    clock_skew: u64,
+    now: u64,
+) -> Result<VerifiedBundle, BundleError> {
+    let bytes = crate::support::files::read_capped(bundle, MAX_BUNDLE_BYTES)?;
+    verify(
+        &bytes,
+        &Context {
+            trust,
+            scope,
+            now,
+            clock_skew,
+            agent_version: AGENT_VERSION,
+        },
+    )
 }

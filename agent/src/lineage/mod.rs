@@ -1,45 +1,16 @@
 //! The lineage: every decision, policy change, agent start and stop, gap and checkpoint as
 //! a hash-chained JSON Lines record, in segment files, with signed checkpoints. Nothing here
-//! needs a kernel. The format is specified in docs/lineage-format.md.
+//! needs a kernel or prints. The format is specified in docs/lineage-format.md.
 
-pub mod cli;
+#![forbid(unsafe_code)]
+
+pub mod decision;
+pub mod filter;
 pub mod note;
 pub mod record;
+pub mod segment;
 pub mod verify;
 pub mod writer;
 
 #[cfg(test)]
 mod tests;
-
-use std::path::{Path, PathBuf};
-
-use anyhow::{Context, Result};
-
-/// The file in the lineage directory that collects every signed checkpoint note, for
-/// shipping off-host.
-pub const CHECKPOINTS_FILE: &str = "checkpoints";
-
-/// The file of segment `n`.
-pub fn segment_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("segment-{n:08}.jsonl"))
-}
-
-/// The segment numbers present in `dir`, ascending.
-pub fn segments(dir: &Path) -> Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)
-        .with_context(|| format!("reading the lineage directory {}", dir.display()))?
-    {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(n) = name
-            .strip_prefix("segment-")
-            .and_then(|r| r.strip_suffix(".jsonl"))
-            .and_then(|n| n.parse().ok())
-        {
-            out.push(n);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}

@@ -10,7 +10,7 @@ use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use ed25519_dalek::Signature;
 use sha2::{Digest, Sha256};
 
-use crate::bundle::{PublicKey, SecretKey};
+use crate::bundle::keys::{PublicKey, SecretKey};
 
 /// The em dash and space that start a signature line.
 const SIG_PREFIX: &str = "\u{2014} ";

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::DecisionRecord;
+use super::decision::DecisionRecord;
 
 /// BLAKE3 `derive_key` context of record hashes.
 pub const RECORD_HASH_CONTEXT: &str = "rampart.dev 2026 lineage record v1";

@@ -4,16 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use super::{
+    decision::DecisionRecord,
     record::{record_hash, Body},
-    segment_path, segments,
+    segment::{segment_path, segments, CHECKPOINTS_FILE},
     verify::{verify, Report},
     writer::{Config, Stamp, Writer},
-    CHECKPOINTS_FILE,
 };
-use crate::{
-    bundle::{keys::hex, PublicKey, SecretKey},
-    events::DecisionRecord,
-};
+use crate::bundle::keys::{hex, PublicKey, SecretKey};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rampart-lineage-{name}-{}", std::process::id()));

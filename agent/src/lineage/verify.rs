@@ -15,9 +15,9 @@ use serde::Serialize;
 use super::{
     note::{self, Checkpoint},
     record::{record_hash, Parsed, GENESIS},
-    segment_path, segments,
+    segment::{segment_path, segments},
 };
-use crate::bundle::{keys::hex, PublicKey};
+use crate::bundle::keys::{hex, PublicKey};
 
 /// The first thing found wrong.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

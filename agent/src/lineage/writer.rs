@@ -22,11 +22,11 @@ use anyhow::{bail, Context, Result};
 use super::{
     note::Checkpoint,
     record::{encode, record_hash, Body, GapReason, Header, GENESIS},
-    segment_path, segments, CHECKPOINTS_FILE,
+    segment::{segment_path, segments, CHECKPOINTS_FILE},
 };
-use crate::bundle::{
-    keys::{decode_hex, hex},
-    SecretKey,
+use crate::{
+    bundle::keys::{decode_hex, hex, SecretKey},
+    support::time,
 };
 
 /// How the lineage is written.
@@ -63,24 +63,11 @@ pub struct Stamp {
     pub time_ns: u64,
 }
 
-/// `clock_gettime(id)` in nanoseconds.
-pub fn clock_ns(id: libc::clockid_t) -> std::io::Result<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
-    if unsafe { libc::clock_gettime(id, &mut ts) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 impl Stamp {
     pub fn now() -> Self {
         Self {
-            mono_ns: clock_ns(libc::CLOCK_MONOTONIC).unwrap_or(0),
-            time_ns: clock_ns(libc::CLOCK_REALTIME).unwrap_or(0),
+            mono_ns: time::mono_ns().unwrap_or(0),
+            time_ns: time::realtime_ns().unwrap_or(0),
         }
     }
 

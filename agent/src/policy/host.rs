@@ -10,8 +10,11 @@ use std::{
 use anyhow::{bail, Context, Result};
 use rampart_common::FileId;
 
-use super::{compile, CompiledPolicy, PolicySource, Resolver};
-use crate::file_id::kernel_dev;
+use super::{
+    compile::{compile, CompiledPolicy, Resolver},
+    source::PolicySource,
+};
+use crate::kernel::file_id::kernel_dev;
 
 /// Resolves rule paths with this host's file system: symlinks are followed (the kernel
 /// judges the file a path leads to), and exec rules pin the identity of the file there.

@@ -1,10 +1,12 @@
 //! Policy: sources (YAML), compilation to kernel map contents, and explanation of the
-//! kernel's decisions.
+//! kernel's decisions. Nothing here prints or touches the kernel.
 
-pub mod cli;
+#![forbid(unsafe_code)]
+
 pub mod compile;
 pub mod explain;
 pub mod host;
+pub mod request;
 pub mod source;
 
 #[cfg(test)]

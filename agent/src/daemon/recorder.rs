@@ -14,14 +14,16 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use tracing::{error, info, warn};
 
+use super::swap::Generation;
 use crate::{
-    bundle::SecretKey,
-    events::{self, DecisionRecord},
+    bundle::keys::SecretKey,
+    kernel::events,
     lineage::{
+        decision::DecisionRecord,
         record::{Body, GapReason},
         writer::{Config, Stamp, Writer},
     },
-    swap::Generation,
+    support::files::write_atomic,
 };
 
 /// Hands every pending kernel event to `recorder` (stdout and the lineage), naming the
@@ -192,9 +194,7 @@ impl Recorder {
 
     fn save_drops(&self) {
         if let Some(f) = &self.drops_file {
-            if let Err(e) =
-                crate::bundle::write_atomic(f, format!("{}\n", self.drops_seen).as_bytes(), 0o600)
-            {
+            if let Err(e) = write_atomic(f, format!("{}\n", self.drops_seen).as_bytes(), 0o600) {
                 warn!(error = %e, "cannot save the kernel drop count");
             }
         }

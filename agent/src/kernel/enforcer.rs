@@ -1,11 +1,12 @@
-//! Loads Rampart's kernel programs and fills their maps from compiled policies.
+//! The enforcer: loads Rampart's kernel programs and fills their maps from compiled
+//! policies.
 //!
 //! Order matters for fail-closed behaviour: a policy's rules are written before its slot is
 //! marked loaded, and cgroups are marked governed last, so a governed task never meets a
 //! half-filled policy.
 
 use anyhow::{anyhow, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aya::{
     maps::{
@@ -13,7 +14,7 @@ use aya::{
         Array, HashMap, MapData, PerCpuArray, RingBuf,
     },
     programs::{
-        links::{CgroupAttachMode, FdLink, PinnedLink},
+        links::{CgroupAttachMode, FdLink},
         CgroupSockAddr, Lsm,
     },
     Btf, Ebpf, EbpfLoader,
@@ -21,14 +22,12 @@ use aya::{
 use ipnet::IpNet;
 use rampart_common::{
     maps, programs, FileId, KernelLayout, Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo,
-    PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAP_ABI_VERSION, MAX_POLICIES, PATH_KEY_BYTES,
-    PINNED_MAPS, PORT_RANGES_PER_NET_RULE,
+    PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES, PATH_KEY_BYTES, PINNED_MAPS,
+    PORT_RANGES_PER_NET_RULE,
 };
 
-use crate::{
-    cgroup::Cgroup,
-    policy::compile::{CompiledPolicy, Identity, NetEntry},
-};
+use super::{cgroup::Cgroup, pins::Pins, sys};
+use crate::policy::compile::{CompiledPolicy, Identity, NetEntry};
 
 /// The eBPF object compiled into this binary by `cargo xtask build-ebpf`.
 #[cfg(rampart_ebpf_embedded)]
@@ -121,7 +120,7 @@ pub fn net_rule(entry: &NetEntry) -> Result<NetRule> {
 }
 
 /// The loaded and attached kernel programs, and handles on their maps. Dropping it detaches
-/// everything (pinning comes with the daemon's restart story).
+/// everything that is not pinned ([`Enforcer::load_pinned`] pins it all).
 pub struct Enforcer {
     ebpf: Ebpf,
     /// The rule keys written into each slot in use, so a retired slot is emptied exactly.
@@ -130,128 +129,6 @@ pub struct Enforcer {
     attached: std::collections::BTreeSet<u64>,
     /// Where maps and links are pinned, if they are.
     pins: Option<Pins>,
-}
-
-/// The pin directory: `maps-abiN/NAME` for maps, `links/NAME@GEN` for links, where GEN
-/// numbers the agents that attached them (higher is newer).
-struct Pins {
-    maps: PathBuf,
-    links: PathBuf,
-    generation: u64,
-}
-
-/// The generation of a pinned link's file name (`NAME@GEN`).
-fn link_generation(name: &str) -> Option<u64> {
-    name.rsplit_once('@')?.1.parse().ok()
-}
-
-impl Pins {
-    fn prepare(dir: &Path) -> Result<Self> {
-        let maps = dir.join(format!("maps-abi{MAP_ABI_VERSION}"));
-        let links = dir.join("links");
-        for d in [&maps, &links] {
-            std::fs::create_dir_all(d).with_context(|| {
-                format!(
-                    "creating {} (is bpffs mounted at /sys/fs/bpf? mount -t bpf bpf /sys/fs/bpf)",
-                    d.display()
-                )
-            })?;
-        }
-        let newest = std::fs::read_dir(&links)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| link_generation(&e.file_name().to_string_lossy()))
-            .max()
-            .unwrap_or(0);
-        Ok(Self {
-            maps,
-            links,
-            generation: newest + 1,
-        })
-    }
-
-    fn pin_link(&self, link: FdLink, name: &str) -> Result<()> {
-        let path = self.links.join(format!("{name}@{}", self.generation));
-        link.pin(&path)
-            .with_context(|| format!("pinning link {}", path.display()))?;
-        Ok(())
-    }
-
-    /// Unpins (and so detaches) every link of an older generation.
-    fn retire_older_links(&self) -> Result<usize> {
-        let mut n = 0;
-        for entry in std::fs::read_dir(&self.links)? {
-            let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if name
-                .as_deref()
-                .and_then(link_generation)
-                .is_some_and(|g| g < self.generation)
-            {
-                unpin_link(&path)?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// Unpins a link; the link is detached when its last reference (this one) goes.
-fn unpin_link(path: &Path) -> Result<()> {
-    let link = PinnedLink::from_pin(path)
-        .with_context(|| format!("opening pinned link {}", path.display()))?;
-    drop(
-        link.unpin()
-            .with_context(|| format!("unpinning {}", path.display()))?,
-    );
-    Ok(())
-}
-
-/// `rampart release`: detaches every pinned link and removes every pinned map under `dir`.
-/// Best effort: an entry that cannot be removed does not stop the others; the error then
-/// names every one left behind. Returns (links, maps) removed.
-pub fn release(dir: &Path) -> Result<(usize, usize)> {
-    let (mut links, mut maps) = (0, 0);
-    let mut left = Vec::new();
-    let links_dir = dir.join("links");
-    if links_dir.is_dir() {
-        for entry in std::fs::read_dir(&links_dir)? {
-            let path = entry?.path();
-            match unpin_link(&path) {
-                Ok(()) => links += 1,
-                Err(e) => left.push(format!("{}: {e:#}", path.display())),
-            }
-        }
-        let _ = std::fs::remove_dir(&links_dir);
-    }
-    if dir.is_dir() {
-        for entry in std::fs::read_dir(dir)? {
-            let sub = entry?.path();
-            let is_maps = sub
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("maps-abi"));
-            if !sub.is_dir() || !is_maps {
-                continue;
-            }
-            for m in std::fs::read_dir(&sub)? {
-                let path = m?.path();
-                match std::fs::remove_file(&path) {
-                    Ok(()) => maps += 1,
-                    Err(e) => left.push(format!("{}: {e}", path.display())),
-                }
-            }
-            let _ = std::fs::remove_dir(&sub);
-        }
-        if let Err(e) = std::fs::remove_dir(dir) {
-            left.push(format!("{}: {e}", dir.display()));
-        }
-    }
-    if !left.is_empty() {
-        anyhow::bail!(
-            "released {links} links and {maps} maps, but could not remove: {}",
-            left.join("; ")
-        );
-    }
-    Ok((links, maps))
 }
 
 /// What [`Enforcer::adopt`] found: (slot, info) of loaded slots, (cgroup id, slot) pairs.
@@ -284,18 +161,9 @@ pub struct SlotInfo {
 /// for an RCU grace period (`synchronize_rcu`). After it, no decision can still be using
 /// a slot that was unreachable from `GOVERNED` before the call.
 pub fn synchronize() -> Result<()> {
-    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
-    // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_membarrier,
-            MEMBARRIER_CMD_GLOBAL,
-            0 as libc::c_long,
-        )
-    };
-    if rc != 0 {
+    if let Err(e) = sys::membarrier_global() {
         // nohz_full kernels refuse GLOBAL; a grace period is far shorter than this.
-        tracing::warn!(error = %std::io::Error::last_os_error(),
+        tracing::warn!(error = %e,
             "membarrier(GLOBAL) unavailable; waiting 100 ms for in-flight decisions instead");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -13,6 +13,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
+
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -112,60 +113,9 @@ pub async fn call(socket: &Path, request: &Request) -> Result<Response> {
     serde_json::from_str(&answer).with_context(|| format!("unexpected answer: {answer}"))
 }
 
-/// `rampart policy push`: exit status says whether the daemon loaded the bundle.
-pub fn push_command(socket: &Path, bundle: &Path) -> Result<()> {
-    let bytes = crate::bundle::read_capped(bundle, MAX_BUNDLE_BYTES)?;
-    let request = Request::Push {
-        bundle: B64.encode(bytes),
-    };
-    match runtime()?.block_on(call(socket, &request))? {
-        Response::Loaded { version, digest } => {
-            println!(
-                "{}: loaded, version {version} in force (digest {digest})",
-                bundle.display()
-            );
-            Ok(())
-        }
-        Response::Rejected { code, error } => {
-            bail!(
-                "{}: rejected ({code}): {error}; the policy in force is unchanged",
-                bundle.display()
-            )
-        }
-        other => bail!("unexpected answer: {other:?}"),
-    }
-}
-
-/// `rampart status`.
-pub fn status_command(socket: &Path, json: bool) -> Result<()> {
-    let status = match runtime()?.block_on(call(socket, &Request::Status))? {
-        Response::Status(v) => *v,
-        Response::Error { error } => bail!("{error}"),
-        other => bail!("unexpected answer: {other:?}"),
-    };
-    if json {
-        println!("{status}");
-        return Ok(());
-    }
-    let get = |k: &str| status[k].to_string().trim_matches('"').to_owned();
-    println!(
-        "policy      version {} (digest {})",
-        get("version"),
-        get("digest")
-    );
-    println!(
-        "            scope {}, expires {}",
-        get("scope"),
-        get("expires")
-    );
-    println!("            signers {}", get("signers"));
-    println!("            policies {}", get("policies"));
-    println!("governed    {}", get("governed"));
-    println!("programs    pinned {} at {}", get("pinned"), get("pin_dir"));
-    println!("decisions   {}", get("decisions"));
-    println!("drops       {}", get("event_drops"));
-    println!("lineage     {}", get("lineage"));
-    Ok(())
+/// Client side, for the CLI: one request, answered, on a runtime of its own.
+pub fn call_blocking(socket: &Path, request: &Request) -> Result<Response> {
+    runtime()?.block_on(call(socket, request))
 }
 
 /// Asks a running daemon to release (it records the release in its lineage, detaches
@@ -189,6 +139,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
+}
+
+/// Encodes a bundle for [`Request::Push`].
+pub fn encode_bundle(bytes: &[u8]) -> String {
+    B64.encode(bytes)
 }
 
 /// Decodes a pushed bundle.

@@ -8,6 +8,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use rampart_common::MAX_CGROUP_LEVELS;
 
+use super::sys;
+
 /// `CGROUP2_SUPER_MAGIC` from `include/uapi/linux/magic.h`.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
@@ -21,20 +23,7 @@ pub struct Cgroup {
 }
 
 fn is_cgroup2(path: &Path) -> Result<bool> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .with_context(|| format!("{} contains a NUL byte", path.display()))?;
-    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: c_path is a valid NUL-terminated string and buf is a properly sized out-pointer.
-    let rc = unsafe { libc::statfs(c_path.as_ptr(), buf.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot statfs {}", path.display()));
-    }
-    // SAFETY: statfs returned 0, so it filled buf.
-    let st = unsafe { buf.assume_init() };
-    // f_type is i64 on glibc and u64 on musl (the guest build): compare as i64 on both.
-    #[allow(clippy::unnecessary_cast)]
-    let f_type = st.f_type as i64;
+    let f_type = sys::fs_type(path).with_context(|| format!("cannot statfs {}", path.display()))?;
     Ok(f_type == CGROUP2_SUPER_MAGIC)
 }
 

@@ -2,7 +2,7 @@
 
 use rampart_common::KernelLayout;
 
-use crate::btf::{Btf, BtfError};
+use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
 pub const MEMBERS: [(&str, &str); 9] = [
@@ -37,8 +37,8 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::btf::tests::BtfBuilder;
     use super::*;
-    use crate::btf::tests::BtfBuilder;
 
     #[test]
     fn resolves_all_members_from_synthetic_btf() {

@@ -3,23 +3,135 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
+    process::ExitCode,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use rampart::{
+    bundle::keys::PublicKey,
+    lineage::{
+        filter::{ActionKind, Filter, Kind, Verdict},
+        segment::{segment_path, segments},
+        verify::verify,
+    },
+    support::time::rfc3339_ns,
+};
 use serde_json::Value;
 
-use super::{segment_path, segments, verify::verify};
-use crate::bundle::PublicKey;
+/// Verify and read a lineage (the hash-chained record `rampart run --lineage` writes).
+#[derive(Debug, Subcommand)]
+pub enum LineageCommand {
+    /// Check every hash, link, seq, segment link and checkpoint signature.
+    ///
+    /// Prints the verified range, the anchored size, the unanchored tail, gaps (count and
+    /// events lost) and restarts. Exit 0 intact, 1 tampered (naming the first bad record;
+    /// also when the lineage cannot be read), 2 unanchored tail, 3 gaps present.
+    Verify {
+        /// The lineage directory.
+        dir: PathBuf,
+        /// The host's public key (NAME.pub of the key given to `run --host-key`).
+        #[arg(long = "pub", value_name = "FILE")]
+        public: PathBuf,
+        /// Checkpoints kept off-host (a copy of DIR/checkpoints): each must match.
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records (not verified: use `lineage verify`).
+    Show {
+        /// The lineage directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Print the last records, and with -f new ones as they are written.
+    Tail {
+        /// The lineage directory.
+        dir: PathBuf,
+        /// How many records to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing new records until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+/// Which records `lineage show` and `lineage tail` print (all filters must match).
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Record kind.
+    #[arg(long, value_enum)]
+    kind: Option<Kind>,
+    /// Decision of a decision record.
+    #[arg(long, value_enum)]
+    decision: Option<Verdict>,
+    /// Action of a decision record.
+    #[arg(long, value_enum)]
+    action: Option<ActionKind>,
+    /// Process id of a decision record.
+    #[arg(long)]
+    pid: Option<u64>,
+    /// Cgroup id of a decision record.
+    #[arg(long)]
+    cgroup: Option<u64>,
+    /// From this time: RFC 3339 (2026-11-22T10:00:00Z) or a duration ago (15m).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Up to this time (same forms).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// The records' JSON lines as written.
+    #[arg(long)]
+    json: bool,
+}
+
+impl FilterArgs {
+    fn build(&self) -> Result<Filter> {
+        Ok(Filter {
+            kind: self.kind,
+            decision: self.decision,
+            action: self.action,
+            pid: self.pid,
+            cgroup: self.cgroup,
+            since_ns: self.since.as_deref().map(parse_time).transpose()?,
+            until_ns: self.until.as_deref().map(parse_time).transpose()?,
+        })
+    }
+}
+
+impl LineageCommand {
+    pub fn run(self) -> Result<ExitCode> {
+        match self {
+            Self::Verify {
+                dir,
+                public,
+                checkpoints,
+                json,
+            } => verify_command(&dir, &public, checkpoints.as_deref(), json).map(ExitCode::from),
+            Self::Show { dir, filter } => {
+                show_command(&dir, &filter.build()?, filter.json).map(|()| ExitCode::SUCCESS)
+            }
+            Self::Tail {
+                dir,
+                lines,
+                follow,
+                filter,
+            } => tail_command(&dir, &filter.build()?, filter.json, lines, follow)
+                .map(|()| ExitCode::SUCCESS),
+        }
+    }
+}
 
 /// `rampart lineage verify`: prints the report; returns the exit code (0 intact,
 /// 1 tampered, 2 unanchored tail, 3 gaps).
-pub fn verify_command(
-    dir: &Path,
-    key: &Path,
-    checkpoints: Option<&Path>,
-    json: bool,
-) -> Result<u8> {
+fn verify_command(dir: &Path, key: &Path, checkpoints: Option<&Path>, json: bool) -> Result<u8> {
     let key = PublicKey::read(key).map_err(|e| anyhow::anyhow!(e.in_file(key)))?;
     let report = verify(dir, &key, checkpoints)?;
     let code = report.exit_code();
@@ -69,21 +181,8 @@ pub fn verify_command(
     Ok(code)
 }
 
-/// Which records `show` and `tail` print.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub kind: Option<String>,
-    pub decision: Option<String>,
-    pub action: Option<String>,
-    pub pid: Option<u64>,
-    pub cgroup: Option<u64>,
-    /// Wall clock bounds, Unix ns.
-    pub since_ns: Option<u64>,
-    pub until_ns: Option<u64>,
-}
-
 /// Parses a time bound: RFC 3339 (`2026-11-22T10:00:00Z`) or a duration ago (`15m`).
-pub fn parse_time(s: &str) -> Result<u64> {
+fn parse_time(s: &str) -> Result<u64> {
     let t = match humantime::parse_rfc3339_weak(s) {
         Ok(t) => t,
         Err(_) => {
@@ -96,29 +195,9 @@ pub fn parse_time(s: &str) -> Result<u64> {
     Ok(t.duration_since(UNIX_EPOCH)?.as_nanos() as u64)
 }
 
-impl Filter {
-    pub fn matches(&self, v: &Value) -> bool {
-        let s = |k: &str, want: &Option<String>| want.as_deref().is_none_or(|w| v[k] == w);
-        let n = |k: &str, want: Option<u64>| want.is_none_or(|w| v[k].as_u64() == Some(w));
-        let t = v["time_ns"].as_u64().unwrap_or(0);
-        s("kind", &self.kind)
-            && s("decision", &self.decision)
-            && s("action", &self.action)
-            && n("pid", self.pid)
-            && n("cgroup_id", self.cgroup)
-            && self.since_ns.is_none_or(|b| t >= b)
-            && self.until_ns.is_none_or(|b| t <= b)
-    }
-}
-
 /// One record for people.
 fn describe(v: &Value) -> String {
-    let time = v["time_ns"]
-        .as_u64()
-        .map(|ns| {
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
-        })
-        .unwrap_or_default();
+    let time = v["time_ns"].as_u64().map(rfc3339_ns).unwrap_or_default();
     let head = format!("#{} {time} v{}", v["seq"], v["policy_version"]);
     let str_of = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
     match v["kind"].as_str().unwrap_or("?") {
@@ -195,7 +274,7 @@ fn all_lines(dir: &Path) -> Result<Vec<(u64, String)>> {
 }
 
 /// `rampart lineage show`: every matching record (not verified: use `verify`).
-pub fn show_command(dir: &Path, filter: &Filter, json: bool) -> Result<()> {
+fn show_command(dir: &Path, filter: &Filter, json: bool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (_, line) in all_lines(dir)? {
@@ -206,7 +285,7 @@ pub fn show_command(dir: &Path, filter: &Filter, json: bool) -> Result<()> {
 
 /// `rampart lineage tail`: the last `n` matching records, then (with `follow`) new ones as
 /// they are written, until interrupted.
-pub fn tail_command(dir: &Path, filter: &Filter, json: bool, n: usize, follow: bool) -> Result<()> {
+fn tail_command(dir: &Path, filter: &Filter, json: bool, n: usize, follow: bool) -> Result<()> {
     let lines = all_lines(dir)?;
     let matching: Vec<&String> = lines
         .iter()

@@ -1,148 +1,36 @@
-//! The command-line faces of the bundle library: `keygen`, `trust ...`, and
-//! `policy sign|cosign|verify|show`. They print; the daemon calls the library directly.
+//! The bundle commands: `policy sign|cosign|verify|show|push` (and the signature step of
+//! `trust cosign`). They print; the daemon calls the library directly.
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _, Result};
+use rampart::{
+    bundle::{
+        envelope::Envelope,
+        error::BundleError,
+        keys::SecretKey,
+        payload::{bundle_digest, source_digest, Payload, PolicyFile, BUNDLE_FORMAT, BUNDLE_TYPE},
+        state::{Standing, StateDir},
+        trust::TrustRoot,
+        verify::{verify_file, MAX_BUNDLE_BYTES},
+    },
+    daemon::control::{self, Request, Response},
+    policy::{
+        compile::{CompiledPolicy, Literal},
+        host::compile_sources,
+        source::PolicySource,
+    },
+    support::{
+        files::{read_capped, write_atomic},
+        time::{rfc3339, unix_now},
+    },
+};
 use serde::Serialize;
 
-use super::{
-    envelope::Envelope,
-    keys::{PublicKey, SecretKey},
-    payload::{bundle_digest, source_digest, Payload, PolicyFile, BUNDLE_FORMAT, BUNDLE_TYPE},
-    read_capped,
-    state::{Standing, StateDir},
-    trust::TrustRoot,
-    unix_now, valid_scope,
-    verify::{verify, Context, VerifiedBundle, MAX_BUNDLE_BYTES},
-    write_atomic, BundleError,
-};
-use crate::policy::{host::compile_sources, CompiledPolicy, Literal, PolicySource};
-
-/// This agent's version, compared with a bundle's `min_agent_version`.
-pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// A time as RFC 3339 UTC, for people.
-pub fn rfc3339(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
-}
-
-/// `rampart keygen --out DIR/NAME`.
-pub fn keygen(out: &Path) -> Result<()> {
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            bail!("{} is not a directory; create it first", dir.display());
-        }
-    }
-    let key = SecretKey::generate()?;
-    let (secret, public) = key.write_pair(out)?;
-    println!("key id {}", key.id);
-    println!(
-        "secret key {} (mode 0600: keep it offline; it signs policy)",
-        secret.display()
-    );
-    println!(
-        "public key {} (give it to `rampart trust init --key`)",
-        public.display()
-    );
-    Ok(())
-}
-
-fn read_public_keys(files: &[PathBuf]) -> Result<Vec<PublicKey>> {
-    files
-        .iter()
-        .map(|f| PublicKey::read(f).map_err(|e| anyhow::anyhow!(e.in_file(f))))
-        .collect()
-}
-
-fn read_secret_keys(files: &[PathBuf]) -> Result<Vec<SecretKey>> {
-    files
-        .iter()
-        .map(|f| SecretKey::read(f).map_err(|e| anyhow::anyhow!(e)))
-        .collect()
-}
-
-fn print_root(root: &TrustRoot) {
-    println!(
-        "trust root version {}, scope {}, threshold {} of {} key(s):",
-        root.version,
-        root.scope,
-        root.threshold,
-        root.keys.len()
-    );
-    for k in &root.keys {
-        println!("  {}", k.id);
-    }
-}
-
-/// Writes a new file, refusing to replace an existing one.
-fn write_new_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
-    if path.exists() {
-        bail!(
-            "{} already exists; refusing to overwrite a {what}",
-            path.display()
-        );
-    }
-    write_atomic(path, bytes, 0o644)?;
-    Ok(())
-}
-
-/// `rampart trust init`.
-pub fn trust_init(keys: &[PathBuf], threshold: usize, scope: &str, out: &Path) -> Result<()> {
-    valid_scope(scope)?;
-    let root = TrustRoot::new(read_public_keys(keys)?, threshold, scope, 1, unix_now())?;
-    write_new_file(out, &root.envelope.to_bytes(), "trust root")?;
-    print_root(&root);
-    println!(
-        "written to {}; install it on hosts as the trust anchor (e.g. /etc/rampart/trust.json)",
-        out.display()
-    );
-    Ok(())
-}
-
-/// `rampart trust rotate`: the successor of `current`, signed by the given secret keys.
-pub fn trust_rotate(
-    current: &Path,
-    keys: &[PathBuf],
-    threshold: usize,
-    scope: Option<&str>,
-    sign: &[PathBuf],
-    out: &Path,
-) -> Result<()> {
-    let old = TrustRoot::read(current)?;
-    let scope = scope.unwrap_or(&old.scope);
-    valid_scope(scope)?;
-    let mut next = TrustRoot::new(
-        read_public_keys(keys)?,
-        threshold,
-        scope,
-        old.version + 1,
-        unix_now(),
-    )?;
-    for key in read_secret_keys(sign)? {
-        next.envelope.sign(&key)?;
-    }
-    write_new_file(out, &next.envelope.to_bytes(), "trust root")?;
-    print_root(&next);
-    match old.verify_successor(&next) {
-        Ok(()) => println!(
-            "{}: fully signed; install with `rampart trust update --trust {} {}`",
-            out.display(),
-            current.display(),
-            out.display()
-        ),
-        Err(e) => println!(
-            "{}: not yet valid as a successor ({e}); add signatures with `rampart trust cosign \
-             --key KEY.key {}`",
-            out.display(),
-            out.display()
-        ),
-    }
-    Ok(())
-}
+use super::keys::{read_secret_keys, write_new_file};
 
 /// `rampart policy cosign` / `rampart trust cosign`: adds one signature to an envelope.
 pub fn cosign(key: &Path, file: &Path, payload_type: &str) -> Result<()> {
@@ -156,35 +44,6 @@ pub fn cosign(key: &Path, file: &Path, payload_type: &str) -> Result<()> {
         file.display(),
         key.id,
         envelope.signatures.len()
-    );
-    Ok(())
-}
-
-/// `rampart trust update`: replaces the installed root with each successor in turn, each
-/// verified against the one before; the file changes only if all of them verify.
-pub fn trust_update(trust: &Path, successors: &[PathBuf]) -> Result<()> {
-    let mut root = TrustRoot::read(trust)?;
-    for next in successors {
-        let candidate = TrustRoot::read(next)?;
-        root.verify_successor(&candidate)
-            .map_err(|e| e.in_file(next))
-            .context("trust root not updated")?;
-        root = candidate;
-    }
-    write_atomic(trust, &root.envelope.to_bytes(), 0o644)?;
-    print_root(&root);
-    println!("{} updated", trust.display());
-    Ok(())
-}
-
-/// `rampart trust show`.
-pub fn trust_show(trust: &Path) -> Result<()> {
-    let root = TrustRoot::read(trust)?;
-    print_root(&root);
-    println!("created {}", rfc3339(root.created_at));
-    println!(
-        "{} signature(s) on this root",
-        root.envelope.signatures.len()
     );
     Ok(())
 }
@@ -358,27 +217,6 @@ pub struct VerifyOptions {
     pub json: bool,
 }
 
-/// Reads and verifies a bundle file against a trust root (no state).
-pub fn verify_file(
-    bundle: &Path,
-    trust: &TrustRoot,
-    scope: &str,
-    clock_skew: u64,
-    now: u64,
-) -> Result<VerifiedBundle, BundleError> {
-    let bytes = read_capped(bundle, MAX_BUNDLE_BYTES)?;
-    verify(
-        &bytes,
-        &Context {
-            trust,
-            scope,
-            now,
-            clock_skew,
-            agent_version: AGENT_VERSION,
-        },
-    )
-}
-
 /// `rampart policy verify`: Ok when valid (and, with a state directory, not a rollback;
 /// the state then advances); the error carries the exact reason.
 pub fn verify_command(bundle: &Path, opts: &VerifyOptions) -> Result<()> {
@@ -452,4 +290,28 @@ pub fn show_command(bundle: &Path, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `rampart policy push`: exit status says whether the daemon loaded the bundle.
+pub fn push_command(socket: &Path, bundle: &Path) -> Result<()> {
+    let bytes = read_capped(bundle, MAX_BUNDLE_BYTES)?;
+    let request = Request::Push {
+        bundle: control::encode_bundle(&bytes),
+    };
+    match control::call_blocking(socket, &request)? {
+        Response::Loaded { version, digest } => {
+            println!(
+                "{}: loaded, version {version} in force (digest {digest})",
+                bundle.display()
+            );
+            Ok(())
+        }
+        Response::Rejected { code, error } => {
+            bail!(
+                "{}: rejected ({code}): {error}; the policy in force is unchanged",
+                bundle.display()
+            )
+        }
+        other => bail!("unexpected answer: {other:?}"),
+    }
 }

@@ -3,24 +3,71 @@
 //! Invariant: every kernel decision is judged by exactly one complete policy. A slot in use
 //! is never written. The new policies go into free slots (rules first, `loaded` last); then
 //! each governed cgroup is switched with one map update (`GOVERNED[cgroup] = new slot`);
-//! then, after an RCU grace period ([`synchronize`]) guarantees that no decision that read
+//! then, after an RCU grace period ([`PolicyMaps::synchronize`]) guarantees that no decision that read
 //! the old slot is still running, the old slots are emptied. A failure before the switch
 //! changes nothing; a failure during it puts the switched cgroups back.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rampart_common::{MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES};
 use tracing::warn;
 
 use crate::{
-    cgroup::{self, Cgroup},
-    loader::{synchronize, Enforcer, SlotInfo},
-    policy::CompiledPolicy,
+    kernel::{
+        cgroup::Cgroup,
+        enforcer::{self, Enforcer, SlotInfo},
+    },
+    policy::compile::CompiledPolicy,
 };
+
+/// What a policy swap needs of the kernel's maps. [`Enforcer`] is the real one; the unit
+/// tests use an in-memory fake that can be told to fail at any step.
+pub trait PolicyMaps {
+    /// Slots holding a policy (installed and not retired).
+    fn slots_in_use(&self) -> Vec<u32>;
+    /// Entries the installed slots hold in the path, IPv4 and IPv6 tries.
+    fn entries_in_use(&self) -> (usize, usize, usize);
+    /// Writes a policy into an unused slot and marks the slot loaded.
+    fn install(&mut self, slot: u32, info: SlotInfo, policy: &CompiledPolicy) -> Result<()>;
+    /// Attaches the network programs to a cgroup (once).
+    fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()>;
+    /// Points a cgroup (and its descendants) at a slot: one map update.
+    fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()>;
+    /// Ends governance of a cgroup.
+    fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()>;
+    /// Empties a slot no cgroup points at any more.
+    fn retire(&mut self, slot: u32) -> Result<()>;
+    /// Waits until no decision that started before the call is still running.
+    fn synchronize(&mut self) -> Result<()>;
+}
+
+impl PolicyMaps for Enforcer {
+    fn slots_in_use(&self) -> Vec<u32> {
+        Enforcer::slots_in_use(self).collect()
+    }
+    fn entries_in_use(&self) -> (usize, usize, usize) {
+        Enforcer::entries_in_use(self)
+    }
+    fn install(&mut self, slot: u32, info: SlotInfo, policy: &CompiledPolicy) -> Result<()> {
+        Enforcer::install(self, slot, info, policy)
+    }
+    fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()> {
+        Enforcer::attach_network(self, cgroup)
+    }
+    fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()> {
+        Enforcer::govern(self, cgroup, slot)
+    }
+    fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()> {
+        Enforcer::ungovern(self, cgroup)
+    }
+    fn retire(&mut self, slot: u32) -> Result<()> {
+        Enforcer::retire(self, slot)
+    }
+    fn synchronize(&mut self) -> Result<()> {
+        enforcer::synchronize()
+    }
+}
 
 /// How long each step of a policy load took: logged with "policy in force" (and read from
 /// there by `cargo xtask bench`).
@@ -48,6 +95,7 @@ impl LoadTimes {
 }
 
 /// The policies in force: which slot holds each, and which cgroups point at it.
+#[derive(Debug)]
 pub struct Generation {
     pub info: SlotInfo,
     /// Every slot this generation holds.
@@ -106,12 +154,13 @@ impl Generation {
     }
 }
 
-/// Switches the kernel from `current` to `policies` (see the module invariant). Returns the
+/// Switches the kernel from `current` to `policies` (see the module invariant). Each
+/// governed cgroup name is resolved with `resolve` before anything is written. Returns the
 /// new generation, and adds the kernel steps' durations to `times`; on error the kernel
 /// still enforces `current`.
 pub fn switch(
-    enforcer: &mut Enforcer,
-    hierarchy: &Path,
+    enforcer: &mut impl PolicyMaps,
+    resolve: &dyn Fn(&str) -> Result<Cgroup>,
     current: Option<&Generation>,
     policies: Vec<CompiledPolicy>,
     info: SlotInfo,
@@ -122,10 +171,10 @@ pub fn switch(
     let mut cgroups: Vec<(usize, Cgroup)> = Vec::new();
     for (i, p) in policies.iter().enumerate() {
         for name in &p.governs {
-            cgroups.push((i, cgroup::open_in_hierarchy(hierarchy, name)?));
+            cgroups.push((i, resolve(name)?));
         }
     }
-    let in_use: Vec<u32> = enforcer.slots_in_use().collect();
+    let in_use = enforcer.slots_in_use();
     let free: Vec<u32> = (0..MAX_POLICIES)
         .filter(|s| !in_use.contains(s))
         .take(policies.len())
@@ -176,7 +225,7 @@ pub fn switch(
                         "could not restore the previous policy of a cgroup");
                 }
             }
-            synchronize()?;
+            enforcer.synchronize()?;
             retire(enforcer, new.policies.iter().map(|(s, _)| *s));
             return Err(e);
         }
@@ -190,7 +239,7 @@ pub fn switch(
         // In force from here: every decision that starts now reads the new slots.
         let switched = Instant::now();
         times.switch = switched - installed;
-        synchronize()?;
+        enforcer.synchronize()?;
         retire(enforcer, old.slots.iter().copied());
         times.retire = switched.elapsed();
     } else {
@@ -201,7 +250,7 @@ pub fn switch(
 
 /// Refuses, before any kernel write, policies whose entries do not fit the rule tries next
 /// to the policy in force (a swap holds both until the switch is done).
-fn check_capacity(enforcer: &Enforcer, policies: &[CompiledPolicy]) -> Result<()> {
+fn check_capacity(enforcer: &impl PolicyMaps, policies: &[CompiledPolicy]) -> Result<()> {
     let (paths, net4, net6) = enforcer.entries_in_use();
     let need = policies.iter().fold((0, 0, 0), |(p, n4, n6), c| {
         (p + c.paths.len(), n4 + c.net4.len(), n6 + c.net6.len())
@@ -224,10 +273,13 @@ fn check_capacity(enforcer: &Enforcer, policies: &[CompiledPolicy]) -> Result<()
 
 /// Empties slots no cgroup points at; failures leave unreachable entries behind, which is
 /// logged (they cost map space, not correctness).
-fn retire(enforcer: &mut Enforcer, slots: impl Iterator<Item = u32>) {
+fn retire(enforcer: &mut impl PolicyMaps, slots: impl Iterator<Item = u32>) {
     for slot in slots {
         if let Err(e) = enforcer.retire(slot) {
             warn!(slot, error = %format!("{e:#}"), "could not empty a retired policy slot");
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,24 +7,23 @@ use std::{
     time::Instant,
 };
 
-use anyhow::Result;
 use rampart_common::policy_flags;
 
+use super::{config::Fallback, swap::LoadTimes};
 use crate::{
     bundle::{
-        cli as bundle_cli,
+        error::BundleError,
         state::{self, StateDir},
-        unix_now, BundleError, TrustRoot, VerifiedBundle,
+        trust::TrustRoot,
+        verify::{verify_file, VerifiedBundle},
     },
-    config::Fallback,
-    loader::SlotInfo,
+    kernel::enforcer::SlotInfo,
     policy::{
         self,
         compile::CompiledPolicy,
-        source::{EventsSetting, Mode},
-        PolicySource,
+        source::{EventsSetting, Mode, PolicySource},
     },
-    swap::LoadTimes,
+    support::time::{boot_ns, unix_now},
 };
 
 /// Where the policy comes from.
@@ -68,6 +67,7 @@ pub struct Incoming {
 }
 
 /// Why a policy was not loaded: a stable code and the full reason.
+#[derive(Debug)]
 pub struct Refusal {
     pub code: &'static str,
     pub error: anyhow::Error,
@@ -81,12 +81,6 @@ impl Refusal {
     fn bundle(e: BundleError) -> Self {
         Self::new(e.code(), anyhow::anyhow!(e))
     }
-}
-
-/// CLOCK_BOOTTIME now, in nanoseconds (the clock `bpf_ktime_get_boot_ns` reads).
-fn boot_ns() -> Result<u64> {
-    crate::lineage::writer::clock_ns(libc::CLOCK_BOOTTIME)
-        .map_err(|e| anyhow::anyhow!("clock_gettime(CLOCK_BOOTTIME) failed: {e}"))
 }
 
 /// Most bundle files a directory scan verifies.
@@ -123,7 +117,7 @@ pub fn prepare(
             // One bundle: all checks, including anti-rollback (the same bundle again, as
             // on a reload that re-pins identities, passes).
             let check = |path: &Path| -> Result<VerifiedBundle, Refusal> {
-                let v = bundle_cli::verify_file(path, &trust, &scope, src.clock_skew, now)
+                let v = verify_file(path, &trust, &scope, src.clock_skew, now)
                     .map_err(Refusal::bundle)?;
                 state::check(state.load().map_err(Refusal::bundle)?.as_ref(), &v)
                     .map_err(Refusal::bundle)?;
@@ -160,7 +154,12 @@ pub fn prepare(
             }
             let left = verified.payload.expires_at.saturating_sub(now);
             let expires_boot_ns = boot_ns()
-                .map_err(|e| Refusal::new("clock", e))?
+                .map_err(|e| {
+                    Refusal::new(
+                        "clock",
+                        anyhow::anyhow!("clock_gettime(CLOCK_BOOTTIME) failed: {e}"),
+                    )
+                })?
                 .saturating_add(left.saturating_mul(1_000_000_000));
             Ok(Incoming {
                 policies,
@@ -258,43 +257,5 @@ pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
     }
 }
 
-/// Watches a bundle directory (inotify): reports when a file in it is created, written,
-/// renamed or removed.
-pub struct DirWatch {
-    _watcher: Option<notify::RecommendedWatcher>,
-    rx: tokio::sync::mpsc::UnboundedReceiver<()>,
-}
-
-impl DirWatch {
-    /// Watches `dir` (`None`: a watch that never fires).
-    pub fn new(dir: Option<&Path>) -> Result<Self> {
-        use notify::{EventKind, RecursiveMode, Watcher};
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let Some(dir) = dir else {
-            return Ok(Self { _watcher: None, rx });
-        };
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(e) = event {
-                    if !matches!(e.kind, EventKind::Access(_)) {
-                        let _ = tx.send(());
-                    }
-                }
-            })
-            .map_err(|e| anyhow::anyhow!("starting inotify: {e}"))?;
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| anyhow::anyhow!("watching {}: {e}", dir.display()))?;
-        Ok(Self {
-            _watcher: Some(watcher),
-            rx,
-        })
-    }
-
-    /// The next change (cancel-safe: a change is never lost when the wait is dropped).
-    pub async fn changed(&mut self) {
-        if self.rx.recv().await.is_none() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -4,55 +4,18 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rampart_common::{Action, Decision, Event, Reason, EVENT_PATH_BYTES, NO_RULE};
-use serde::Serialize;
 use thiserror::Error;
 
-use crate::policy::{compile::access_names, explain};
+use crate::{
+    lineage::decision::DecisionRecord,
+    policy::{compile::access_names, explain},
+};
 
 /// Why ring-buffer bytes were not an event.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EventError {
     #[error("event record is {0} bytes, expected {expected}", expected = std::mem::size_of::<Event>())]
     BadSize(usize),
-}
-
-/// A decision, in the form the agent emits (and the lineage will record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DecisionRecord {
-    pub ktime_ns: u64,
-    pub pid: u32,
-    pub tid: u32,
-    pub uid: u32,
-    pub comm: String,
-    pub cgroup_id: u64,
-    pub action: &'static str,
-    pub decision: &'static str,
-    pub reason: &'static str,
-    /// `None` for a default deny.
-    pub rule_id: Option<u32>,
-    /// The policy slot that decided, and its version.
-    pub policy_id: u32,
-    pub policy_version: u64,
-    /// Set by the agent from its loaded policies: the policy name and the rule's field.
-    pub policy: Option<String>,
-    pub rule: Option<String>,
-    /// The requested access of a file action (`read,write`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access: Option<String>,
-    /// The path the kernel resolved (file actions), cut to the event's buffer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Whether `path` holds only the first bytes of a longer path.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub path_truncated: bool,
-    /// Kernel-encoded device and inode of the target file (file actions).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file_dev: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file_ino: Option<u64>,
-    /// `ADDR:PORT/PROTO` (network actions).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
 }
 
 fn action_of(raw: u32) -> Option<Action> {
@@ -130,6 +93,19 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
         file_ino: is_file.then_some(e.file.ino),
         endpoint: endpoint(&e),
     })
+}
+
+/// The event ring, registered with the tokio reactor so the daemon wakes when the kernel
+/// writes an event.
+pub type EventRing = tokio::io::unix::AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>;
+
+/// Registers the ring buffer taken from the enforcer for readiness polling.
+pub fn watch_ring(ring: aya::maps::RingBuf<aya::maps::MapData>) -> std::io::Result<EventRing> {
+    // SAFETY: the RingBuf owns its map's file descriptor (an OwnedFd inside MapData) for as
+    // long as it lives, and as_raw_fd() always returns that same descriptor; the AsyncFd
+    // owns the RingBuf, so the descriptor outlives the registration.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]

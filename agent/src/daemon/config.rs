@@ -10,8 +10,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-/// The default location.
-pub const DEFAULT_PATH: &str = "/etc/rampart/rampart.toml";
+use super::defaults;
+
 /// Configuration files are small.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -103,25 +103,25 @@ impl Default for DaemonConfig {
 }
 
 fn default_state_dir() -> PathBuf {
-    "/var/lib/rampart".into()
+    defaults::STATE_DIR.into()
 }
 fn default_skew() -> Duration {
-    Duration::from_secs(300)
+    defaults::CLOCK_SKEW
 }
 fn default_checkpoint_every() -> u64 {
-    10_000
+    defaults::CHECKPOINT_EVERY
 }
 fn default_checkpoint_interval() -> Duration {
-    Duration::from_secs(10)
+    defaults::CHECKPOINT_INTERVAL
 }
 fn default_segment_bytes() -> u64 {
-    64 * 1024 * 1024
+    defaults::SEGMENT_BYTES
 }
 fn default_pin_dir() -> PathBuf {
-    "/sys/fs/bpf/rampart".into()
+    defaults::PIN_DIR.into()
 }
-pub fn default_socket() -> PathBuf {
-    "/run/rampart/control.sock".into()
+fn default_socket() -> PathBuf {
+    defaults::CONTROL_SOCKET.into()
 }
 
 /// Durations as humantime strings ("5m", "10s").
@@ -150,7 +150,7 @@ impl Config {
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = crate::bundle::read_capped(path, MAX_CONFIG_BYTES).map_err(|e| {
+        let bytes = crate::support::files::read_capped(path, MAX_CONFIG_BYTES).map_err(|e| {
             anyhow::anyhow!("{e}; create it (see docs/configuration.md) or pass --config")
         })?;
         let text = String::from_utf8(bytes)
@@ -169,7 +169,7 @@ impl Config {
             }
         }
         if let Some(scope) = &p.scope {
-            crate::bundle::valid_scope(scope).context("policy.scope")?;
+            crate::bundle::scope::valid_scope(scope).context("policy.scope")?;
         }
         if let Some(l) = &self.lineage {
             if l.checkpoint_every == 0 {
@@ -220,7 +220,8 @@ checkpoint_interval = "30s"
 
     #[test]
     fn the_packaged_configuration_parses() {
-        let c = Config::parse("rampart.toml", include_str!("../packaging/rampart.toml")).unwrap();
+        let c =
+            Config::parse("rampart.toml", include_str!("../../packaging/rampart.toml")).unwrap();
         assert_eq!(c.policy.governs, vec!["/rampart.slice".to_owned()]);
         assert!(c.lineage.is_some());
     }

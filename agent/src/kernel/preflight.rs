@@ -4,6 +4,8 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
+use super::{cgroup, enforcer, sys};
+
 const LSM_LIST: &str = "/sys/kernel/security/lsm";
 const BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -43,14 +45,13 @@ pub fn check_kernel() -> Result<()> {
 /// cgroup network programs need no BPF-LSM): not root, no embedded eBPF object, or no
 /// cgroup v2. `None` when it can.
 pub fn native_unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !sys::is_root() {
         return Some("needs root to load eBPF programs and create cgroups".into());
     }
-    if !crate::loader::has_embedded_object() {
+    if !enforcer::has_embedded_object() {
         return Some("the agent was built without its eBPF object (cargo xtask build-ebpf)".into());
     }
-    if let Err(e) = crate::cgroup::hierarchy_root() {
+    if let Err(e) = cgroup::hierarchy_root() {
         return Some(format!("no cgroup v2 hierarchy: {e:#}"));
     }
     None

@@ -1,0 +1,12 @@
+//! The `rampart` command line: one module per subcommand, each with its `clap` arguments
+//! and a `run`. They print and exit; everything else is the library's.
+
+pub mod bundle;
+pub mod keygen;
+pub mod keys;
+pub mod lineage;
+pub mod policy;
+pub mod release;
+pub mod run;
+pub mod status;
+pub mod trust;

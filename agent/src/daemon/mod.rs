@@ -1,0 +1,534 @@
+//! `rampart run`: load, govern, enforce until told to stop.
+//!
+//! [`Daemon`] holds the enforcer, the recorder and the policy in force, with one method
+//! per input the run loop waits on: a ring batch, the tick, SIGHUP, a bundle directory
+//! change, a control request, the expiry of the bundle in force. [`run`] is only the loop.
+
+pub mod config;
+pub mod control;
+pub mod defaults;
+pub mod in_force;
+pub mod intake;
+pub mod recorder;
+pub mod run_config;
+pub mod swap;
+pub mod watch;
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use tracing::{error, info, warn};
+
+use self::{
+    control::{Request, Response},
+    in_force::InForce,
+    intake::{no_policy, prepare, BundleLocation, BundleSource, Incoming, PolicyOrigin, Refusal},
+    recorder::{drain, Recorder},
+    run_config::RunConfig,
+    swap::Generation,
+    watch::DirWatch,
+};
+use crate::{
+    kernel::{
+        btf::Btf,
+        cgroup,
+        enforcer::Enforcer,
+        events::{self, EventRing},
+        layout, preflight,
+    },
+    support::time::{rfc3339, unix_now},
+};
+
+/// Bundle files already refused (path, size, mtime): refused once, not at every reload.
+type Reported = HashSet<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The running enforcer and everything it answers for.
+pub struct Daemon {
+    config: RunConfig,
+    enforcer: Enforcer,
+    recorder: Recorder,
+    /// The cgroup v2 mount governed cgroup names are relative to.
+    hierarchy: PathBuf,
+    in_force: Option<InForce>,
+    reported: Reported,
+    /// Set once a release was carried out: the loop ends.
+    released: bool,
+}
+
+impl Daemon {
+    /// Checks the kernel, verifies and compiles the policy (a bad one changes nothing),
+    /// loads the programs (adopting what an earlier agent pinned) and puts the policy in
+    /// force. Returns the daemon and the event ring it must drain.
+    pub fn start(config: RunConfig) -> Result<(Self, EventRing)> {
+        preflight::check_kernel()?;
+        let raw = Btf::from_sys_fs().context("reading /sys/kernel/btf/vmlinux")?;
+        let btf = Btf::parse(&raw).context("parsing the kernel's BTF")?;
+        let layout = layout::resolve(&btf).context(
+            "this kernel's struct layout is not one Rampart can read; please report the kernel \
+             version",
+        )?;
+        let hierarchy = cgroup::hierarchy_root()?;
+        let mut recorder = Recorder::open(config.lineage.as_ref(), 0)?;
+
+        // Verify and compile before touching the kernel: a bad policy changes nothing.
+        let mut reported = Reported::new();
+        let incoming = match intake(&config, &mut recorder, &mut reported) {
+            Ok(i) => i,
+            Err(r) => match &config.no_policy {
+                Some((cgroups, fallback)) => {
+                    log_refusal(&r, None, &mut recorder);
+                    warn!(fallback = ?fallback, cgroups = %cgroups.join(","),
+                        "no valid policy: the configured cgroups fall back to policy.on_no_policy");
+                    no_policy(cgroups, *fallback)
+                }
+                None => {
+                    recorder.policy_refused(r.code, &format!("{:#}", r.error));
+                    recorder.close("no valid policy at start");
+                    return Err(r.error.context(format!("policy refused ({})", r.code)));
+                }
+            },
+        };
+        let mut enforcer = match &config.pin_dir {
+            Some(dir) => Enforcer::load_pinned(&layout, dir)?,
+            None => Enforcer::load(&layout)?,
+        };
+        // What an earlier agent left pinned stays in force until the switch below replaces it.
+        let adopted = if enforcer.pinned() {
+            Generation::adopt(&mut enforcer)?.map(|g| {
+                info!(
+                    version = g.info.version,
+                    slots = g.slots.len(),
+                    governed = g.governed.len(),
+                    "adopting the policy an earlier agent left pinned"
+                );
+                InForce::adopted(g)
+            })
+        } else {
+            None
+        };
+        recorder.start_drops(adopted.is_some(), enforcer.event_drops()?);
+        let mut daemon = Self {
+            config,
+            enforcer,
+            recorder,
+            hierarchy,
+            in_force: adopted,
+            reported,
+            released: false,
+        };
+        if let Err(r) = daemon.load(incoming) {
+            daemon
+                .recorder
+                .policy_refused(r.code, &format!("{:#}", r.error));
+            daemon.recorder.close("policy not loaded at start");
+            return Err(r.error.context(format!("policy not loaded ({})", r.code)));
+        }
+        let retired = daemon.enforcer.retire_previous_links()?;
+        if let Some(f) = &daemon.in_force {
+            info!(
+                governed = f.current.governed.len(),
+                policies = f.current.policies.len(),
+                pinned = daemon.enforcer.pinned(),
+                earlier_links_detached = retired,
+                "enforcing"
+            );
+        }
+        let ring =
+            events::watch_ring(daemon.enforcer.take_events()?).context("polling the event ring")?;
+        Ok((daemon, ring))
+    }
+
+    /// The kernel wrote events: record them all.
+    pub fn on_ring(&mut self, ring: &mut RingBuf<MapData>) {
+        let generations = in_force::generations(self.in_force.as_ref());
+        drain(ring, &generations, &mut self.recorder);
+    }
+
+    /// Every 100 ms: the kernel's drop counter, and lineage durability.
+    pub fn on_tick(&mut self) -> Result<()> {
+        self.recorder.drops(self.enforcer.event_drops()?);
+        self.recorder.tick();
+        Ok(())
+    }
+
+    /// SIGHUP: re-read the configuration, then re-verify, recompile and re-pin the policy.
+    pub fn on_hangup(&mut self, ring: &mut RingBuf<MapData>) {
+        info!("SIGHUP received: re-reading the configuration, reloading the policy (and re-pinning programs)");
+        if let Err(e) = self.config.reread() {
+            error!(error = %format!("{e:#}"), "configuration not reloaded; the previous one stays");
+            self.recorder
+                .policy_refused("config-invalid", &format!("{e:#}"));
+        }
+        // Events of the generation about to be retired are annotated first.
+        self.on_ring(ring);
+        self.reload(true);
+    }
+
+    /// The bundle directory changed (and settled): load a newer valid bundle, if any.
+    pub fn on_bundle_change(&mut self, ring: &mut RingBuf<MapData>) {
+        self.on_ring(ring);
+        self.reload(false);
+    }
+
+    /// The bundle in force expired: the kernel now fails closed on its own.
+    pub fn on_expiry(&mut self) {
+        warn!(
+            "the bundle in force has expired: governed cgroups now fail closed (reason \
+             policy-expired) until a newer bundle is loaded"
+        );
+        if let Some(f) = self.in_force.as_mut() {
+            f.expires_at = None;
+        }
+    }
+
+    /// A request on the control socket.
+    pub fn on_control(&mut self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(Box::new(self.status())),
+            Request::Push { bundle } => self.push(&bundle),
+            Request::Release => self.release(),
+        }
+    }
+
+    /// Whether a release ended enforcement (the loop then stops).
+    pub fn released(&self) -> bool {
+        self.released
+    }
+
+    /// When the bundle in force expires (Unix seconds), if it does.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.in_force.as_ref().and_then(|f| f.expires_at)
+    }
+
+    /// Records what is still owed and logs the final counters. Enforcement stays pinned
+    /// unless released (or never pinned).
+    pub fn stop(mut self, ring: &mut RingBuf<MapData>) -> Result<()> {
+        // Events written between the last wake-up and the signal are still owed.
+        self.on_ring(ring);
+        self.recorder.drops(self.enforcer.event_drops()?);
+        self.recorder.close(if self.released {
+            "released"
+        } else {
+            "SIGTERM or SIGINT"
+        });
+        let decisions = self.enforcer.decisions()?;
+        let fields: Vec<String> = decisions
+            .iter()
+            .map(|(r, n)| format!("{}={n}", r.name()))
+            .collect();
+        let drops = self.enforcer.event_drops()?;
+        match &self.config.pin_dir {
+            Some(_) if self.released => info!(decisions = %fields.join(","), event_drops = drops,
+                "stopping after the release; nothing is enforced"),
+            Some(dir) => info!(decisions = %fields.join(","), event_drops = drops,
+                pin_dir = %dir.display(),
+                "stopping; enforcement stays pinned (`rampart release` removes it)"),
+            None => info!(decisions = %fields.join(","), event_drops = drops,
+                "stopping; enforcement ends with this process"),
+        }
+        Ok(())
+    }
+
+    /// Loads `incoming` over what is in force; on success records the bundle in the
+    /// anti-rollback state and the change in the lineage. On error the policy in force is
+    /// unchanged.
+    fn load(&mut self, incoming: Incoming) -> Result<(), Refusal> {
+        let resolve = |name: &str| cgroup::open_in_hierarchy(&self.hierarchy, name);
+        let previous = self.in_force.take();
+        let (next, result) = in_force::apply(
+            &mut self.enforcer,
+            &mut self.recorder,
+            &resolve,
+            previous,
+            incoming,
+        );
+        self.in_force = next;
+        result
+    }
+
+    /// Verifies, compiles and swaps in the configured policy; a refusal keeps the one in
+    /// force. Unless `force`, the bundle already in force is not loaded again.
+    fn reload(&mut self, force: bool) {
+        match intake(&self.config, &mut self.recorder, &mut self.reported) {
+            Ok(incoming) => {
+                let digest = incoming.bundle.as_ref().map(|(v, _)| v.digest.as_str());
+                let current = self.in_force.as_ref().and_then(|f| f.digest.as_deref());
+                if !force && digest.is_some() && digest == current {
+                    return;
+                }
+                if let Err(r) = self.load(incoming) {
+                    log_refusal(&r, self.in_force.as_ref(), &mut self.recorder);
+                }
+            }
+            Err(r) => log_refusal(&r, self.in_force.as_ref(), &mut self.recorder),
+        }
+    }
+
+    /// What `rampart status` shows.
+    fn status(&self) -> serde_json::Value {
+        let decisions: serde_json::Map<String, serde_json::Value> = self
+            .enforcer
+            .decisions()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(r, n)| (r.name().to_owned(), n.into()))
+            .collect();
+        let in_force = self.in_force.as_ref();
+        let current = in_force.map(|f| &f.current);
+        serde_json::json!({
+            "version": current.map(|g| g.info.version),
+            "digest": in_force.and_then(|f| f.digest.clone()),
+            "scope": in_force.and_then(|f| f.scope.clone()),
+            "expires": in_force.and_then(|f| f.expires_at).map(rfc3339),
+            "signers": in_force.map(|f| f.signers.clone()).unwrap_or_default(),
+            "policies": current.map(|g| g.policies.iter().map(|(_, p)| p.name.clone()).collect::<Vec<_>>()),
+            "governed": current.map(|g| g.governed.iter().map(|(_, c)| c.path.display().to_string()).collect::<Vec<_>>()),
+            "pinned": self.enforcer.pinned(),
+            "pin_dir": self.config.pin_dir.as_ref().map(|d| d.display().to_string()),
+            "decisions": decisions,
+            "event_drops": self.enforcer.event_drops().ok(),
+            "lineage": self.recorder.lineage_status(),
+        })
+    }
+
+    /// `rampart policy push`: verifies the bundle exactly as one from the bundle directory,
+    /// loads it if it is valid and newer, and keeps it in the directory.
+    fn push(&mut self, b64: &str) -> Response {
+        let rejected = |code: &str, error: String| Response::Rejected {
+            code: code.into(),
+            error,
+        };
+        let PolicyOrigin::Bundle(src) = &self.config.origin else {
+            return rejected(
+                "no-bundle-dir",
+                "this daemon loads local policy files".into(),
+            );
+        };
+        let BundleLocation::Dir(dir) = &src.location else {
+            return rejected(
+                "no-bundle-dir",
+                "this daemon was started on one bundle file; run it with --config to accept \
+                 pushes"
+                    .into(),
+            );
+        };
+        let dir = dir.clone();
+        let bytes = match control::decode_bundle(b64) {
+            Ok(b) => b,
+            Err(e) => return rejected("malformed-envelope", format!("{e:#}")),
+        };
+        let tmp = dir.join(format!(".push-{}.tmp", std::process::id()));
+        if let Err(e) = std::fs::write(&tmp, &bytes) {
+            return rejected("io", format!("writing {}: {e}", tmp.display()));
+        }
+        let origin = PolicyOrigin::Bundle(BundleSource {
+            location: BundleLocation::File(tmp.clone()),
+            ..src.clone()
+        });
+        let extra_flags = self.config.extra_flags();
+        let result = prepare(&origin, extra_flags, &mut Vec::new()).and_then(|incoming| {
+            let version = incoming.info.version;
+            let digest = incoming
+                .bundle
+                .as_ref()
+                .map(|(v, _)| v.digest.clone())
+                .unwrap_or_default();
+            if self.in_force.as_ref().and_then(|f| f.digest.as_deref()) == Some(digest.as_str()) {
+                return Err(Refusal::new(
+                    "already-in-force",
+                    anyhow::anyhow!("version {version} is already in force"),
+                ));
+            }
+            self.load(incoming).map(|()| (version, digest))
+        });
+        match result {
+            Ok((version, digest)) => {
+                let kept = dir.join(format!("pushed-v{version}.rpb"));
+                if let Err(e) = std::fs::rename(&tmp, &kept) {
+                    warn!(error = %e, "the pushed bundle is in force but could not be kept in the bundle directory");
+                }
+                Response::Loaded { version, digest }
+            }
+            Err(r) => {
+                let _ = std::fs::remove_file(&tmp);
+                log_refusal(&r, self.in_force.as_ref(), &mut self.recorder);
+                rejected(r.code, format!("{:#}", r.error))
+            }
+        }
+    }
+
+    /// Break-glass through the daemon: recorded, everything detached, then the loop ends.
+    fn release(&mut self) -> Response {
+        let Some(dir) = self.config.pin_dir.clone() else {
+            return Response::Error {
+                error: "this daemon is not pinned: stopping it ends enforcement".into(),
+            };
+        };
+        match crate::kernel::pins::release(&dir) {
+            Ok((links, maps)) => {
+                warn!(pin_dir = %dir.display(), links, maps,
+                    "released (break-glass): nothing is enforced");
+                self.recorder
+                    .release(&dir.display().to_string(), links as u64, maps as u64);
+                self.released = true;
+                Response::Released {
+                    links: links as u64,
+                    maps: maps as u64,
+                }
+            }
+            Err(e) => Response::Error {
+                error: format!("{e:#}"),
+            },
+        }
+    }
+}
+
+/// Verifies and compiles the configured policy; bundles of a directory that were refused
+/// are logged and recorded once each.
+fn intake(
+    config: &RunConfig,
+    recorder: &mut Recorder,
+    reported: &mut Reported,
+) -> Result<Incoming, Refusal> {
+    let mut skipped = Vec::new();
+    let result = prepare(&config.origin, config.extra_flags(), &mut skipped);
+    for (path, r) in skipped {
+        let meta = std::fs::metadata(&path).ok();
+        let key = (
+            path.clone(),
+            meta.as_ref().map_or(0, |m| m.len()),
+            meta.and_then(|m| m.modified().ok()),
+        );
+        if reported.insert(key) {
+            let error = format!("{}: {:#}", path.display(), r.error);
+            warn!(code = r.code, error = %error, "bundle refused; not loaded");
+            recorder.policy_refused(r.code, &error);
+        }
+    }
+    result
+}
+
+/// Logs and records a refused policy: the old one stays in force.
+fn log_refusal(r: &Refusal, in_force: Option<&InForce>, recorder: &mut Recorder) {
+    recorder.policy_refused(r.code, &format!("{:#}", r.error));
+    error!(
+        code = r.code,
+        error = %format!("{:#}", r.error),
+        keeping_version = in_force.map(|f| f.current.info.version),
+        "policy refused; the policy in force is unchanged"
+    );
+}
+
+/// Runs the enforcer until SIGINT or SIGTERM (or a release through the control socket);
+/// SIGHUP reloads the policy (a bundle that fails any check changes nothing).
+pub async fn run(config: RunConfig) -> Result<()> {
+    let (mut daemon, mut ring) = Daemon::start(config)?;
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "could not notify the service manager of readiness");
+    }
+    let stop = wait_for_stop();
+    tokio::pin!(stop);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let mut dir_watch = DirWatch::new(daemon.config.bundle_dir())?;
+    let control = match &daemon.config.control_socket {
+        Some(path) => Some(control::bind(path)?),
+        None => None,
+    };
+    let mut reload_at: Option<tokio::time::Instant> = None;
+    // Lineage durability (at least every 100 ms) and the kernel's drop counter.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let expiry = expiry_timer(daemon.expires_at());
+        tokio::select! {
+            stopped = &mut stop => { stopped?; break; }
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting for kernel events")?;
+                daemon.on_ring(guard.get_inner_mut());
+                guard.clear_ready();
+            }
+            _ = tick.tick() => daemon.on_tick()?,
+            _ = hup.recv() => daemon.on_hangup(ring.get_mut()),
+            conn = accept(control.as_ref()) => {
+                // A failed accept (e.g. out of descriptors) must not stop the enforcer.
+                let mut stream = match conn {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "control socket accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                daemon.on_ring(ring.get_mut());
+                let response = match control::read_request(&mut stream).await {
+                    Err(e) => Response::Error { error: format!("{e:#}") },
+                    Ok(request) => daemon.on_control(request),
+                };
+                if let Err(e) = control::write_response(&mut stream, &response).await {
+                    warn!(error = %format!("{e:#}"), "cannot answer on the control socket");
+                }
+                if daemon.released() {
+                    break;
+                }
+            }
+            _ = dir_watch.changed() => {
+                // Let a burst of changes (a copy, several files) settle into one reload.
+                reload_at = Some(tokio::time::Instant::now() + Duration::from_millis(100));
+            }
+            _ = deadline(reload_at) => {
+                reload_at = None;
+                daemon.on_bundle_change(ring.get_mut());
+            }
+            _ = expiry => daemon.on_expiry(),
+        }
+    }
+    daemon.stop(ring.get_mut())
+}
+
+/// The next connection on the control socket (never, without one).
+async fn accept(listener: Option<&tokio::net::UnixListener>) -> Result<tokio::net::UnixStream> {
+    match listener {
+        Some(l) => Ok(l
+            .accept()
+            .await
+            .context("accepting on the control socket")?
+            .0),
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes at `at` (never, without one).
+async fn deadline(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the bundle in force expires (never, without an expiry).
+async fn expiry_timer(expires_at: Option<u64>) {
+    match expires_at {
+        Some(t) => {
+            let left = t.saturating_sub(unix_now());
+            tokio::time::sleep(Duration::from_secs(left)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_for_stop() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}

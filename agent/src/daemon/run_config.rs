@@ -1,0 +1,114 @@
+//! What `rampart run` enforces: built once, from the configuration file or from the flags,
+//! and re-read from the file on SIGHUP.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use tracing::warn;
+
+use super::{
+    config::{Config, Fallback},
+    intake::{BundleLocation, BundleSource, PolicyOrigin},
+    recorder::LineageSettings,
+};
+
+/// What `rampart run` enforces.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub origin: PolicyOrigin,
+    /// Where the lineage goes (none: decisions only on stdout).
+    pub lineage: Option<LineageSettings>,
+    /// When the bundle in force expires: audit (allow and record) instead of deny.
+    pub audit_when_expired: bool,
+    /// Where programs, links and maps are pinned (None: enforcement ends with the agent).
+    pub pin_dir: Option<PathBuf>,
+    /// With no valid policy at start: these cgroups fall back to deny-all or audit
+    /// (None: the agent refuses to start).
+    pub no_policy: Option<(Vec<String>, Fallback)>,
+    /// The control socket (`policy push`, `status`), if any.
+    pub control_socket: Option<PathBuf>,
+    /// The configuration file this came from (re-read on SIGHUP).
+    pub config_file: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// The configuration file at `path`, as the daemon enforces it.
+    pub fn from_file(path: PathBuf) -> Result<Self> {
+        let config = Config::read(&path)?;
+        Ok(Self {
+            config_file: Some(path),
+            ..Self::from(config)
+        })
+    }
+
+    /// Policy flags the host configuration adds to every slot it loads.
+    pub fn extra_flags(&self) -> u32 {
+        if self.audit_when_expired {
+            rampart_common::policy_flags::EXPIRED_AUDIT
+        } else {
+            0
+        }
+    }
+
+    /// The bundle directory to watch, if the policy comes from one.
+    pub fn bundle_dir(&self) -> Option<&std::path::Path> {
+        match &self.origin {
+            PolicyOrigin::Bundle(BundleSource {
+                location: BundleLocation::Dir(dir),
+                ..
+            }) => Some(dir.as_path()),
+            _ => None,
+        }
+    }
+
+    /// Re-reads the configuration file: the policy settings take effect now; the lineage,
+    /// pin directory and control socket are fixed for the process (a change is logged).
+    pub fn reread(&mut self) -> Result<()> {
+        let Some(path) = self.config_file.clone() else {
+            return Ok(());
+        };
+        let next = Self::from_file(path)?;
+        if next.lineage != self.lineage
+            || next.pin_dir != self.pin_dir
+            || next.control_socket != self.control_socket
+        {
+            warn!("[lineage] and [daemon] changes take effect at the next restart");
+        }
+        self.origin = next.origin;
+        self.no_policy = next.no_policy;
+        self.audit_when_expired = next.audit_when_expired;
+        Ok(())
+    }
+}
+
+impl From<Config> for RunConfig {
+    fn from(c: Config) -> Self {
+        let Config {
+            policy: p,
+            lineage,
+            daemon,
+        } = c;
+        Self {
+            origin: PolicyOrigin::Bundle(BundleSource {
+                location: BundleLocation::Dir(p.bundle_dir),
+                trust: p.trust,
+                state: p.state_dir,
+                scope: p.scope,
+                clock_skew: p.clock_skew.as_secs(),
+                allowed: Some(p.governs.clone()),
+            }),
+            lineage: lineage.map(|l| LineageSettings {
+                dir: l.dir,
+                host_key: l.host_key,
+                checkpoint_every: l.checkpoint_every,
+                checkpoint_interval: l.checkpoint_interval,
+                segment_bytes: l.segment_bytes,
+            }),
+            audit_when_expired: p.on_expiry == Fallback::Audit,
+            pin_dir: Some(daemon.pin_dir),
+            no_policy: Some((p.governs, p.on_no_policy)),
+            control_socket: Some(daemon.control_socket),
+            config_file: None,
+        }
+    }
+}

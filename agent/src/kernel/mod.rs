@@ -1,0 +1,13 @@
+//! Everything that touches the running kernel: its BTF and struct layout, the enforcer (the
+//! loaded programs, their maps and pins), cgroups, file identities, preflight checks, the
+//! decoding of ring-buffer events, and [`sys`], the only module that calls libc.
+
+pub mod btf;
+pub mod cgroup;
+pub mod enforcer;
+pub mod events;
+pub mod file_id;
+pub mod layout;
+pub mod pins;
+pub mod preflight;
+pub mod sys;

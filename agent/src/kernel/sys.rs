@@ -1,0 +1,96 @@
+//! Every libc call the agent makes, each behind a safe function. As in aya's `sys` module,
+//! nothing outside this file calls into libc, so the unsafe surface is one page to audit.
+
+use std::{ffi::CString, io, path::Path};
+
+/// The clocks the agent reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall clock (can jump).
+    Realtime,
+    /// Monotonic, stops during suspend: the clock of `bpf_ktime_get_ns` in kernel events.
+    Monotonic,
+    /// Monotonic including suspend: the clock of `bpf_ktime_get_boot_ns` (policy expiry).
+    Boottime,
+}
+
+/// `clock_gettime(clock)` in nanoseconds.
+pub fn clock_ns(clock: Clock) -> io::Result<u64> {
+    let id = match clock {
+        Clock::Realtime => libc::CLOCK_REALTIME,
+        Clock::Monotonic => libc::CLOCK_MONOTONIC,
+        Clock::Boottime => libc::CLOCK_BOOTTIME,
+    };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
+    if unsafe { libc::clock_gettime(id, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The filesystem type (`statfs.f_type`) of the filesystem holding `path`.
+pub fn fs_type(path: &Path) -> io::Result<i64> {
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut buf = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: c_path is a valid NUL-terminated string and buf is a properly sized out-pointer.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), buf.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statfs returned 0, so it filled buf.
+    let st = unsafe { buf.assume_init() };
+    // f_type is i64 on glibc and u64 on musl (the guest build): compare as i64 on both.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
+}
+
+/// Whether this process runs with effective uid 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `membarrier(MEMBARRIER_CMD_GLOBAL)`: returns once every CPU has passed through a
+/// quiescent state, which includes an RCU grace period (`synchronize_rcu`).
+pub fn membarrier_global() -> io::Result<()> {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_GLOBAL,
+            0 as libc::c_long,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_read_and_boottime_is_not_behind_monotonic() {
+        let mono = clock_ns(Clock::Monotonic).expect("CLOCK_MONOTONIC");
+        let boot = clock_ns(Clock::Boottime).expect("CLOCK_BOOTTIME");
+        assert!(boot >= mono, "boottime {boot} < monotonic {mono}");
+        assert!(clock_ns(Clock::Realtime).expect("CLOCK_REALTIME") > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn fs_type_refuses_a_nul_and_reads_root() {
+        assert_eq!(
+            fs_type(Path::new("a\0b")).map_err(|e| e.kind()),
+            Err(io::ErrorKind::InvalidInput)
+        );
+        assert!(fs_type(Path::new("/")).is_ok());
+    }
+}

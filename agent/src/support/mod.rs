@@ -1,0 +1,4 @@
+//! Small helpers every layer shares: durable, size-capped files and clocks.
+
+pub mod files;
+pub mod time;
