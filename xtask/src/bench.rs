@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{ebpf, vm, workspace_root};
+use crate::{ebpf, vm, workspace::workspace_root};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {

@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context, Result};
 
-use crate::{prereq, run::run_cmd, workspace_root};
+use crate::{prereq, run::run_cmd, workspace::workspace_root};
 
 pub const TARGET: &str = "bpfel-unknown-none";
 

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::{prereq, workspace_root};
+use crate::{prereq, workspace::workspace_root};
 
 /// The fuzz targets, each with a seed corpus in agent/fuzz/seeds/TARGET.
 pub const TARGETS: &[&str] = &["bundle_parsers"];

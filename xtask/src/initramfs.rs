@@ -40,7 +40,7 @@ pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     // The example policies, so a scenario can load each into the kernel.
     let mut examples: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(crate::workspace_root().join("policies"))? {
+    for entry in std::fs::read_dir(crate::workspace::workspace_root().join("policies"))? {
         let path = entry?.path();
         if path.extension().is_some_and(|x| x == "yaml") {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());

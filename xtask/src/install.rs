@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{ebpf, prereq, run::run_cmd, workspace_root};
+use crate::{ebpf, prereq, run::run_cmd, workspace::workspace_root};
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {

@@ -11,9 +11,9 @@ mod prereq;
 mod progress;
 mod run;
 mod vm;
+mod workspace;
 
 use std::{
-    path::{Path, PathBuf},
     process::{Command, ExitCode},
     time::Instant,
 };
@@ -21,7 +21,7 @@ use std::{
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
-use crate::run::run_cmd;
+use crate::{run::run_cmd, workspace::workspace_root};
 
 /// Build, test and VM automation for Rampart.
 #[derive(Debug, Parser)]
@@ -65,14 +65,6 @@ enum Cmd {
     /// Build and install the agent (with its kernel programs), the systemd unit, a default
     /// configuration (an existing one is kept) and the directories.
     Install(install::InstallArgs),
-}
-
-/// The workspace root (the parent of xtask/).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -15,7 +15,7 @@ use rampart_vm_tests::protocol::{
     Outcome, ScenarioResult, BENCH, DEMO_END, DEMO_FILE, DEMO_SAY, END, PLAN, RESULT,
 };
 
-use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace_root};
+use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace::workspace_root};
 
 /// A kernel in the test matrix: a short name, how to find its Debian package today, and the
 /// LSMs it boots with.

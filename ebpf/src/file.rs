@@ -1,0 +1,89 @@
+//! File opens (`lsm/file_open`), and the file judgement shared with exec and executable
+//! mappings: governance, the access asked for, identity, path rule, decision.
+
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use rampart_common::{access, Action, MapExecKey, Reason, NO_RULE};
+
+use crate::{
+    decision::{conclude, lsm_verdict, Request},
+    governance::governing_policy,
+    maps::{layout, MAP_EXEC_ALLOWED},
+    object::{btf_ptr, btf_u32, file_identity},
+    path::judge_path,
+};
+
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+const FMODE_EXEC: u32 = 0x20;
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    let file: *const u8 = ctx.arg(0);
+    lsm_verdict(judge_file(file, FileFrom::Open, Action::Open, 0))
+}
+
+/// Where the `struct file` of a hook comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FileFrom {
+    /// `struct linux_binprm *`: its `file`.
+    Binprm,
+    /// `struct file *` being opened: the access comes from its `f_mode`.
+    Open,
+    /// `struct file *`.
+    File,
+}
+
+/// Judges an action on a file for the current task; true to allow.
+pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) -> bool {
+    let Some(policy_id) = governing_policy() else {
+        return true;
+    };
+    let layout = layout();
+    let mut request = Request::new(action, need);
+    if layout.valid == 0 {
+        return conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE);
+    }
+    let file = match from {
+        FileFrom::Binprm => btf_ptr(object, layout.binprm_file),
+        FileFrom::Open | FileFrom::File => object,
+    };
+    if from == FileFrom::Open {
+        let mode = btf_u32(file, layout.file_mode);
+        let mut need = 0;
+        if mode & FMODE_READ != 0 {
+            need |= access::READ;
+        }
+        if mode & FMODE_WRITE != 0 {
+            need |= access::WRITE;
+        }
+        // The kernel opening a program or its ELF interpreter for execve: `open_exec` passes
+        // __FMODE_EXEC in the open flags; f_mode only gains FMODE_EXEC on some kernels.
+        let flags = btf_u32(file, layout.file_flags);
+        if mode & FMODE_EXEC != 0 || flags & FMODE_EXEC != 0 {
+            need |= access::EXEC;
+            request.action = Action::Exec;
+        }
+        request.access = need;
+    }
+    let (reason, rule) = match file_identity(file, &layout) {
+        Some(id) => {
+            request.file = id;
+            judge_path(file, policy_id, &layout, &mut request)
+        }
+        None => (Reason::IdentityUnreadable, NO_RULE),
+    };
+    if action == Action::MapExec && reason == Reason::Allowed {
+        // Remember the file for a later mprotect(PROT_EXEC), which cannot resolve paths.
+        let key = MapExecKey {
+            policy: policy_id,
+            _pad: 0,
+            file: request.file,
+        };
+        let _ = MAP_EXEC_ALLOWED.insert(key, rule, 0);
+    }
+    conclude(policy_id, &request, reason, rule)
+}

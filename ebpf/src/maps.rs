@@ -1,0 +1,63 @@
+//! Every map the programs share with the agent (names in `rampart_common::maps`), the
+//! per-CPU path scratch buffer, and the struct layout the agent writes before load.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use rampart_common::{
+    KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo,
+    EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES,
+    MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES, REASON_COUNT,
+};
+
+#[map(name = "GOVERNED")]
+pub static GOVERNED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_GOVERNED_CGROUPS, 0);
+
+#[map(name = "MAP_EXEC_ALLOWED")]
+pub static MAP_EXEC_ALLOWED: LruHashMap<MapExecKey, u32> =
+    LruHashMap::with_max_entries(MAP_EXEC_CACHE_ENTRIES, 0);
+
+#[map(name = "POLICIES")]
+pub static POLICIES: Array<PolicyInfo> = Array::with_max_entries(MAX_POLICIES, 0);
+
+#[map(name = "PATH_RULES")]
+pub static PATH_RULES: LpmTrie<PathKey, PathRule> = LpmTrie::with_max_entries(MAX_PATH_RULES, 0);
+
+#[map(name = "NET4_RULES")]
+pub static NET4_RULES: LpmTrie<Net4Key, NetRule> = LpmTrie::with_max_entries(MAX_NET_RULES, 0);
+
+#[map(name = "NET6_RULES")]
+pub static NET6_RULES: LpmTrie<Net6Key, NetRule> = LpmTrie::with_max_entries(MAX_NET_RULES, 0);
+
+#[map(name = "DECISIONS")]
+pub static DECISIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
+
+#[map(name = "EVENT_DROPS")]
+pub static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch: `bpf_d_path` writes the path right after the key header, so the first
+/// bytes are a ready-made `Key<PathKey>` for the trie lookup.
+#[repr(C)]
+pub struct PathScratch {
+    pub prefix_len: u32,
+    pub key: PathKey,
+    tail: [u8; PATH_BUF_BYTES - PATH_KEY_BYTES],
+}
+
+#[map(name = "PATH_SCRATCH")]
+pub static PATH_SCRATCH: PerCpuArray<PathScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Filled in by the agent from the running kernel's BTF before load (read-only data).
+#[no_mangle]
+pub static KERNEL_LAYOUT: KernelLayout = KernelLayout::UNSET;
+
+/// The struct offsets the agent wrote (or the unset placeholder).
+pub fn layout() -> KernelLayout {
+    // SAFETY: KERNEL_LAYOUT is a plain-data static; the volatile read stops the compiler from
+    // folding in the compile-time placeholder, since the agent rewrites it before load.
+    unsafe { core::ptr::read_volatile(&KERNEL_LAYOUT) }
+}

@@ -1,0 +1,44 @@
+//! Reading kernel objects: BTF-typed member loads (kept BTF-typed for the verifier) and
+//! probe reads, and a file's identity (device, inode).
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use rampart_common::{FileId, KernelLayout};
+
+/// Loads the pointer member at `offset` of a BTF-typed kernel object with a plain load,
+/// so that the verifier keeps the result BTF-typed (which `bpf_d_path` requires).
+pub fn btf_ptr(base: *const u8, offset: u32) -> *const u8 {
+    if base.is_null() {
+        return core::ptr::null();
+    }
+    // SAFETY: `base` is a BTF-typed pointer from the hook's arguments and `offset` a member
+    // offset from the kernel's own BTF; the verifier turns this load into a fault-safe one.
+    unsafe { *(base.wrapping_add(offset as usize) as *const *const u8) }
+}
+
+/// Loads the `u32` member at `offset` of a BTF-typed kernel object.
+pub fn btf_u32(base: *const u8, offset: u32) -> u32 {
+    // SAFETY: as in `btf_ptr`.
+    unsafe { *(base.wrapping_add(offset as usize) as *const u32) }
+}
+
+/// `(s_dev, i_ino)` of `file->f_inode`.
+pub fn file_identity(file: *const u8, layout: &KernelLayout) -> Option<FileId> {
+    let inode: *const u8 = read_at(file, layout.file_inode)?;
+    let ino: u64 = read_at(inode, layout.inode_ino)?;
+    let sb: *const u8 = read_at(inode, layout.inode_sb)?;
+    let dev: u32 = read_at(sb, layout.sb_dev)?;
+    Some(FileId {
+        dev: dev as u64,
+        ino,
+    })
+}
+
+/// Reads a `T` at `base + offset` in kernel memory; `None` for a null base or a failed read.
+fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
+    if base.is_null() {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-handling path and
+    // returns an error instead of faulting on a bad address.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
+}
