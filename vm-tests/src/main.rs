@@ -1,24 +1,19 @@
 //! `rampart-vm-tests`: the scenario runner that runs inside the QEMU guest.
 //!
-//! - `rampart-vm-tests guest` runs every scenario (or those named by `rampart.only=a,b` on
-//!   the kernel command line) and prints the console protocol.
+//! - `rampart-vm-tests guest` runs what `rampart.mode=` on the kernel command line asks:
+//!   the scenario suite (default; those named by `rampart.only=a,b`), `demo` or `bench`, and
+//!   prints the console protocol.
 //! - `rampart-vm-tests cg-exec CGROUP PATH [ARGS...]` moves itself into CGROUP, then execs
 //!   PATH; if the exec fails it prints `cg-exec: errno=N` and exits 126. This is how a
 //!   scenario makes exactly one exec happen inside a governed cgroup.
 //! - `rampart-vm-tests op OP ARGS...` performs one action (open, io_uring open, exec through
 //!   /proc/self/fd or a memfd, executable mapping, connect, send) and prints its result.
-//! - `rampart-vm-tests probe` prints [`scenarios::PROBE_OK`]; copies of this binary are the
+//! - `rampart-vm-tests probe` prints [`harness::observe::PROBE_OK`]; copies of this binary are the
 //!   allowed and disallowed programs the scenarios execute.
 
-mod bench;
-mod bundles;
-mod daemon;
-mod demo;
-mod examples;
-mod guest;
-mod lineage;
+mod harness;
+mod modes;
 mod ops;
-mod pinning;
 mod scenarios;
 
 use std::{os::unix::process::CommandExt, process::ExitCode};
@@ -38,17 +33,36 @@ fn cg_exec(args: &[String]) -> ExitCode {
     ExitCode::from(126)
 }
 
+/// Whether the kernel command line says `rampart.mode=MODE`.
+fn mode_is(mode: &str) -> bool {
+    std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| {
+        c.split_whitespace()
+            .any(|w| w.strip_prefix("rampart.mode=") == Some(mode))
+    })
+}
+
+/// The guest's job, by mode.
+fn guest() -> ExitCode {
+    if mode_is("bench") {
+        modes::bench::main()
+    } else if mode_is("demo") {
+        modes::demo::main()
+    } else {
+        modes::suite::run()
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("guest") => guest::main(),
+        Some("guest") => guest(),
         Some("cg-exec") => cg_exec(&args[1..]),
         Some("op") => ops::run(&args[1..]).unwrap_or_else(|| {
             eprintln!("usage: rampart-vm-tests op OP ARGS... (see vm-tests/src/ops.rs)");
             ExitCode::from(2)
         }),
         Some("probe") => {
-            println!("{}", scenarios::PROBE_OK);
+            println!("{}", harness::observe::PROBE_OK);
             ExitCode::SUCCESS
         }
         _ => {

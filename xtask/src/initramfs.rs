@@ -112,3 +112,18 @@ pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use rampart_vm_tests::protocol::{Line, KERNEL_MARKER};
+
+    /// `/init` is a shell script, so it writes the kernel line itself: in the protocol's form.
+    #[test]
+    fn init_prints_the_kernel_line_of_the_protocol() {
+        assert!(super::INIT.contains(&format!("echo \"{KERNEL_MARKER}$(uname -r)\"")));
+        assert_eq!(
+            Line::parse(&format!("{KERNEL_MARKER}6.1.0-40-amd64")),
+            Some(Ok(Line::Kernel("6.1.0-40-amd64".into())))
+        );
+    }
+}

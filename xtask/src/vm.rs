@@ -11,9 +11,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use rampart_vm_tests::protocol::{
-    Outcome, ScenarioResult, BENCH, DEMO_END, DEMO_FILE, DEMO_SAY, END, PLAN, RESULT,
-};
+use rampart_vm_tests::protocol::{Line, Outcome, ScenarioResult};
 
 use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace::workspace_root};
 
@@ -148,7 +146,7 @@ struct Boot {
     kernel_release: Option<String>,
     /// Demo mode: files the guest shipped, and its last line.
     files: Vec<(String, Vec<u8>)>,
-    demo_end: Option<String>,
+    demo_end: Option<Result<(), String>>,
     /// Bench mode: the guest's result.
     bench: Option<serde_json::Value>,
 }
@@ -237,48 +235,36 @@ fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) 
                 if args.console {
                     spinner.suspend(|| println!("    | {line}"));
                 }
-                if let Some(rel) = line.strip_prefix("@@RAMPART-KERNEL ") {
-                    b.kernel_release = Some(rel.trim().to_owned());
-                    spinner.set_message(format!("running scenarios on {}", rel.trim()));
-                } else if let Some(json) = line.strip_prefix(PLAN) {
-                    b.plan = serde_json::from_str(json).unwrap_or_default();
-                } else if let Some(json) = line.strip_prefix(RESULT) {
-                    match serde_json::from_str::<ScenarioResult>(json) {
-                        Ok(r) => {
-                            spinner.suspend(|| {
-                                println!(
-                                    "    {:<5} {}: {}",
-                                    outcome_label(r.outcome),
-                                    r.scenario,
-                                    r.detail
-                                )
-                            });
-                            b.results.push(r);
-                        }
-                        Err(e) => {
-                            spinner.suspend(|| println!("    unparsable result ({e}): {json}"))
-                        }
+                match Line::parse(&line) {
+                    None => {}
+                    Some(Err(e)) => spinner.suspend(|| println!("    {e}")),
+                    Some(Ok(Line::Kernel(rel))) => {
+                        spinner.set_message(format!("running scenarios on {rel}"));
+                        b.kernel_release = Some(rel);
                     }
-                } else if line.trim() == END {
-                    b.ended = true;
-                } else if let Some(text) = line.strip_prefix(DEMO_SAY) {
-                    spinner.suspend(|| println!("{text}"));
-                } else if let Some(rest) = line.strip_prefix(DEMO_FILE) {
-                    if let Some((name, data)) = rest.split_once(' ') {
-                        use base64::Engine;
-                        match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
-                            Ok(bytes) => b.files.push((name.to_owned(), bytes)),
-                            Err(e) => {
-                                spinner.suspend(|| println!("    bad file line for {name}: {e}"))
-                            }
-                        }
+                    Some(Ok(Line::Plan(names))) => b.plan = names,
+                    Some(Ok(Line::Result(r))) => {
+                        spinner.suspend(|| {
+                            println!(
+                                "    {:<5} {}: {}",
+                                outcome_label(r.outcome),
+                                r.scenario,
+                                r.detail
+                            )
+                        });
+                        b.results.push(r);
                     }
-                } else if let Some(json) = line.strip_prefix(BENCH) {
-                    b.bench = serde_json::from_str(json).ok();
-                    b.ended = true;
-                } else if let Some(end) = line.strip_prefix(DEMO_END) {
-                    b.demo_end = Some(end.trim().to_owned());
-                    b.ended = true;
+                    Some(Ok(Line::End)) => b.ended = true,
+                    Some(Ok(Line::DemoSay(text))) => spinner.suspend(|| println!("{text}")),
+                    Some(Ok(Line::DemoFile { name, bytes })) => b.files.push((name, bytes)),
+                    Some(Ok(Line::Bench(v))) => {
+                        b.bench = Some(v);
+                        b.ended = true;
+                    }
+                    Some(Ok(Line::DemoEnd(end))) => {
+                        b.demo_end = Some(end);
+                        b.ended = true;
+                    }
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -443,9 +429,9 @@ pub fn demo() -> Result<()> {
     };
     let log = demo_dir.join("console.log");
     let b = boot(&vmlinuz, kernel.lsm, &initrd, &args, &log)?;
-    match b.demo_end.as_deref() {
-        Some("ok") => {}
-        Some(other) => bail!("the demo {other}; console: {}", log.display()),
+    match b.demo_end {
+        Some(Ok(())) => {}
+        Some(Err(why)) => bail!("the demo failed: {why}; console: {}", log.display()),
         None => bail!(
             "the guest ended without finishing the demo{}; console: {}",
             if b.timed_out { " (timed out)" } else { "" },

@@ -9,16 +9,20 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+
 use serde_json::Value;
 
-use crate::{
-    bundles::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE},
-    guest::{log_records, spawn_agent, terminate_agent, Env, CGROUP_ROOT, FIXTURES},
-    scenarios::{op_in, Outcome},
-};
+use crate::harness::agent::{log_records, spawn_agent, terminate_agent};
+use crate::harness::cli::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE};
+use crate::harness::env::{Env, CGROUP_ROOT, FIXTURES};
+use crate::harness::observe::{op_in, Outcome};
 
 /// Waits until the agent logs a record after the first `seen` that `done` accepts.
-fn wait_log(log: &Path, seen: usize, done: impl Fn(&Value) -> bool) -> Result<(Value, Duration)> {
+pub fn wait_log(
+    log: &Path,
+    seen: usize,
+    done: impl Fn(&Value) -> bool,
+) -> Result<(Value, Duration)> {
     let started = Instant::now();
     loop {
         if let Some(r) = log_records(log).into_iter().skip(seen).find(&done) {
@@ -40,7 +44,7 @@ fn wait_log(log: &Path, seen: usize, done: impl Fn(&Value) -> bool) -> Result<(V
 }
 
 /// Drops `bundle` into `dir` atomically (rename), as a delivery tool would.
-fn drop_in(bundle: &Path, dir: &Path) -> Result<()> {
+pub fn drop_in(bundle: &Path, dir: &Path) -> Result<()> {
     let name = bundle.file_name().context("bundle name")?;
     let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
     std::fs::copy(bundle, &tmp)?;
@@ -48,7 +52,7 @@ fn drop_in(bundle: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn refusal(log: &Path, seen: usize) -> Result<String> {
+pub fn refusal(log: &Path, seen: usize) -> Result<String> {
     let (r, _) = wait_log(log, seen, |r| {
         r["message"].as_str().is_some_and(|m| {
             m.starts_with("bundle refused")
@@ -179,7 +183,7 @@ control_socket = "{base}/control.sock"
             bail!("push of v4: {out}");
         }
         for (bundle, code) in [(&v4, "already-in-force"), (&v2, "bad-signature")] {
-            let out = std::process::Command::new(crate::guest::AGENT)
+            let out = std::process::Command::new(crate::harness::env::AGENT)
                 .args(["policy", "push", "--socket", &socket, &s(bundle)])
                 .output()?;
             let err = String::from_utf8_lossy(&out.stderr);
@@ -231,7 +235,7 @@ control_socket = "{base}/control.sock"
     }
     let status = agent.wait()?;
     let detail = result?;
-    let recorded = crate::lineage::records(&base.join("lineage"))?
+    let recorded = crate::harness::observe::records(&base.join("lineage"))?
         .iter()
         .any(|r| r["kind"] == "release");
     if !status.success() || !recorded || Path::new("/sys/fs/bpf/rampart-cfg/links").exists() {

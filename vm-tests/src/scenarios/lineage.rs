@@ -9,30 +9,14 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+
 use serde_json::Value;
 
-use crate::guest::{
-    spawn_agent, terminate_agent, Env, AGENT, AGENT_EVENTS, CGROUP_ROOT, FIXTURES, HOST_KEY,
-    LINEAGE_DIR,
-};
+use crate::harness::agent::{spawn_agent, terminate_agent, AGENT_EVENTS};
+use crate::harness::env::{Env, AGENT, CGROUP_ROOT, FIXTURES, HOST_KEY, LINEAGE_DIR};
+use crate::harness::observe::records;
 
-/// Every record of the lineage in `dir`, in order.
-pub(crate) fn records(dir: &Path) -> Result<Vec<Value>> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    names.sort();
-    let mut out = Vec::new();
-    for p in names {
-        for line in std::fs::read_to_string(&p)?.lines() {
-            out.push(serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?);
-        }
-    }
-    Ok(out)
-}
-
-fn lineage_verify(dir: &Path) -> Result<(i32, Value)> {
+pub fn lineage_verify(dir: &Path) -> Result<(i32, Value)> {
     let out: Output = Command::new(AGENT)
         .args(["lineage", "verify"])
         .arg(dir)
@@ -99,7 +83,7 @@ pub fn main_lineage_verifies(env: &mut Env) -> Result<String> {
     ))
 }
 
-const FLOOD_OPENS: u64 = 8000;
+pub const FLOOD_OPENS: u64 = 8000;
 
 /// Stops the agent (SIGSTOP) while a workload makes far more decisions than the ring
 /// buffer holds, then lets it go on: the lineage's gap records add up to the kernel's drop

@@ -11,20 +11,23 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use base64::{engine::general_purpose::STANDARD as B64, Engine};
+
 use serde_json::Value;
 
-use crate::guest::{spawn_agent, AGENT, CGROUP_ROOT, FIXTURES};
+use rampart_vm_tests::protocol::Line;
 
-use rampart_vm_tests::protocol::{DEMO_END as DONE, DEMO_FILE as FILE, DEMO_SAY as SAY};
+use crate::harness::agent::spawn_agent;
+use crate::harness::env::{AGENT, CGROUP_ROOT, FIXTURES};
 
 const BASE: &str = "/run/demo";
+
 const POLICY: &str = "/usr/share/rampart/policies/demo-app.yaml";
+
 const APP: &str = "/usr/lib/rampart-demo/app";
 
 fn say(text: &str) {
     for line in text.lines() {
-        println!("{SAY}{line}");
+        println!("{}", Line::DemoSay(line.to_owned()));
     }
 }
 
@@ -133,7 +136,8 @@ fn ship(dir: &Path, prefix: &str) -> Result<usize> {
                 "{prefix}{}",
                 path.file_name().context("name")?.to_string_lossy()
             );
-            println!("{FILE}{name} {}", B64.encode(std::fs::read(&path)?));
+            let bytes = std::fs::read(&path)?;
+            println!("{}", Line::DemoFile { name, bytes });
             n += 1;
         }
     }
@@ -382,8 +386,11 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
     ])?;
     let files = ship(&base.join("lineage"), "lineage/")?;
     println!(
-        "{FILE}host.pub {}",
-        B64.encode(std::fs::read("/etc/rampart/host.pub")?)
+        "{}",
+        Line::DemoFile {
+            name: "host.pub".into(),
+            bytes: std::fs::read("/etc/rampart/host.pub")?,
+        }
     );
     say(&format!(
         "shipping the lineage ({files} files) and host.pub to the host"
@@ -392,7 +399,12 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
 }
 
 /// Runs the demo; the last line says whether it worked.
-pub fn run() -> std::process::ExitCode {
+/// `rampart.mode=demo`: the guest set-up, then the story; its last line says how it ended.
+pub fn main() -> std::process::ExitCode {
+    if let Err(e) = crate::harness::env::set_up() {
+        println!("{}", Line::DemoEnd(Err(format!("guest set-up: {e:#}"))));
+        return std::process::ExitCode::FAILURE;
+    }
     let mut agent = None;
     let result = story(&mut agent);
     if let Some(mut c) = agent {
@@ -400,11 +412,11 @@ pub fn run() -> std::process::ExitCode {
     }
     match result {
         Ok(()) => {
-            println!("{DONE}ok");
+            println!("{}", Line::DemoEnd(Ok(())));
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("{DONE}failed: {e:#}");
+            println!("{}", Line::DemoEnd(Err(format!("{e:#}"))));
             std::process::ExitCode::FAILURE
         }
     }

@@ -5,17 +5,14 @@
 use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
+
 use serde_json::Value;
 
-use crate::{
-    guest::{
-        log_records, main_agent_args, spawn_agent, terminate_agent, Env, AGENT, HOST_KEY,
-        LINEAGE_DIR, PIN_DIR,
-    },
-    scenarios::{exec_target, Outcome},
-};
+use crate::harness::agent::{log_records, main_agent_args, spawn_agent, terminate_agent};
+use crate::harness::env::{Env, AGENT, HOST_KEY, LINEAGE_DIR, PIN_DIR};
+use crate::harness::observe::{exec_target, Outcome};
 
-fn denied_probe_runs(env: &Env) -> Result<Outcome> {
+pub fn denied_probe_runs(env: &Env) -> Result<Outcome> {
     exec_target(env, &env.governed, &env.denied)
 }
 

@@ -9,106 +9,18 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::{
-    guest::{spawn_agent, terminate_agent, Env, AGENT, CGROUP_ROOT, FIXTURES},
-    scenarios::{op_in, Outcome},
-};
+use crate::harness::agent::{spawn_agent, terminate_agent};
+use crate::harness::cli::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE};
+use crate::harness::env::{Env, CGROUP_ROOT, FIXTURES};
+use crate::harness::observe::{op_in, Outcome};
 
-const DIR: &str = "/run/rampart-bundles";
-pub(crate) const SCOPE: &str = "vm-fleet";
+pub const DIR: &str = "/run/rampart-bundles";
+
 /// Policy swaps the atomic-swap scenario makes (the issue asks for at least 100).
-const SWAPS: u64 = 100;
-
-/// A policy for the swap cgroup: the probe may run; of the two data files, only `readable`.
-pub(crate) fn swap_policy(name: &str, cgroup: &str, readable: &str) -> String {
-    format!(
-        "apiVersion: rampart.dev/v1alpha1
-kind: Policy
-metadata:
-  name: {name}
-spec:
-  governs: [{cgroup}]
-  events: all
-  exec:
-    allow: [{FIXTURES}/allowed-probe]
-  files:
-    - path: {FIXTURES}/data/{readable}
-      access: [read]
-"
-    )
-}
-
-/// Runs the `rampart` CLI; fails with its stderr unless it exits 0.
-pub(crate) fn rampart(args: &[&str]) -> Result<String> {
-    let out = Command::new(AGENT)
-        .args(args)
-        .output()
-        .with_context(|| format!("running rampart {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "rampart {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A fresh directory with a signing key and a 1-of-1 trust root.
-pub(crate) fn keys_and_trust(dir: &Path) -> Result<()> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
-    let key = dir.join("signer");
-    rampart(&["keygen", "--out", &s(&key)])?;
-    rampart(&[
-        "trust",
-        "init",
-        "--key",
-        &s(&dir.join("signer.pub")),
-        "--threshold",
-        "1",
-        "--scope",
-        SCOPE,
-        "-o",
-        &s(&dir.join("trust.json")),
-    ])?;
-    Ok(())
-}
-
-pub(crate) fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-/// Signs `policy` as version `version` into `out`.
-pub(crate) fn sign(
-    dir: &Path,
-    policy: &Path,
-    version: u64,
-    expires: &str,
-    scope: &str,
-    out: &Path,
-) -> Result<()> {
-    rampart(&[
-        "policy",
-        "sign",
-        "--key",
-        &s(&dir.join("signer.key")),
-        "--version",
-        &version.to_string(),
-        "--expires",
-        expires,
-        "--scope",
-        scope,
-        &s(policy),
-        "-o",
-        &s(out),
-    ])
-    .map(drop)
-}
+pub const SWAPS: u64 = 100;
 
 /// An agent on a bundle, with its log and event files.
-struct BundleAgent {
+pub struct BundleAgent {
     child: Option<Child>,
     log: PathBuf,
     events: PathBuf,
@@ -138,7 +50,7 @@ impl BundleAgent {
     }
 
     fn log_records(&self) -> Vec<serde_json::Value> {
-        crate::guest::log_records(&self.log)
+        crate::harness::agent::log_records(&self.log)
     }
 
     /// Puts `bundle` in place, sends SIGHUP, and waits for the agent to log the record
@@ -232,7 +144,7 @@ impl Drop for BundleAgent {
     }
 }
 
-fn make_cgroup(name: &str) -> Result<PathBuf> {
+pub fn make_cgroup(name: &str) -> Result<PathBuf> {
     let cg = Path::new(CGROUP_ROOT).join(name);
     std::fs::create_dir_all(&cg).with_context(|| format!("creating cgroup {}", cg.display()))?;
     Ok(cg)
@@ -452,7 +364,7 @@ pub fn atomic_swap(env: &mut Env) -> Result<String> {
 }
 
 #[derive(Debug, Default)]
-struct Counts {
+pub struct Counts {
     a_ok: u64,
     a_denied: u64,
     b_ok: u64,
@@ -460,7 +372,7 @@ struct Counts {
     other: u64,
 }
 
-fn parse_counts(report: &str) -> Result<Counts> {
+pub fn parse_counts(report: &str) -> Result<Counts> {
     let line = report
         .lines()
         .find_map(|l| l.strip_prefix("swap-loop: "))

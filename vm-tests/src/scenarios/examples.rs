@@ -5,14 +5,14 @@
 use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
+
 use serde_json::Value;
 
-use crate::{
-    guest::{spawn_agent, terminate_agent, Env, AGENT, CGROUP_ROOT},
-    scenarios::{exec_target, Outcome},
-};
+use crate::harness::agent::{spawn_agent, terminate_agent};
+use crate::harness::env::{Env, AGENT, CGROUP_ROOT};
+use crate::harness::observe::{exec_target, Outcome};
 
-const EXAMPLES: &str = "/usr/share/rampart/policies";
+pub const EXAMPLES: &str = "/usr/share/rampart/policies";
 
 pub fn examples_load(env: &mut Env) -> Result<String> {
     let mut files: Vec<_> = std::fs::read_dir(EXAMPLES)

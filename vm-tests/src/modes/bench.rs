@@ -16,68 +16,20 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+
 use serde_json::{json, Value};
 
-use crate::guest::{spawn_agent, terminate_agent, CGROUP_ROOT, FIXTURES};
+use rampart_vm_tests::protocol::Line;
 
-use rampart_vm_tests::protocol::BENCH;
+use crate::harness::agent::{spawn_agent, terminate_agent};
+use crate::harness::env::{CGROUP_ROOT, FIXTURES};
+use crate::ops::iterations;
+
 const BASE: &str = "/run/bench";
+
 const RULE_COUNTS: [usize; 4] = [10, 1_000, 10_000, 100_000];
+
 const ROUNDS: usize = 5;
-
-/// Iterations of one measurement, per operation (exec is far slower under TCG).
-fn iterations(op: &str) -> usize {
-    match op {
-        "exec" => 60,
-        _ => 2_000,
-    }
-}
-
-/// The workload side: runs `op` `n` times and prints the sorted latencies' median and p99.
-pub fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
-    let mut samples = Vec::with_capacity(n);
-    // Warm-up, not recorded: the first calls after an attach pay for QEMU translating the
-    // new code (and for cold caches), which is not the hook's steady cost.
-    for i in 0..n + n / 10 {
-        let record = i >= n / 10;
-        let t = Instant::now();
-        match op {
-            "open" => drop(std::fs::File::open(target)?),
-            "connect" => drop(std::net::TcpStream::connect(target)?),
-            "exec" => {
-                let out = Command::new(target).arg("probe").output()?;
-                if !out.status.success() {
-                    return Err(std::io::Error::other("the exec'd program failed"));
-                }
-            }
-            _ => return Err(std::io::Error::other("unknown op")),
-        }
-        if record {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    println!("bench-result median_ns={} p99_ns={}", at(0.5), at(0.99));
-    Ok(())
-}
-
-/// The workload side of the event-path test: opens `target` at `rate` per second for `secs`
-/// seconds (paced in batches of 1 ms), printing how many it made.
-pub fn rate_open(target: &str, rate: u64, secs: u64) -> std::io::Result<()> {
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < Duration::from_secs(secs) {
-        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-        while done < due {
-            drop(std::fs::File::open(target)?);
-            done += 1;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    println!("bench-result opens={done}");
-    Ok(())
-}
 
 /// Sum of `lost` in the lineage's kernel-ring gap records so far.
 fn lineage_lost(dir: &Path) -> u64 {
@@ -181,7 +133,7 @@ fn event_path() -> Result<Value> {
     })();
     terminate_agent(agent, &log)?;
     result?;
-    let verify = Command::new(crate::guest::AGENT)
+    let verify = Command::new(crate::harness::env::AGENT)
         .args([
             "lineage",
             "verify",
@@ -321,10 +273,22 @@ fn swap_to(agent: &Child, file: &Path, log: &Path, rules: usize, port: u16) -> R
 }
 
 fn emit(v: &Value) {
-    println!("{BENCH}{v}");
+    println!("{}", Line::Bench(v.clone()));
 }
 
-pub fn run() -> Result<()> {
+/// `rampart.mode=bench`: the guest set-up, then the benchmarks; a failure is the last
+/// line, so the host reports it.
+pub fn main() -> std::process::ExitCode {
+    let result = crate::harness::env::set_up().and_then(|_| run());
+    if let Err(e) = result {
+        println!("bench failed: {e:#}");
+        emit(&json!({ "error": format!("{e:#}") }));
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+fn run() -> Result<()> {
     let base = PathBuf::from(BASE);
     std::fs::create_dir_all(&base)?;
     let free = Path::new(CGROUP_ROOT).join("bench-free");

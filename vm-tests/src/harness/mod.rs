@@ -1,0 +1,7 @@
+//! What every scenario and mode stands on: the guest environment, agents, actions inside
+//! cgroups and their outcomes, and the CLI. Nothing here knows a scenario.
+
+pub mod agent;
+pub mod cli;
+pub mod env;
+pub mod observe;

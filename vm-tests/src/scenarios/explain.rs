@@ -1,0 +1,202 @@
+//! `rampart policy explain` computes exactly the decision the kernel makes.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::harness::env::{Env, ENFORCE_POLICY, POLICY_FILE};
+use crate::harness::observe::{p, run_in};
+
+/// One row of the explain table: a request line for `rampart policy explain --requests`
+/// and the argv that performs it inside the governed cgroup.
+pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
+    let fx = |n: &str| p(&env.fixture(n));
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    for path in [
+        fx("allowed-probe"),
+        fx("denied-probe"),
+        fx("dyn-true"),
+        fx("script-ok.sh"),
+        "/lib/x86_64-linux-gnu/libc.so.6".into(),
+    ] {
+        rows.push((format!("exec {path}"), vec![path.clone(), "probe".into()]));
+    }
+    let opens = [
+        (fx("data/readable.txt"), "read"),
+        (fx("data/readable.txt"), "write"),
+        (fx("data/readable.txt"), "read,write"),
+        (fx("data/writable.txt"), "read"),
+        (fx("data/writable.txt"), "write"),
+        (fx("data/writable.txt"), "read,write"),
+        ("/srv/secret.txt".into(), "read"),
+        ("/srv/secret.txt".into(), "write"),
+        ("/dev/null".into(), "read,write"),
+        ("/dev/null".into(), "write"),
+        (POLICY_FILE.into(), "read"),
+        (fx("allowed-probe"), "read"),
+        (fx("denied-probe"), "write"),
+        (fx("denied-probe"), "read"),
+        (fx(""), "read"),
+        (fx("data"), "read"),
+        ("/srv".into(), "read"),
+        ("/lib/x86_64-linux-gnu/libc.so.6".into(), "read"),
+        ("/lib/x86_64-linux-gnu/libc.so.6".into(), "write"),
+        ("/lib64/ld-linux-x86-64.so.2".into(), "read"),
+        ("/tmp/deep/f".into(), "read"),
+        ("/tmp/deep/f".into(), "write"),
+        ("/tmp/deep".into(), "read"),
+        ("/usr/lib/rampart-test/dyn-true".into(), "read"),
+        ("/bin/busybox".into(), "read"),
+        ("/etc".into(), "read"),
+        ("/sys/kernel/security/lsm".into(), "read"),
+        (fx("script-ok.sh"), "read"),
+    ];
+    for (path, acc) in opens {
+        let path = path.trim_end_matches('/').to_owned();
+        rows.push((
+            format!("open {path} {acc}"),
+            vec![
+                fx("allowed-probe"),
+                "op".into(),
+                "open".into(),
+                path,
+                acc.into(),
+            ],
+        ));
+    }
+    for path in [
+        "/lib/x86_64-linux-gnu/libc.so.6".into(),
+        fx("denied-probe"),
+        fx("dyn-true"),
+        fx("data/readable.txt"),
+    ] {
+        rows.push((
+            format!("map-exec {path}"),
+            vec![fx("allowed-probe"), "op".into(), "map-exec".into(), path],
+        ));
+    }
+    for ep in [
+        "127.0.0.1:8000/tcp",
+        "127.0.0.1:8100/tcp",
+        "127.0.0.1:8101/tcp",
+        "127.0.0.1:7999/tcp",
+        "127.0.0.2:8080/tcp",
+        "127.0.0.1:5353/udp",
+        "127.0.0.1:5354/udp",
+        "[::1]:9000/tcp",
+        "[::1]:9001/tcp",
+        "[::1]:5353/udp",
+        "[::2]:9000/tcp",
+        "[::ffff:127.0.0.1]:8050/tcp",
+        "[::ffff:127.0.0.1]:9000/tcp",
+        "[::ffff:127.0.0.3]:8080/tcp",
+        "10.0.0.1:443/tcp",
+    ] {
+        rows.push((
+            format!("connect {ep}"),
+            vec![
+                fx("allowed-probe"),
+                "op".into(),
+                "connect".into(),
+                ep.into(),
+            ],
+        ));
+    }
+    for ep in [
+        "127.0.0.1:5353/udp",
+        "127.0.0.1:53/udp",
+        "127.0.0.2:5353/udp",
+        "[::1]:5353/udp",
+        "[::ffff:127.0.0.1]:5353/udp",
+    ] {
+        rows.push((
+            format!("send {ep}"),
+            vec![fx("allowed-probe"), "op".into(), "send".into(), ep.into()],
+        ));
+    }
+    rows
+}
+
+/// The target an event carries for a request line: the canonical path, or the endpoint
+/// with IPv4-mapped addresses written as IPv4.
+pub fn event_target(request: &str) -> String {
+    let mut words = request.split_whitespace();
+    let kind = words.next().unwrap_or_default();
+    let arg = words.next().unwrap_or_default();
+    if kind == "connect" || kind == "send" {
+        if let Some(rest) = arg.strip_prefix("[::ffff:") {
+            return rest.replacen("]", "", 1);
+        }
+        return arg.to_owned();
+    }
+    std::fs::canonicalize(arg)
+        .map(|c| p(&c))
+        .unwrap_or_else(|_| arg.to_owned())
+}
+
+pub fn explain_agrees(env: &mut Env) -> Result<String> {
+    let rows = explain_table(env);
+    let requests: String = rows.iter().map(|(r, _)| format!("{r}\n")).collect();
+    let file = "/tmp/explain-requests.txt";
+    std::fs::write(file, requests)?;
+    let out = Command::new(crate::harness::env::AGENT)
+        .args([
+            "policy",
+            "explain",
+            "--policy",
+            POLICY_FILE,
+            "--name",
+            ENFORCE_POLICY,
+            "--requests",
+            file,
+            "--json",
+        ])
+        .output()
+        .context("running rampart policy explain")?;
+    if !out.status.success() {
+        bail!("explain failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("explain output is not JSON lines")?;
+    if lines.len() != rows.len() {
+        bail!(
+            "explain gave {} answers for {} requests",
+            lines.len(),
+            rows.len()
+        );
+    }
+    let (mut allows, mut denies) = (0, 0);
+    let mut disagreements = Vec::new();
+    for ((request, argv), e) in rows.iter().zip(&lines) {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let got = run_in(env, &env.governed, &argv)?;
+        let explained_deny = e["decision"] == "deny";
+        if got.denied() != explained_deny {
+            disagreements.push(format!(
+                "{request}: explain {} ({}), kernel {got:?}",
+                e["decision"], e["reason"]
+            ));
+            continue;
+        }
+        if explained_deny {
+            denies += 1;
+            let action = e["action"].as_str().unwrap_or_default().to_owned();
+            let reason = e["reason"].as_str().unwrap_or_default().to_owned();
+            env.expect_event(&action, &event_target(request), "deny", &reason);
+        } else {
+            allows += 1;
+        }
+    }
+    if !disagreements.is_empty() {
+        bail!(
+            "{} of {} disagree:\n{}",
+            disagreements.len(),
+            rows.len(),
+            disagreements.join("\n")
+        );
+    }
+    Ok(format!("{} requests: explain and kernel agree on all ({allows} allowed, {denies} denied; deny reasons checked against events at stop)", rows.len()))
+}

@@ -1,0 +1,242 @@
+//! The end-to-end scenarios, by theme, and the registry the suite runs in order. Each one
+//! makes real execs, opens and connects in real cgroups with the real programs loaded, and
+//! fails unless the kernel did exactly what it expects. Every denial a scenario causes is
+//! also expected as an event with its reason.
+
+pub mod agent;
+pub mod bundles;
+pub mod daemon;
+pub mod examples;
+pub mod exec;
+pub mod explain;
+pub mod files;
+pub mod lineage;
+pub mod network;
+pub mod pinning;
+
+use anyhow::Result;
+
+use crate::harness::env::Env;
+
+/// When a scenario runs relative to the agent's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentPhase {
+    /// Before the agent starts: controls showing the set-up itself does not deny.
+    NotStarted,
+    /// With `rampart run` enforcing.
+    Running,
+    /// After the agent stopped.
+    Stopped,
+}
+
+/// What the guest kernel must offer for a scenario to run; otherwise it is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requires {
+    /// BPF-LSM active (`bpf` in /sys/kernel/security/lsm).
+    BpfLsm,
+    /// BPF-LSM *not* active: scenarios about refusing such a kernel.
+    NoBpfLsm,
+}
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub phase: AgentPhase,
+    pub requires: Requires,
+    pub run: fn(&mut Env) -> Result<String>,
+}
+
+/// Every scenario, in the order they run.
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        name: "agent-refuses-kernel-without-bpf-lsm",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::NoBpfLsm,
+        run: agent::refuses_without_bpf_lsm,
+    },
+    Scenario {
+        name: "control-denied-binary-runs-before-enforcement",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: exec::control_before_enforcement,
+    },
+    Scenario {
+        name: "bundle-swap-100-times-atomic-bad-bundles-change-nothing",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: bundles::atomic_swap,
+    },
+    Scenario {
+        name: "bundle-expiry-fails-closed",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: bundles::expiry_fails_closed,
+    },
+    Scenario {
+        name: "lineage-ring-overflow-gaps-equal-drops-strict-denies",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: lineage::ring_overflow_gaps,
+    },
+    Scenario {
+        name: "example-policies-load-and-govern",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: examples::examples_load,
+    },
+    Scenario {
+        name: "daemon-config-bundle-dir-push-and-status",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: daemon::config_and_bundle_dir,
+    },
+    Scenario {
+        name: "explain-agrees-with-kernel",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: explain::explain_agrees,
+    },
+    Scenario {
+        name: "exec-allowed-binary-runs-inside",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::allowed_runs_inside,
+    },
+    Scenario {
+        name: "exec-disallowed-binary-denied-inside",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::disallowed_denied_inside,
+    },
+    Scenario {
+        name: "exec-disallowed-binary-runs-outside",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::disallowed_runs_outside,
+    },
+    Scenario {
+        name: "exec-child-cgroup-created-later-is-governed",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::late_child_cgroup_governed,
+    },
+    Scenario {
+        name: "exec-hardlink-and-symlink-to-disallowed-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::other_names_for_disallowed_denied,
+    },
+    Scenario {
+        name: "exec-copy-of-allowed-binary-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::copy_of_allowed_denied,
+    },
+    Scenario {
+        name: "exec-via-proc-self-fd-and-proc-self-root-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::proc_self_paths_denied,
+    },
+    Scenario {
+        name: "exec-memfd-execveat-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::memfd_denied,
+    },
+    Scenario {
+        name: "exec-dynamic-program-runs-with-library-rules",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::dynamic_program_runs,
+    },
+    Scenario {
+        name: "exec-through-dynamic-loader-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::loader_side_door_denied,
+    },
+    Scenario {
+        name: "map-exec-and-mprotect-exec-of-disallowed-file-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: files::map_exec_denied,
+    },
+    Scenario {
+        name: "exec-shebang-script-and-interpreter-both-judged",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::shebang_judged,
+    },
+    Scenario {
+        name: "exec-rename-onto-or-away-from-allowed-path-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::rename_denied,
+    },
+    Scenario {
+        name: "open-by-path-and-access",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: files::open_by_rule,
+    },
+    Scenario {
+        name: "open-via-io-uring-judged",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: files::io_uring_judged,
+    },
+    Scenario {
+        name: "open-path-longer-than-kernel-buffer-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: files::long_path_denied,
+    },
+    Scenario {
+        name: "connect-ipv4-ipv6-and-mapped-by-cidr-port-protocol",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: network::connect_judged,
+    },
+    Scenario {
+        name: "send-udp-without-connect-judged",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: network::send_judged,
+    },
+    Scenario {
+        name: "audit-mode-allows-and-records",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: agent::audit_mode,
+    },
+    Scenario {
+        name: "exec-upgraded-program-denied-until-reload-re-pins-it",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: exec::upgraded_program_re_pinned,
+    },
+    Scenario {
+        name: "deny-events-match-every-denial",
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
+        run: agent::deny_events_match,
+    },
+    Scenario {
+        name: "lineage-verifies-and-holds-every-denial",
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
+        run: lineage::main_lineage_verifies,
+    },
+    Scenario {
+        name: "enforcement-outlives-agent-sigterm",
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
+        run: agent::enforcement_outlives_agent,
+    },
+    Scenario {
+        name: "restart-adopts-pins-kill9-keeps-enforcing-release-removes",
+        phase: AgentPhase::Stopped,
+        requires: Requires::BpfLsm,
+        run: pinning::restart_kill_release,
+    },
+];
