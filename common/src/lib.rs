@@ -2,6 +2,7 @@
 //! the agent, and nothing else. All types are `#[repr(C)]` plain data; the `user` feature
 //! implements `aya::Pod` for them.
 #![no_std]
+#![warn(missing_docs)]
 
 /// Deepest cgroup v2 level at which a governed cgroup may sit (the root cgroup is level 0).
 /// The kernel checks ancestors at levels `0..MAX_CGROUP_LEVELS` of the current task's
@@ -48,7 +49,9 @@ pub const EVENT_PATH_BYTES: usize = 256;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FileId {
+    /// The superblock's `s_dev` in the kernel's internal encoding (`MAJOR << 20 | MINOR`).
     pub dev: u64,
+    /// The inode number.
     pub ino: u64,
 }
 
@@ -187,7 +190,9 @@ impl Reason {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// The action proceeds.
     Allow = 0,
+    /// The action fails with EPERM.
     Deny = 1,
     /// The policy is in audit mode: the action would have been denied and was allowed.
     Audit = 2,
@@ -262,8 +267,11 @@ pub struct PolicyInfo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct MapExecKey {
+    /// The policy slot the mapping was allowed under.
     pub policy: u32,
+    /// Zero: keeps `file` 8-byte aligned with no implicit padding.
     pub _pad: u32,
+    /// The file that was mapped executable.
     pub file: FileId,
 }
 
@@ -277,7 +285,9 @@ pub const MAP_EXEC_CACHE_ENTRIES: u32 = 16384;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathKey {
+    /// The policy slot, big-endian (the first 16 bits of every prefix).
     pub policy: [u8; 2],
+    /// The path bytes (an exact-file key includes its NUL).
     pub path: [u8; PATH_KEY_BYTES],
 }
 
@@ -298,8 +308,11 @@ pub struct PathRule {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Net4Key {
+    /// The policy slot, big-endian.
     pub policy: [u8; 2],
+    /// The IPv4 address, network order.
     pub addr: [u8; 4],
+    /// Zero.
     pub _pad: [u8; 2],
 }
 
@@ -307,22 +320,28 @@ pub struct Net4Key {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Net6Key {
+    /// The policy slot, big-endian.
     pub policy: [u8; 2],
+    /// The IPv6 address, network order.
     pub addr: [u8; 16],
+    /// Zero.
     pub _pad: [u8; 2],
 }
 
-/// Protocol numbers in [`PortRange::protocol`].
+/// Protocol number of TCP in [`PortRange::protocol`].
 pub const IPPROTO_TCP: u32 = 6;
+/// Protocol number of UDP in [`PortRange::protocol`].
 pub const IPPROTO_UDP: u32 = 17;
 
 /// Ports a network rule allows, for one protocol.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct PortRange {
+    /// The rule this range comes from.
     pub rule_id: u32,
     /// First and last allowed port, inclusive, host order.
     pub first: u16,
+    /// See `first`.
     pub last: u16,
     /// [`IPPROTO_TCP`] or [`IPPROTO_UDP`].
     pub protocol: u32,
@@ -337,6 +356,7 @@ pub struct NetRule {
     pub count: u32,
     /// The rule that names this exact prefix.
     pub rule_id: u32,
+    /// The first `count` are in use.
     pub ranges: [PortRange; PORT_RANGES_PER_NET_RULE],
 }
 
@@ -356,6 +376,7 @@ pub struct Event {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
+    /// Real uid of the task.
     pub uid: u32,
     /// An [`Action`] value.
     pub action: u32,
@@ -378,6 +399,7 @@ pub struct Event {
     pub port: u32,
     /// `IPPROTO_TCP` or `IPPROTO_UDP` for network actions.
     pub protocol: u32,
+    /// Zero.
     pub _reserved: u32,
     /// Destination address, network order (IPv4 in the first four bytes).
     pub addr: [u8; 16],
@@ -410,7 +432,6 @@ pub mod maps {
     pub const EVENT_DROPS: &str = "EVENT_DROPS";
 }
 
-/// Names of the programs in the eBPF object (each is also its hook or attach type).
 /// Version of the map layout (keys, values, names). Pinned maps live in a directory named
 /// after it, so an agent with a different layout never reuses incompatible maps.
 /// 2: the path trie holds 262 144 entries (was 65 536).
@@ -429,16 +450,25 @@ pub const PINNED_MAPS: [&str; 9] = [
     maps::MAP_EXEC_ALLOWED,
 ];
 
+/// Names of the programs in the eBPF object (each is also its hook or attach type).
 pub mod programs {
+    /// Exec.
     pub const BPRM_CHECK: &str = "bprm_check_security";
+    /// File opens.
     pub const FILE_OPEN: &str = "file_open";
+    /// Executable file mappings.
     pub const MMAP_FILE: &str = "mmap_file";
+    /// `mprotect` adding `PROT_EXEC`.
     pub const FILE_MPROTECT: &str = "file_mprotect";
     /// The LSM programs, each named after its hook.
     pub const LSM: [&str; 4] = [BPRM_CHECK, FILE_OPEN, MMAP_FILE, FILE_MPROTECT];
+    /// IPv4 `connect`.
     pub const CONNECT4: &str = "connect4";
+    /// IPv6 `connect`.
     pub const CONNECT6: &str = "connect6";
+    /// IPv4 sends with an address (`sendto`, `sendmsg`).
     pub const SENDMSG4: &str = "sendmsg4";
+    /// IPv6 sends with an address.
     pub const SENDMSG6: &str = "sendmsg6";
     /// The cgroup sock_addr programs, each named after its attach type.
     pub const SOCK_ADDR: [&str; 4] = [CONNECT4, CONNECT6, SENDMSG4, SENDMSG6];
@@ -453,7 +483,7 @@ const _: () = assert!(core::mem::size_of::<NetRule>() == 8 + 12 * PORT_RANGES_PE
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all impls below): each type is repr(C), Copy, made only of integers and
+    // SAFETY: this and each type below is repr(C), Copy, made only of integers and
     // integer arrays laid out without padding (sizes asserted above); any bits are valid.
     unsafe impl aya::Pod for super::FileId {}
     // SAFETY: see above.

@@ -75,15 +75,17 @@ pub fn sock_verdict(allow: bool) -> i32 {
     }
 }
 
+/// CLOCK_BOOTTIME now, the clock policy expiry is set on.
+fn boot_ns() -> u64 {
+    // SAFETY: a helper call without arguments.
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
 /// Applies the policy's mode to a judgement, counts it, records it; true to allow.
 pub fn conclude(policy_id: u32, request: &Request, reason: Reason, rule_id: u32) -> bool {
     let info = policy(policy_id);
     let (reason, rule_id, flags, version) = match info {
-        // SAFETY: a helper call without arguments.
-        Some(p)
-            if p.expires_boot_ns != 0
-                && unsafe { bpf_ktime_get_boot_ns() } >= p.expires_boot_ns =>
-        {
+        Some(p) if p.expires_boot_ns != 0 && boot_ns() >= p.expires_boot_ns => {
             // Fail closed, whatever the rules say and whatever the policy's mode, unless
             // the host chose audit for expired policies.
             let flags = if p.flags & policy_flags::EXPIRED_AUDIT != 0 {

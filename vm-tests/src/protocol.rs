@@ -25,16 +25,22 @@ pub const KERNEL_MARKER: &str = KERNEL;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// The kernel did what the scenario expects.
     Pass,
+    /// It did not (or the scenario could not run where it should).
     Fail,
+    /// The kernel lacks what the scenario needs; the detail says what.
     Skip,
 }
 
 /// One scenario's result, with a one-line explanation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScenarioResult {
+    /// The scenario's name.
     pub scenario: String,
+    /// How it ended.
     pub outcome: Outcome,
+    /// What it saw (pass), what went wrong (fail), or why it could not run (skip).
     pub detail: String,
 }
 
@@ -52,7 +58,12 @@ pub enum Line {
     /// `demo`: a line of the story, shown to the user as it is.
     DemoSay(String),
     /// `demo`: a file for the host.
-    DemoFile { name: String, bytes: Vec<u8> },
+    DemoFile {
+        /// Its path below `target/demo/`.
+        name: String,
+        /// Its content.
+        bytes: Vec<u8>,
+    },
     /// `demo`: the last line: the story ran to the end, or why not.
     DemoEnd(Result<(), String>),
     /// `bench`: the guest's results (its last line).
@@ -62,8 +73,11 @@ pub enum Line {
 /// A line that starts with a marker but does not carry what the marker promises.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// The marker the line starts with.
     pub marker: &'static str,
+    /// What is wrong with the rest.
     pub reason: String,
+    /// The whole line.
     pub line: String,
 }
 

@@ -5,8 +5,8 @@ use std::{io::Cursor, path::Path};
 
 use anyhow::{Context, Result};
 
-/// The guest's /init. Mounts follow PLATFORM.md: devtmpfs is required for spawning children
-/// with a null stdin; securityfs shows the active LSMs; cgroup2 is where governance lives.
+/// The guest's /init. devtmpfs on /dev is required for spawning children with a null stdin
+/// (without it the spawn fails with ENOENT); securityfs shows the active LSMs; cgroup2 is where governance lives.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin

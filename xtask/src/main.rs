@@ -39,8 +39,9 @@ enum Cmd {
     /// Boot the kernel matrix (Debian 6.1 and 6.12) in QEMU with BPF-LSM and run every
     /// end-to-end scenario with the real programs loaded.
     VmTest(vm::VmTestArgs),
-    /// Run everything: fmt check, clippy (warnings denied), unit and host tests, and the
-    /// VM suite on the whole kernel matrix. This is the project's test command.
+    /// Run everything: fmt check, the import-cycle check, clippy (warnings denied, workspace
+    /// lints), unit and host tests, a short fuzz run, the VM suite on the whole kernel
+    /// matrix and the demo. This is the project's test command.
     Test {
         /// Skip the VM suite (for quick iterations; CI never skips it).
         #[arg(long)]
@@ -81,6 +82,8 @@ fn test(no_vm: bool) -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     // The eBPF object itself is built (and linked) by the VM suite; nightly clippy below
     // already fails fast on a program that does not compile.
+    eprintln!("==> cargo xtask cycles (no import cycle among files)");
+    cycles::check(&workspace_root())?;
     eprintln!("==> cargo clippy (warnings denied)");
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
     ebpf::clippy()?;

@@ -163,7 +163,8 @@ fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) 
         append.push_str(" rampart.mode=bench");
     }
     let mut child = Command::new("qemu-system-x86_64")
-        // KVM is present on these machines but guests hang under it; TCG works (PLATFORM.md).
+        // /dev/kvm on these machines is a PVM nested hypervisor that only runs PVM-built guest
+        // kernels (a Debian kernel dies in its decompressor), so the guest runs under TCG.
         .args(["-accel", "tcg", "-cpu", "max", "-m", "1G", "-smp", "2"])
         .args([
             "-nographic",

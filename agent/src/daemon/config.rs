@@ -26,16 +26,21 @@ pub enum Fallback {
     Audit,
 }
 
+/// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[policy]`: where bundles come from and what they may govern.
     pub policy: PolicyConfig,
+    /// `[lineage]`: where the record goes (none: decisions on stdout only).
     #[serde(default)]
     pub lineage: Option<LineageConfig>,
+    /// `[daemon]`: pins and the control socket.
     #[serde(default)]
     pub daemon: DaemonConfig,
 }
 
+/// `[policy]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
@@ -65,23 +70,29 @@ pub struct PolicyConfig {
     pub on_expiry: Fallback,
 }
 
+/// `[lineage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineageConfig {
+    /// The lineage directory.
     pub dir: PathBuf,
     /// The host's secret key (`rampart keygen`), which signs checkpoints.
     pub host_key: PathBuf,
+    /// A checkpoint after this many records...
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// ...or this long after the last one.
     #[serde(
         default = "default_checkpoint_interval",
         with = "humantime_serde_compat"
     )]
     pub checkpoint_interval: Duration,
+    /// A new segment past this many bytes.
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
 }
 
+/// `[daemon]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonConfig {
@@ -149,6 +160,7 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads (size-capped) and parses the file at `path`.
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = crate::support::files::read_capped(path, MAX_CONFIG_BYTES).map_err(|e| {
             anyhow::anyhow!("{e}; create it (see docs/configuration.md) or pass --config")

@@ -25,26 +25,53 @@ use crate::bundle::verify::MAX_BUNDLE_BYTES;
 /// A request line is a bundle in base64 at most, plus a little.
 pub const MAX_REQUEST_BYTES: u64 = MAX_BUNDLE_BYTES / 3 * 4 + 4096;
 
+/// What a client asks.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     /// Verify and load this bundle (and keep it in the bundle directory).
     Push {
+        /// The bundle file, base64.
         bundle: String,
     },
+    /// What is in force.
     Status,
     /// Break-glass: record, detach everything, and stop.
     Release,
 }
 
+/// What the daemon answers.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
-    Loaded { version: u64, digest: String },
-    Rejected { code: String, error: String },
+    /// The pushed bundle is in force.
+    Loaded {
+        /// Its version.
+        version: u64,
+        /// Its digest.
+        digest: String,
+    },
+    /// The pushed bundle was refused; the policy in force is unchanged.
+    Rejected {
+        /// The stable refusal code.
+        code: String,
+        /// Why.
+        error: String,
+    },
+    /// The status object (`rampart status --json`).
     Status(Box<serde_json::Value>),
-    Released { links: u64, maps: u64 },
-    Error { error: String },
+    /// Released: nothing is enforced; the daemon stops.
+    Released {
+        /// Links detached.
+        links: u64,
+        /// Maps removed.
+        maps: u64,
+    },
+    /// The request could not be served.
+    Error {
+        /// Why.
+        error: String,
+    },
 }
 
 /// Binds the socket: its directory 0700, the socket 0600, a stale socket replaced.
@@ -87,6 +114,7 @@ pub async fn read_request(stream: &mut UnixStream) -> Result<Request> {
     serde_json::from_str(&line).context("not a control request")
 }
 
+/// Writes one response line.
 pub async fn write_response(stream: &mut UnixStream, response: &Response) -> Result<()> {
     let mut line = serde_json::to_vec(response)?;
     line.push(b'\n');

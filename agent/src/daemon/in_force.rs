@@ -17,12 +17,17 @@ use crate::{
 
 /// The policy in force and the one before it (events already in the ring may come from it).
 pub struct InForce {
+    /// What the kernel enforces.
     pub current: Generation,
+    /// The generation before it, kept to annotate events still in the ring.
     pub previous: Option<Generation>,
+    /// The bundle digest (none: local files or adopted pins).
     pub digest: Option<String>,
     /// Unix seconds; cleared once the expiry has been reported.
     pub expires_at: Option<u64>,
+    /// The bundle's scope.
     pub scope: Option<String>,
+    /// The key ids that signed the bundle.
     pub signers: Vec<String>,
 }
 

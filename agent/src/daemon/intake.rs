@@ -47,11 +47,15 @@ pub enum BundleLocation {
 /// Signed bundles and what they are checked against.
 #[derive(Debug, Clone)]
 pub struct BundleSource {
+    /// One file or a directory.
     pub location: BundleLocation,
+    /// The trust root file.
     pub trust: PathBuf,
+    /// The anti-rollback state directory.
     pub state: PathBuf,
     /// This host's scope (default: the trust root's).
     pub scope: Option<String>,
+    /// Seconds a bundle's issue time may be ahead of this host's clock.
     pub clock_skew: u64,
     /// The cgroups bundles may govern (and their descendants); `None`: any.
     pub allowed: Option<Vec<String>>,
@@ -59,8 +63,11 @@ pub struct BundleSource {
 
 /// A policy set ready to load, and what to record once it is.
 pub struct Incoming {
+    /// The compiled policies, resolved on this host.
     pub policies: Vec<CompiledPolicy>,
+    /// Version, expiry and host flags for their slots.
     pub info: SlotInfo,
+    /// The verified bundle and the state to advance once it is in force (none: local files).
     pub bundle: Option<(VerifiedBundle, StateDir)>,
     /// How long verifying and compiling took (the kernel steps are added by the switch).
     pub times: LoadTimes,
@@ -69,11 +76,14 @@ pub struct Incoming {
 /// Why a policy was not loaded: a stable code and the full reason.
 #[derive(Debug)]
 pub struct Refusal {
+    /// The stable code (`bad-signature`, `rollback`, `compile`, ...).
     pub code: &'static str,
+    /// The full reason.
     pub error: anyhow::Error,
 }
 
 impl Refusal {
+    /// A refusal with `code`.
     pub fn new(code: &'static str, error: anyhow::Error) -> Self {
         Self { code, error }
     }

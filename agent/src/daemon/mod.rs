@@ -4,6 +4,8 @@
 //! per input the run loop waits on: a ring batch, the tick, SIGHUP, a bundle directory
 //! change, a control request, the expiry of the bundle in force. [`run`] is only the loop.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod control;
 pub mod defaults;

@@ -76,13 +76,19 @@ pub const DROPS_FILE: &str = "kernel-drops";
 /// Lineage settings of `rampart run`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineageSettings {
+    /// The lineage directory.
     pub dir: PathBuf,
+    /// The host's secret key, which signs checkpoints.
     pub host_key: PathBuf,
+    /// A checkpoint after this many records...
     pub checkpoint_every: u64,
+    /// ...or this long after the last one.
     pub checkpoint_interval: Duration,
+    /// A new segment past this many bytes.
     pub segment_bytes: u64,
 }
 
+/// Where decisions, policy changes, refusals and gaps are written.
 pub struct Recorder {
     lineage: Option<Writer>,
     /// `DIR/kernel-drops`: the drop counter already accounted for, kept across restarts

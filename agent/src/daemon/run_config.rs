@@ -15,6 +15,7 @@ use super::{
 /// What `rampart run` enforces.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    /// Where the policy comes from.
     pub origin: PolicyOrigin,
     /// Where the lineage goes (none: decisions only on stdout).
     pub lineage: Option<LineageSettings>,

@@ -97,6 +97,7 @@ impl LoadTimes {
 /// The policies in force: which slot holds each, and which cgroups point at it.
 #[derive(Debug)]
 pub struct Generation {
+    /// Version, expiry and host flags of its slots.
     pub info: SlotInfo,
     /// Every slot this generation holds.
     pub slots: Vec<u32>,

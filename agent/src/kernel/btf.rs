@@ -37,22 +37,36 @@ const KIND_ENUM64: u32 = 19;
 /// Why BTF could not be read or a member not found.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BtfError {
+    /// A section or record ends past the data.
     #[error("BTF data is truncated ({0})")]
     Truncated(&'static str),
+    /// The header's magic is not BTF's.
     #[error("not BTF data (bad magic {0:#06x}); only little-endian BTF is supported")]
     BadMagic(u16),
+    /// A type record of a kind this reader does not know.
     #[error("BTF type {id} has unknown kind {kind}")]
-    UnknownKind { id: u32, kind: u32 },
+    UnknownKind {
+        /// The type id.
+        id: u32,
+        /// Its kind number.
+        kind: u32,
+    },
+    /// A name offset outside the string section.
     #[error("BTF name offset {0} is outside the string section")]
     BadString(u32),
+    /// A reference to a type that does not exist.
     #[error("BTF refers to type id {0}, which does not exist")]
     BadTypeId(u32),
+    /// The struct is not described.
     #[error("struct {0} is not in the kernel's BTF")]
     NoSuchStruct(String),
+    /// The struct has no such member.
     #[error("struct {0} has no member {1}")]
     NoSuchMember(String, String),
+    /// The member is a bitfield, which has no byte offset.
     #[error("struct {0} member {1} is a bitfield; only whole members can be read")]
     Bitfield(String, String),
+    /// Following typedefs and modifiers never ends.
     #[error("type chain from id {0} is too long or cyclic")]
     Cycle(u32),
 }

@@ -16,7 +16,9 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// A governed cgroup: its path and the id the kernel reports for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup {
+    /// Its directory in the cgroup2 mount.
     pub path: PathBuf,
+    /// Its inode number: what `bpf_get_current_cgroup_id` returns for it.
     pub id: u64,
     /// Depth below the cgroup2 root (the root is level 0).
     pub level: u32,

@@ -14,6 +14,7 @@ use crate::{
 /// Why ring-buffer bytes were not an event.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum EventError {
+    /// The record is not the size of an [`Event`].
     #[error("event record is {0} bytes, expected {expected}", expected = std::mem::size_of::<Event>())]
     BadSize(usize),
 }

@@ -2,6 +2,8 @@
 //! loaded programs, their maps and pins), cgroups, file identities, preflight checks, the
 //! decoding of ring-buffer events, and [`sys`], the only module that calls libc.
 
+#![warn(missing_docs)]
+
 pub mod btf;
 pub mod cgroup;
 pub mod enforcer;

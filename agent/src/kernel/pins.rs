@@ -14,6 +14,7 @@ use rampart_common::MAP_ABI_VERSION;
 /// The pin directory: `maps-abiN/NAME` for maps, `links/NAME@GEN` for links, where GEN
 /// numbers the agents that attached them (higher is newer).
 pub struct Pins {
+    /// `maps-abiN/`, where the maps of this map ABI are pinned.
     pub maps: PathBuf,
     links: PathBuf,
     generation: u64,

@@ -14,10 +14,24 @@ use thiserror::Error;
 /// Why a file was not read or written.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FileError {
+    /// The file could not be opened, read or written.
     #[error("{file}: {reason}")]
-    Io { file: String, reason: String },
+    Io {
+        /// The file.
+        file: String,
+        /// The system's error.
+        reason: String,
+    },
+    /// The file is bigger than its cap; nothing of it was parsed.
     #[error("{file}: {len} bytes is over the {cap}-byte limit; refused before parsing")]
-    TooLarge { file: String, len: u64, cap: u64 },
+    TooLarge {
+        /// The file.
+        file: String,
+        /// Its size.
+        len: u64,
+        /// The cap.
+        cap: u64,
+    },
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> FileError {

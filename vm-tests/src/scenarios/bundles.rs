@@ -16,7 +16,7 @@ use crate::harness::observe::{op_in, Outcome};
 
 pub const DIR: &str = "/run/rampart-bundles";
 
-/// Policy swaps the atomic-swap scenario makes (the issue asks for at least 100).
+/// Policy swaps the atomic-swap scenario makes (the atomicity claim is made over at least 100).
 pub const SWAPS: u64 = 100;
 
 /// An agent on a bundle, with its log and event files.
