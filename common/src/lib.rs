@@ -479,6 +479,7 @@ pub mod programs {
 const _: () = assert!(core::mem::size_of::<Event>() == 384);
 const _: () = assert!(core::mem::size_of::<PathKey>() == 256);
 const _: () = assert!(core::mem::size_of::<PathRule>() == 24);
+const _: () = assert!(core::mem::size_of::<MapExecKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 8 + 12 * PORT_RANGES_PER_NET_RULE);
 
 #[cfg(feature = "user")]
@@ -502,4 +503,6 @@ mod pod {
     unsafe impl aya::Pod for super::Net6Key {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::NetRule {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::MapExecKey {}
 }

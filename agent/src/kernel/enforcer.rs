@@ -21,8 +21,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use rampart_common::{
-    maps, programs, FileId, KernelLayout, Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo,
-    PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES, PATH_KEY_BYTES, PINNED_MAPS,
+    maps, programs, FileId, KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule,
+    PolicyInfo, PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES, PATH_KEY_BYTES, PINNED_MAPS,
     PORT_RANGES_PER_NET_RULE,
 };
 
@@ -325,6 +325,10 @@ impl Enforcer {
             "policy slot {slot} is in use"
         );
         self.installed.insert(slot, SlotKeys::default());
+        // An earlier policy in this slot may have left executable-mapping allowances (an
+        // agent that crashed mid-retire, or pins from an older agent): they must not count
+        // for this policy.
+        self.forget_map_exec(slot)?;
         let slot16 = slot as u16;
         {
             let mut trie: LpmTrie<_, PathKey, PathRule> = LpmTrie::try_from(
@@ -403,7 +407,31 @@ impl Enforcer {
             keys.paths.iter().map(|p| path_key(slot16, p)),
         )?;
         remove_all::<Net4Key, NetRule>(self.map_mut(maps::NET4_RULES)?, keys.net4)?;
-        remove_all::<Net6Key, NetRule>(self.map_mut(maps::NET6_RULES)?, keys.net6)
+        remove_all::<Net6Key, NetRule>(self.map_mut(maps::NET6_RULES)?, keys.net6)?;
+        self.forget_map_exec(slot).map(drop)
+    }
+
+    /// Removes every executable-mapping allowance recorded under `slot` (`mmap_file` fills
+    /// `MAP_EXEC_ALLOWED` for `file_mprotect`, keyed by slot): slots are reused, and an
+    /// allowance of one policy must never be honoured for another. Call it only for a slot
+    /// no cgroup points at (no program can add to it meanwhile). Returns how many went.
+    fn forget_map_exec(&mut self, slot: u32) -> Result<usize> {
+        let mut allowed: HashMap<_, MapExecKey, u32> =
+            HashMap::try_from(self.map_mut(maps::MAP_EXEC_ALLOWED)?)?;
+        let keys = allowed
+            .keys()
+            .collect::<Result<Vec<MapExecKey>, _>>()
+            .context("listing executable-mapping allowances")?;
+        let stale: Vec<MapExecKey> = keys.into_iter().filter(|k| k.policy == slot).collect();
+        for key in &stale {
+            match allowed.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => {
+                    return Err(e).context("removing an executable-mapping allowance of a slot")
+                }
+            }
+        }
+        Ok(stale.len())
     }
 
     /// Writes network entries into the trie `map`; `key` builds the key data of a prefix of

@@ -127,6 +127,31 @@ pub fn terminate_agent(mut child: Child, log: &Path) -> Result<Option<serde_json
     }))
 }
 
+/// Sends SIGHUP to the agent `pid` and waits (60 s at most) until its log `log` says a
+/// policy is in force once more than before.
+pub fn reload(pid: u32, log: &Path) -> Result<()> {
+    let loaded = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("\"policy in force")
+            .count()
+    };
+    let before = loaded();
+    // SAFETY: kill(2) on an agent this harness spawned and has not reaped.
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let started = Instant::now();
+    while loaded() == before {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "the agent did not reload within 60 s after SIGHUP; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// The agent's log so far (for failure details).
 pub fn agent_log() -> String {
     let mut s = String::new();

@@ -1,10 +1,11 @@
 //! Exec: programs allowed and denied by path and pinned identity, and the side doors (other
 //! names, /proc/self paths, memfd, the dynamic loader, shebangs, renames, upgrades).
 
-use std::{os::unix::fs::symlink, process::Command};
+use std::{os::unix::fs::symlink, path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
 
+use crate::harness::agent::{reload, AGENT_LOG};
 use crate::harness::env::Env;
 use crate::harness::observe::{
     exec_target, op_in, p, run_in, want, want_denied, Outcome, PROBE_OK,
@@ -267,21 +268,7 @@ pub fn upgraded_program_re_pinned(env: &mut Env) -> Result<String> {
         ("exec", &p(&path), "identity-mismatch"),
     )?;
     let pid = env.agent_pid().context("the agent is not running")?;
-    let loaded = || {
-        crate::harness::agent::agent_log()
-            .matches("\"policy in force")
-            .count()
-    };
-    let before = loaded();
-    // SAFETY: kill(2) on the agent this harness spawned and has not reaped.
-    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
-    let started = std::time::Instant::now();
-    while loaded() == before {
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            bail!("the agent did not reload within 60 s after SIGHUP");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    reload(pid, Path::new(AGENT_LOG))?;
     want(
         "the upgraded program after the reload",
         exec_target(env, &env.governed, &path)?,

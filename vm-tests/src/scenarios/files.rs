@@ -1,9 +1,12 @@
 //! Files: opens by path and access (also through io_uring), over-long paths, and
 //! executable mappings.
 
+use std::path::Path;
+
 use anyhow::{bail, Result};
 
-use crate::harness::env::Env;
+use crate::harness::agent::{log_records, reload, spawn_agent, terminate_agent};
+use crate::harness::env::{Env, CGROUP_ROOT, FIXTURES};
 use crate::harness::observe::{op_in, p, want, want_denied, Outcome};
 
 pub fn open_by_rule(env: &mut Env) -> Result<String> {
@@ -132,4 +135,92 @@ pub fn map_exec_denied(env: &mut Env) -> Result<String> {
          was allowed"
             .into(),
     )
+}
+
+/// The slot-reuse policies: `libraries` lets the workload map `lib` executable; without it,
+/// `lib` may only be read.
+fn slot_policy(name: &str, lib: &str, mappable: bool) -> String {
+    let grant = if mappable {
+        format!("  exec:\n    allow: [{FIXTURES}/allowed-probe]\n    libraries: [{lib}]\n")
+    } else {
+        format!(
+            "  exec:\n    allow: [{FIXTURES}/allowed-probe]\n  files:\n    - path: {lib}\n      \
+             access: [read]\n"
+        )
+    };
+    format!(
+        "apiVersion: rampart.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: {name}\nspec:\n  \
+         governs: [/rampart-slot]\n{grant}"
+    )
+}
+
+/// An executable mapping allowed under one policy must not make `mprotect(PROT_EXEC)` pass
+/// under a later policy that reuses its kernel slot and forbids the file: v1 (slot 0) maps
+/// the file executable, v2 moves to slot 1 and empties slot 0, v3 (no library rule) lands
+/// in slot 0 again.
+pub fn map_exec_allowance_does_not_survive_slot_reuse(env: &mut Env) -> Result<String> {
+    let base = Path::new("/run/rampart-slot");
+    std::fs::create_dir_all(base)?;
+    let cg = Path::new(CGROUP_ROOT).join("rampart-slot");
+    std::fs::create_dir_all(&cg)?;
+    let lib = env.fixture("slot-lib");
+    std::fs::copy(&env.allowed, &lib)?;
+    let lib = p(&lib);
+    let policy = base.join("policy.yaml");
+    std::fs::write(&policy, slot_policy("slot-v1", &lib, true))?;
+    let (events, log) = (base.join("events.jsonl"), base.join("agent.log"));
+    let args = ["run", "--no-pin", "--policy", &p(&policy)];
+    let agent = spawn_agent(&args, &events, &log)?;
+    let result = (|| -> Result<()> {
+        want(
+            "v1: mmap PROT_EXEC of the library",
+            op_in(env, &cg, &["map-exec", &lib])?,
+            Outcome::Ok,
+        )?;
+        want(
+            "v1: mprotect PROT_EXEC of the library",
+            op_in(env, &cg, &["mprotect-exec", &lib])?,
+            Outcome::Ok,
+        )?;
+        std::fs::write(&policy, slot_policy("slot-v2", &lib, true))?;
+        reload(agent.id(), &log)?;
+        std::fs::write(&policy, slot_policy("slot-v3", &lib, false))?;
+        reload(agent.id(), &log)?;
+        let slots: Vec<u64> = log_records(&log)
+            .iter()
+            .filter(|r| r["message"] == "policy loaded")
+            .filter_map(|r| r["slot"].as_u64())
+            .collect();
+        if slots != [0, 1, 0] {
+            bail!("expected v1, v2, v3 in slots 0, 1, 0 (the reuse under test); got {slots:?}");
+        }
+        let got = op_in(env, &cg, &["map-exec", &lib])?;
+        if !got.denied() {
+            bail!("v3: mmap PROT_EXEC of the library: got {got:?}, expected EPERM");
+        }
+        let got = op_in(env, &cg, &["mprotect-exec", &lib])?;
+        if !got.denied() {
+            bail!(
+                "v3: mprotect PROT_EXEC of the library: got {got:?}, expected EPERM \
+                 (map-exec-unverified): v1's allowance in the reused slot was still honoured"
+            );
+        }
+        Ok(())
+    })();
+    let summary = terminate_agent(agent, &log);
+    result?;
+    summary?;
+    let recorded = std::fs::read_to_string(&events)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["reason"] == "map-exec-unverified" && e["policy"] == "slot-v3")
+        .count();
+    if recorded == 0 {
+        bail!("no map-exec-unverified denial of slot-v3 among the agent's events");
+    }
+    Ok(format!(
+        "v1 (slot 0) mapped and mprotected the library executable; v3 reused slot 0 without \
+         the library rule: mmap and mprotect PROT_EXEC both EPERM, {recorded} \
+         map-exec-unverified event(s)"
+    ))
 }

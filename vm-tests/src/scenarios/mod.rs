@@ -84,6 +84,12 @@ pub const ALL: &[Scenario] = &[
         run: examples::examples_load,
     },
     Scenario {
+        name: "map-exec-allowance-does-not-survive-slot-reuse",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: files::map_exec_allowance_does_not_survive_slot_reuse,
+    },
+    Scenario {
         name: "daemon-config-bundle-dir-push-and-status",
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
