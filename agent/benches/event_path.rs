@@ -96,7 +96,7 @@ fn measure(work: &Path) -> anyhow::Result<()> {
     let name = format!("rampart-bench-events-{}", std::process::id());
     let dir = hierarchy.join(&name);
     std::fs::create_dir_all(&dir)?;
-    let cg = Cgroup::open(&dir)?;
+    let cg = Cgroup::resolve(&hierarchy, &format!("/{name}"))?;
     let sink = UdpSocket::bind("127.0.0.1:0")?;
     let to = sink.local_addr()?;
     let yaml = format!(

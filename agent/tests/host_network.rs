@@ -89,7 +89,7 @@ fn cgroup_network_programs_judge_a_governed_child() {
     let name = format!("rampart-hosttest-{}", std::process::id());
     let dir: PathBuf = root.join(&name);
     std::fs::create_dir_all(&dir).unwrap();
-    let cg = Cgroup::open(&dir).unwrap();
+    let cg = Cgroup::resolve(&root, &format!("/{name}")).unwrap();
     let mut v6_rule = String::new();
     if let Some(l) = &v6 {
         v6_rule = format!(
@@ -197,7 +197,7 @@ spec:
     );
     assert!(events
         .iter()
-        .all(|e| e.decision == "deny" && e.cgroup_id == cg.id && e.endpoint.is_some()));
+        .all(|e| e.decision == "deny" && Some(e.cgroup_id) == cg.id && e.endpoint.is_some()));
     assert!(events
         .iter()
         .any(|e| e.reason == Reason::AccessNotGranted.name()));

@@ -80,6 +80,14 @@ pub struct KernelLayout {
     pub sb_dev: u32,
     /// `struct vm_area_struct::vm_file`
     pub vma_file: u32,
+    /// `struct cgroup::kn`
+    pub cgroup_kn: u32,
+    /// `struct cgroup::root`
+    pub cgroup_root: u32,
+    /// `struct kernfs_node::id` (what `bpf_get_current_cgroup_id` returns for a cgroup)
+    pub kn_id: u32,
+    /// `struct cgroup_root::hierarchy_id` (0 is the cgroup v2 hierarchy)
+    pub root_hierarchy_id: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -96,8 +104,39 @@ impl KernelLayout {
         inode_sb: 0,
         sb_dev: 0,
         vma_file: 0,
+        cgroup_kn: 0,
+        cgroup_root: 0,
+        kn_id: 0,
+        root_hierarchy_id: 0,
         valid: 0,
     };
+}
+
+/// Bytes of a governed cgroup path key: the path relative to the cgroup v2 root (as the
+/// kernel's `cgroup_mkdir` tracepoint gives it, with its leading `/`), zero-padded. A
+/// governed path must be at most `CGROUP_PATH_BYTES - 2` bytes long, so that a longer one
+/// read by the kernel can never match.
+pub const CGROUP_PATH_BYTES: usize = 256;
+
+/// Key of `GOVERNED_PATHS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupPathKey {
+    /// The path, NUL-terminated and zero-padded.
+    pub path: [u8; CGROUP_PATH_BYTES],
+}
+
+impl CgroupPathKey {
+    /// The key of a governed cgroup name (`/a/b`); `None` when it is too long to govern.
+    pub fn new(name: &str) -> Option<Self> {
+        let bytes = name.as_bytes();
+        if bytes.len() > CGROUP_PATH_BYTES - 2 {
+            return None;
+        }
+        let mut path = [0u8; CGROUP_PATH_BYTES];
+        path[..bytes.len()].copy_from_slice(bytes);
+        Some(Self { path })
+    }
 }
 
 /// Name of the read-only global holding the [`KernelLayout`] in the eBPF object.
@@ -413,6 +452,10 @@ pub struct Event {
 pub mod maps {
     /// `HashMap<u64 cgroup id, u32 policy id>`: the governed cgroups.
     pub const GOVERNED: &str = "GOVERNED";
+    /// `HashMap<CgroupPathKey, u32 policy id>`: the governed cgroup paths. A cgroup made
+    /// at one of them (again, or for the first time) is put into `GOVERNED` by the
+    /// `cgroup_mkdir` program before anything can run in it.
+    pub const GOVERNED_PATHS: &str = "GOVERNED_PATHS";
     /// `Array<PolicyInfo>` indexed by policy id.
     pub const POLICIES: &str = "POLICIES";
     /// `LpmTrie<PathKey, PathRule>`.
@@ -438,8 +481,9 @@ pub mod maps {
 pub const MAP_ABI_VERSION: u32 = 2;
 
 /// The maps pinned under the pin directory (state that must outlive the agent).
-pub const PINNED_MAPS: [&str; 9] = [
+pub const PINNED_MAPS: [&str; 10] = [
     maps::GOVERNED,
+    maps::GOVERNED_PATHS,
     maps::POLICIES,
     maps::PATH_RULES,
     maps::NET4_RULES,
@@ -472,6 +516,12 @@ pub mod programs {
     pub const SENDMSG6: &str = "sendmsg6";
     /// The cgroup sock_addr programs, each named after its attach type.
     pub const SOCK_ADDR: [&str; 4] = [CONNECT4, CONNECT6, SENDMSG4, SENDMSG6];
+    /// A cgroup was made: governs it if its path is governed.
+    pub const CGROUP_MKDIR: &str = "cgroup_mkdir";
+    /// A cgroup was removed: forgets its id.
+    pub const CGROUP_RMDIR: &str = "cgroup_rmdir";
+    /// The BTF tracepoint programs, each named after its tracepoint.
+    pub const TRACEPOINTS: [&str; 2] = [CGROUP_MKDIR, CGROUP_RMDIR];
 }
 
 // The ABI must not change size silently: the agent parses events by this size, and the
@@ -480,6 +530,7 @@ const _: () = assert!(core::mem::size_of::<Event>() == 384);
 const _: () = assert!(core::mem::size_of::<PathKey>() == 256);
 const _: () = assert!(core::mem::size_of::<PathRule>() == 24);
 const _: () = assert!(core::mem::size_of::<MapExecKey>() == 24);
+const _: () = assert!(core::mem::size_of::<CgroupPathKey>() == CGROUP_PATH_BYTES);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 8 + 12 * PORT_RANGES_PER_NET_RULE);
 
 #[cfg(feature = "user")]
@@ -505,4 +556,6 @@ mod pod {
     unsafe impl aya::Pod for super::NetRule {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::MapExecKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::CgroupPathKey {}
 }

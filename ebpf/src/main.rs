@@ -1,9 +1,10 @@
 //! Rampart's kernel programs.
 //!
 //! Every program is a thin entry that calls a `judge_*` function; the decision logic reads
-//! as ordinary Rust. One module per hook family (`exec`, `file`, `mmap`, `network`) over
-//! shared ones: `governance` (which policy applies), `path` and `object` (what the target
-//! is), `decision` (mode, counters, events) and `maps`. Inside a governed cgroup (or any descendant) the default is deny: only
+//! as ordinary Rust. One module per hook family (`exec`, `file`, `mmap`, `network`,
+//! `cgroup`) over shared ones: `governance` (which policy applies), `path` and `object`
+//! (what the target is), `decision` (mode, counters, events) and `maps`. Inside a governed
+//! cgroup (or any descendant) the default is deny: only
 //! a rule of the policy in force allows. Anything a program cannot establish (an unset
 //! struct layout, an unresolvable or over-long path, an unreadable identity, a missing
 //! policy) denies with its own reason code. Audit mode turns a denial into an allow that is
@@ -11,6 +12,7 @@
 #![no_std]
 #![no_main]
 
+mod cgroup;
 mod decision;
 mod exec;
 mod file;

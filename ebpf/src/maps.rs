@@ -6,13 +6,21 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use rampart_common::{
-    KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo,
-    EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES,
-    MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES, REASON_COUNT,
+    CgroupPathKey, KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule,
+    PolicyInfo, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_GOVERNED_CGROUPS, MAX_NET_RULES,
+    MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES, REASON_COUNT,
 };
 
 #[map(name = "GOVERNED")]
 pub static GOVERNED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_GOVERNED_CGROUPS, 0);
+
+#[map(name = "GOVERNED_PATHS")]
+pub static GOVERNED_PATHS: HashMap<CgroupPathKey, u32> =
+    HashMap::with_max_entries(MAX_GOVERNED_CGROUPS, 0);
+
+/// Per-CPU scratch for the path of a cgroup being made (too big for the stack).
+#[map(name = "CGROUP_PATH_SCRATCH")]
+pub static CGROUP_PATH_SCRATCH: PerCpuArray<CgroupPathKey> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "MAP_EXEC_ALLOWED")]
 pub static MAP_EXEC_ALLOWED: LruHashMap<MapExecKey, u32> =

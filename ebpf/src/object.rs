@@ -21,6 +21,12 @@ pub fn btf_u32(base: *const u8, offset: u32) -> u32 {
     unsafe { *(base.wrapping_add(offset as usize) as *const u32) }
 }
 
+/// Loads the `u64` member at `offset` of a BTF-typed kernel object.
+pub fn btf_u64(base: *const u8, offset: u32) -> u64 {
+    // SAFETY: as in `btf_ptr`.
+    unsafe { *(base.wrapping_add(offset as usize) as *const u64) }
+}
+
 /// `(s_dev, i_ino)` of `file->f_inode`.
 pub fn file_identity(file: *const u8, layout: &KernelLayout) -> Option<FileId> {
     let inode: *const u8 = read_at(file, layout.file_inode)?;

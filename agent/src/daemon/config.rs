@@ -179,6 +179,7 @@ impl Config {
             if !g.starts_with('/') || g == "/" || g.split('/').any(|c| c == "..") {
                 bail!("policy.governs: `{g}` must be an absolute cgroup path below the root, without ..");
             }
+            crate::kernel::cgroup::normalize(g).context("policy.governs")?;
         }
         if let Some(scope) = &p.scope {
             crate::bundle::scope::valid_scope(scope).context("policy.scope")?;

@@ -96,6 +96,10 @@ pub fn apply(
         Ok(g) => g,
         Err(e) => return (in_force, Err(Refusal::new("load", e))),
     };
+    for (_, cg) in generation.governed.iter().filter(|(_, c)| c.id.is_none()) {
+        warn!(cgroup = %cg.label(),
+            "governed cgroup does not exist yet; it is governed from the moment it is made");
+    }
     let t = incoming.times;
     let (digest, expires_at) = match &incoming.bundle {
         Some((verified, state)) => {

@@ -96,8 +96,8 @@ impl Daemon {
             },
         };
         let mut enforcer = match &config.pin_dir {
-            Some(dir) => Enforcer::load_pinned(&layout, dir)?,
-            None => Enforcer::load(&layout)?,
+            Some(dir) => Enforcer::load_pinned(&layout, &hierarchy, dir)?,
+            None => Enforcer::load(&layout, &hierarchy)?,
         };
         // What an earlier agent left pinned stays in force until the switch below replaces it.
         let adopted = if enforcer.pinned() {
@@ -289,7 +289,7 @@ impl Daemon {
             "expires": in_force.and_then(|f| f.expires_at).map(rfc3339),
             "signers": in_force.map(|f| f.signers.clone()).unwrap_or_default(),
             "policies": current.map(|g| g.policies.iter().map(|(_, p)| p.name.clone()).collect::<Vec<_>>()),
-            "governed": current.map(|g| g.governed.iter().map(|(_, c)| c.path.display().to_string()).collect::<Vec<_>>()),
+            "governed": current.map(|g| g.governed.iter().map(|(_, c)| c.label()).collect::<Vec<_>>()),
             "pinned": self.enforcer.pinned(),
             "pin_dir": self.config.pin_dir.as_ref().map(|d| d.display().to_string()),
             "decisions": decisions,

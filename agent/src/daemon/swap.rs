@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rampart_common::{MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES};
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::{
     kernel::{
@@ -32,7 +32,7 @@ pub trait PolicyMaps {
     fn install(&mut self, slot: u32, info: SlotInfo, policy: &CompiledPolicy) -> Result<()>;
     /// Attaches the network programs to a cgroup (once).
     fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()>;
-    /// Points a cgroup (and its descendants) at a slot: one map update.
+    /// Points a cgroup name, and the cgroup there now (and their descendants), at a slot.
     fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()>;
     /// Ends governance of a cgroup.
     fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()>;
@@ -110,8 +110,8 @@ pub struct Generation {
 impl Generation {
     /// The generation an earlier agent left in the pinned maps, if any.
     pub fn adopt(enforcer: &mut Enforcer) -> Result<Option<Self>> {
-        let (slots, governed) = enforcer.adopt()?;
-        let Some((_, first)) = slots.first() else {
+        let adopted = enforcer.adopt()?;
+        let Some((_, first)) = adopted.slots.first() else {
             return Ok(None);
         };
         Ok(Some(Self {
@@ -120,20 +120,36 @@ impl Generation {
                 expires_boot_ns: first.expires_boot_ns,
                 extra_flags: 0,
             },
-            slots: slots.iter().map(|(s, _)| *s).collect(),
+            slots: adopted.slots.iter().map(|(s, _)| *s).collect(),
             policies: Vec::new(),
-            governed: governed
+            // Names and ids are adopted apart (which id was made at which name is not
+            // recorded): the next swap ungoverns each that it does not govern again.
+            governed: adopted
+                .names
                 .into_iter()
-                .map(|(id, slot)| {
+                .map(|(name, slot)| {
+                    let path = format!("(adopted cgroup {name})").into();
                     (
                         slot,
                         Cgroup {
-                            path: format!("(adopted cgroup id {id})").into(),
-                            id,
-                            level: 0,
+                            name,
+                            path,
+                            id: None,
                         },
                     )
                 })
+                .chain(adopted.ids.into_iter().map(|(id, slot)| {
+                    let path = format!("(adopted cgroup id {id})").into();
+                    let name = String::new();
+                    (
+                        slot,
+                        Cgroup {
+                            name,
+                            path,
+                            id: Some(id),
+                        },
+                    )
+                }))
                 .collect(),
         }))
     }
@@ -148,10 +164,17 @@ impl Generation {
             .find_map(|(s, p)| (*s == slot).then_some(p))
     }
 
-    fn slot_of(&self, cgroup: u64) -> Option<u32> {
-        self.governed
-            .iter()
-            .find_map(|(s, c)| (c.id == cgroup).then_some(*s))
+    /// The slot this generation governs `cgroup` with: by name, or by id for one adopted
+    /// by id alone.
+    fn slot_of(&self, cgroup: &Cgroup) -> Option<u32> {
+        self.governed.iter().find_map(|(s, c)| {
+            let same = if cgroup.name.is_empty() || c.name.is_empty() {
+                cgroup.id.is_some() && c.id == cgroup.id
+            } else {
+                c.name == cgroup.name
+            };
+            same.then_some(*s)
+        })
     }
 }
 
@@ -188,7 +211,7 @@ pub fn switch(
         );
     }
     check_capacity(enforcer, &policies)?;
-    let new = Generation {
+    let mut new = Generation {
         info,
         slots: free.clone(),
         governed: cgroups.into_iter().map(|(i, c)| (free[i], c)).collect(),
@@ -217,12 +240,12 @@ pub fn switch(
     for (done, (slot, cg)) in new.governed.iter().enumerate() {
         if let Err(e) = enforcer.govern(cg, *slot) {
             for (_, back) in &new.governed[..done] {
-                let restored = match current.and_then(|g| g.slot_of(back.id)) {
+                let restored = match current.and_then(|g| g.slot_of(back)) {
                     Some(old) => enforcer.govern(back, old),
                     None => enforcer.ungovern(back),
                 };
                 if let Err(e) = restored {
-                    warn!(cgroup = %back.path.display(), error = %format!("{e:#}"),
+                    warn!(cgroup = %back.label(), error = %format!("{e:#}"),
                         "could not restore the previous policy of a cgroup");
                 }
             }
@@ -231,10 +254,18 @@ pub fn switch(
             return Err(e);
         }
     }
+    follow_recreated(enforcer, resolve, &mut new.governed);
     if let Some(old) = current {
         for (_, cg) in &old.governed {
-            if new.slot_of(cg.id).is_none() {
+            if new.slot_of(cg).is_none() {
                 enforcer.ungovern(cg)?;
+                // A cgroup made at the name since it was resolved was governed by the
+                // kernel, under its new id.
+                if let Ok(now) = resolve(&cg.name) {
+                    if now.id.is_some() && now.id != cg.id {
+                        enforcer.ungovern(&now)?;
+                    }
+                }
             }
         }
         // In force from here: every decision that starts now reads the new slots.
@@ -247,6 +278,28 @@ pub fn switch(
         times.switch = installed.elapsed();
     }
     Ok(new)
+}
+
+/// Governs the cgroups made at a governed name after it was resolved and before the name
+/// was written (later ones the kernel governs as it makes them), and records every current
+/// id. A name that cannot be resolved again keeps its record: the kernel governs it by name.
+fn follow_recreated(
+    enforcer: &mut impl PolicyMaps,
+    resolve: &dyn Fn(&str) -> Result<Cgroup>,
+    governed: &mut [(u32, Cgroup)],
+) {
+    for (slot, cg) in governed.iter_mut().filter(|(_, c)| !c.name.is_empty()) {
+        let now = match resolve(&cg.name) {
+            Ok(now) if now.id.is_some() && now.id != cg.id => now,
+            _ => continue,
+        };
+        match enforcer.govern(&now, *slot) {
+            Ok(()) => *cg = now,
+            Err(e) => error!(cgroup = %cg.label(), error = %format!("{e:#}"),
+                "a cgroup made at a governed path during the swap could not be governed; \
+                 reload the policy (cgroups made there from now on are governed)"),
+        }
+    }
 }
 
 /// Refuses, before any kernel write, policies whose entries do not fit the rule tries next

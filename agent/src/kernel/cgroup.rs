@@ -6,22 +6,29 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use rampart_common::MAX_CGROUP_LEVELS;
+use rampart_common::{CgroupPathKey, CGROUP_PATH_BYTES, MAX_CGROUP_LEVELS};
 
 use super::sys;
 
 /// `CGROUP2_SUPER_MAGIC` from `include/uapi/linux/magic.h`.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
-/// A governed cgroup: its path and the id the kernel reports for it.
+/// A governed cgroup: its name in policies, its directory, and the id the kernel reports for
+/// it when it exists.
+///
+/// Governance follows the name: the kernel keeps `name -> slot` in `GOVERNED_PATHS` and
+/// governs a cgroup made at that path (again, or for the first time) while making it, so
+/// `id` is only the cgroup that was there when the agent looked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup {
+    /// Its path relative to the cgroup v2 root, as the kernel spells it (`/a/b`). Empty for
+    /// a cgroup adopted from pinned maps by id alone.
+    pub name: String,
     /// Its directory in the cgroup2 mount.
     pub path: PathBuf,
-    /// Its inode number: what `bpf_get_current_cgroup_id` returns for it.
-    pub id: u64,
-    /// Depth below the cgroup2 root (the root is level 0).
-    pub level: u32,
+    /// Its inode number (what `bpf_get_current_cgroup_id` returns for it); `None` while
+    /// nothing exists at the path.
+    pub id: Option<u64>,
 }
 
 fn is_cgroup2(path: &Path) -> Result<bool> {
@@ -29,48 +36,82 @@ fn is_cgroup2(path: &Path) -> Result<bool> {
     Ok(f_type == CGROUP2_SUPER_MAGIC)
 }
 
+/// The kernel's spelling of a governed cgroup name (`/a/b`: one `/` before each component,
+/// none at the end), or why it cannot be governed. Pure: names come from signed policies and
+/// the host configuration, and must match what the kernel's `cgroup_mkdir` tracepoint
+/// reports byte for byte.
+pub fn normalize(name: &str) -> Result<String> {
+    if !name.starts_with('/') {
+        bail!("governed cgroup `{name}` must be an absolute path below the cgroup v2 root");
+    }
+    let parts: Vec<&str> = name.split('/').filter(|c| !c.is_empty()).collect();
+    if parts.is_empty() {
+        bail!(
+            "governed cgroup `{name}` is the cgroup v2 root; governing the whole host is \
+             refused, govern a child cgroup instead"
+        );
+    }
+    if let Some(bad) = parts.iter().find(|c| **c == "." || **c == "..") {
+        bail!("governed cgroup `{name}` contains `{bad}`; name the cgroup without it");
+    }
+    if parts.len() >= MAX_CGROUP_LEVELS as usize {
+        bail!(
+            "governed cgroup `{name}` is {} levels deep; governed cgroups must be fewer than \
+             {MAX_CGROUP_LEVELS} levels below the cgroup v2 root",
+            parts.len()
+        );
+    }
+    let normal = format!("/{}", parts.join("/"));
+    if CgroupPathKey::new(&normal).is_none() {
+        bail!(
+            "governed cgroup `{name}` is {} bytes long; at most {} are supported",
+            normal.len(),
+            CGROUP_PATH_BYTES - 2
+        );
+    }
+    Ok(normal)
+}
+
 impl Cgroup {
-    /// Resolves a cgroup v2 directory. The id is the directory's inode number, which is the
-    /// kernfs node id that `bpf_get_current_cgroup_id()` returns.
-    pub fn open(path: &Path) -> Result<Self> {
-        let path = path
-            .canonicalize()
-            .with_context(|| format!("governed cgroup {} does not exist", path.display()))?;
-        if !is_cgroup2(&path)? {
-            bail!(
-                "{} is not on a cgroup v2 file system; governance needs cgroup v2 \
-                 (mount it with `mount -t cgroup2 none /sys/fs/cgroup`)",
-                path.display()
-            );
-        }
-        // The level is the number of cgroup2 directories above this one.
-        let mut level = 0;
-        let mut cur = path.parent();
-        while let Some(dir) = cur {
-            if !is_cgroup2(dir)? {
-                break;
+    /// Resolves the governed cgroup `name` (see [`normalize`]) below the cgroup v2 mount
+    /// `root`. A missing directory is not an error: the cgroup is governed once it is made
+    /// (`id` is `None` until then). Anything else at the path that is not a cgroup v2
+    /// directory is.
+    pub fn resolve(root: &Path, name: &str) -> Result<Self> {
+        let name = normalize(name)?;
+        let path = root.join(name.trim_start_matches('/'));
+        let id = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => {
+                if !meta.is_dir() || !is_cgroup2(&path)? {
+                    bail!(
+                        "{} is not a cgroup v2 directory; governance needs cgroup v2 \
+                         (mount it with `mount -t cgroup2 none /sys/fs/cgroup`)",
+                        path.display()
+                    );
+                }
+                Some(meta.ino())
             }
-            level += 1;
-            cur = dir.parent();
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
+        };
+        Ok(Self { name, path, id })
+    }
+
+    /// The key of its name in `GOVERNED_PATHS` (`None` for one adopted by id alone).
+    pub fn path_key(&self) -> Option<CgroupPathKey> {
+        if self.name.is_empty() {
+            return None;
         }
-        if level == 0 {
-            bail!(
-                "{} is the cgroup v2 root; governing the whole host is refused, \
-                 govern a child cgroup instead",
-                path.display()
-            );
+        CgroupPathKey::new(&self.name)
+    }
+
+    /// Its path for messages: the name, or the id of one adopted by id alone.
+    pub fn label(&self) -> String {
+        match (&self.name, self.id) {
+            (n, _) if !n.is_empty() => n.clone(),
+            (_, Some(id)) => format!("(cgroup id {id})"),
+            (_, None) => "(unknown cgroup)".into(),
         }
-        if level >= MAX_CGROUP_LEVELS {
-            bail!(
-                "{} is {level} levels deep; governed cgroups must be fewer than \
-                 {MAX_CGROUP_LEVELS} levels below the cgroup v2 root",
-                path.display()
-            );
-        }
-        let id = std::fs::metadata(&path)
-            .with_context(|| format!("cannot stat {}", path.display()))?
-            .ino();
-        Ok(Self { path, id, level })
     }
 }
 
@@ -93,11 +134,10 @@ pub fn hierarchy_root() -> Result<PathBuf> {
         )
 }
 
-/// Opens a governed cgroup named as in a policy: relative to the cgroup v2 root, with a
-/// leading `/`.
+/// Resolves a governed cgroup named as in a policy: relative to the cgroup v2 root, with a
+/// leading `/` (see [`Cgroup::resolve`]).
 pub fn open_in_hierarchy(root: &Path, name: &str) -> Result<Cgroup> {
-    let rel = name.trim_start_matches('/');
-    Cgroup::open(&root.join(rel)).with_context(|| format!("governed cgroup {name}"))
+    Cgroup::resolve(root, name).with_context(|| format!("governed cgroup {name}"))
 }
 
 #[cfg(test)]
@@ -105,14 +145,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_cgroup_directory_is_refused() {
-        let err = Cgroup::open(&std::env::temp_dir()).unwrap_err();
-        assert!(err.to_string().contains("not on a cgroup v2"), "{err}");
+    fn names_are_spelled_as_the_kernel_does() {
+        assert_eq!(normalize("/a/b").unwrap(), "/a/b");
+        assert_eq!(
+            normalize("//system.slice//nginx.service/").unwrap(),
+            "/system.slice/nginx.service"
+        );
     }
 
     #[test]
-    fn missing_directory_is_refused() {
-        let err = Cgroup::open(Path::new("/nonexistent/rampart")).unwrap_err();
-        assert!(err.to_string().contains("does not exist"), "{err}");
+    fn names_that_cannot_be_governed_are_refused() {
+        for (name, why) in [
+            ("a/b", "absolute"),
+            ("/", "the cgroup v2 root"),
+            ("///", "the cgroup v2 root"),
+            ("/a/../b", "contains `..`"),
+            ("/a/./b", "contains `.`"),
+        ] {
+            let e = normalize(name).unwrap_err().to_string();
+            assert!(e.contains(why), "{name}: {e}");
+        }
+        let deep = "/d".repeat(MAX_CGROUP_LEVELS as usize);
+        assert!(normalize(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("levels deep"));
+        let long = format!("/{}", "x".repeat(CGROUP_PATH_BYTES));
+        assert!(normalize(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("bytes long"));
+        let longest = format!("/{}", "x".repeat(CGROUP_PATH_BYTES - 3));
+        assert!(normalize(&longest).is_ok());
+    }
+
+    #[test]
+    fn a_missing_cgroup_resolves_without_an_id() {
+        let root = std::env::temp_dir().join(format!("rampart-cg-{}", std::process::id()));
+        let cg = Cgroup::resolve(&root, "/not/made/yet").unwrap();
+        assert_eq!(cg.id, None);
+        assert_eq!(cg.name, "/not/made/yet");
+        assert_eq!(cg.path, root.join("not/made/yet"));
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_cgroup_is_refused() {
+        let tmp = std::env::temp_dir();
+        let name = format!("rampart-notcg-{}", std::process::id());
+        std::fs::create_dir_all(tmp.join(&name)).unwrap();
+        let err = Cgroup::resolve(&tmp, &format!("/{name}")).unwrap_err();
+        let _ = std::fs::remove_dir(tmp.join(&name));
+        assert!(
+            err.to_string().contains("not a cgroup v2 directory"),
+            "{err}"
+        );
     }
 }

@@ -15,15 +15,15 @@ use aya::{
     },
     programs::{
         links::{CgroupAttachMode, FdLink},
-        CgroupSockAddr, Lsm,
+        BtfTracePoint, CgroupSockAddr, Lsm,
     },
     Btf, Ebpf, EbpfLoader,
 };
 use ipnet::IpNet;
 use rampart_common::{
-    maps, programs, FileId, KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule,
-    PolicyInfo, PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES, PATH_KEY_BYTES, PINNED_MAPS,
-    PORT_RANGES_PER_NET_RULE,
+    maps, programs, CgroupPathKey, FileId, KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule,
+    PathKey, PathRule, PolicyInfo, PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES,
+    PATH_KEY_BYTES, PINNED_MAPS, PORT_RANGES_PER_NET_RULE,
 };
 
 use super::{cgroup::Cgroup, pins::Pins, sys};
@@ -125,14 +125,25 @@ pub struct Enforcer {
     ebpf: Ebpf,
     /// The rule keys written into each slot in use, so a retired slot is emptied exactly.
     installed: std::collections::HashMap<u32, SlotKeys>,
-    /// Cgroups the network programs are attached to.
+    /// Cgroups the network programs are attached to (one at a time, in host tests).
     attached: std::collections::BTreeSet<u64>,
+    /// The network programs are attached at the cgroup v2 root: they judge every cgroup,
+    /// including ones made after the policy loaded ([`Enforcer::attach_network`] is then a
+    /// no-op).
+    network_at_root: bool,
     /// Where maps and links are pinned, if they are.
     pins: Option<Pins>,
 }
 
-/// What [`Enforcer::adopt`] found: (slot, info) of loaded slots, (cgroup id, slot) pairs.
-pub type Adopted = (Vec<(u32, PolicyInfo)>, Vec<(u64, u32)>);
+/// What [`Enforcer::adopt`] found in pinned maps.
+pub struct Adopted {
+    /// (slot, info) of the loaded slots.
+    pub slots: Vec<(u32, PolicyInfo)>,
+    /// (cgroup id, slot) pairs of `GOVERNED`.
+    pub ids: Vec<(u64, u32)>,
+    /// (cgroup name, slot) pairs of `GOVERNED_PATHS`.
+    pub names: Vec<(String, u32)>,
+}
 
 /// Keys written into the rule maps for one slot.
 #[derive(Default)]
@@ -172,9 +183,11 @@ pub fn synchronize() -> Result<()> {
 
 impl Enforcer {
     /// Loads the programs with the kernel struct layout written into their read-only data,
-    /// and attaches the LSM programs. Nothing is governed until [`Enforcer::govern`].
-    pub fn load(layout: &KernelLayout) -> Result<Self> {
-        Self::load_with(layout, true, None)
+    /// attaches the LSM programs and the cgroup tracepoints, and the network programs at the
+    /// cgroup v2 root `hierarchy` (they let ungoverned tasks through). Nothing is governed
+    /// until [`Enforcer::govern`].
+    pub fn load(layout: &KernelLayout, hierarchy: &Path) -> Result<Self> {
+        Self::load_with(layout, Some(hierarchy), None)
     }
 
     /// Loads and attaches as [`Enforcer::load`], with maps and links pinned under `dir`:
@@ -182,18 +195,26 @@ impl Enforcer {
     /// agent with the same map ABI) are reused, so the policy in force, the counters and the
     /// undelivered events carry over. The earlier agent's links stay attached until
     /// [`Enforcer::retire_previous_links`].
-    pub fn load_pinned(layout: &KernelLayout, dir: &Path) -> Result<Self> {
-        Self::load_with(layout, true, Some(dir))
+    pub fn load_pinned(layout: &KernelLayout, hierarchy: &Path, dir: &Path) -> Result<Self> {
+        Self::load_with(layout, Some(hierarchy), Some(dir))
     }
 
-    /// Loads the programs but attaches no LSM program: only the cgroup network programs
-    /// will judge anything (once attached and governed). For kernels without BPF-LSM in
-    /// host-native tests of the network path; never what `rampart run` does.
+    /// Loads the programs but attaches no LSM program and no tracepoint: only the cgroup
+    /// network programs will judge anything, once attached to a cgroup with
+    /// [`Enforcer::attach_network`] and governed. For kernels without BPF-LSM in host-native
+    /// tests of the network path; never what `rampart run` does.
     pub fn load_network_only(layout: &KernelLayout) -> Result<Self> {
-        Self::load_with(layout, false, None)
+        Self::load_with(layout, None, None)
     }
 
-    fn load_with(layout: &KernelLayout, lsm: bool, pin: Option<&Path>) -> Result<Self> {
+    /// `hierarchy`: the full enforcer (LSM programs, tracepoints, network programs at that
+    /// cgroup v2 root); `None`: network programs only, attached per cgroup.
+    fn load_with(
+        layout: &KernelLayout,
+        hierarchy: Option<&Path>,
+        pin: Option<&Path>,
+    ) -> Result<Self> {
+        let full = hierarchy.is_some();
         let object = embedded_object()?;
         let mut loader = EbpfLoader::new();
         loader.override_global(KERNEL_LAYOUT_SYMBOL, layout, true);
@@ -210,7 +231,7 @@ impl Enforcer {
             .load(object)
             .context("loading the eBPF object into the kernel (maps and programs)")?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF for the LSM attach points")?;
-        for hook in programs::LSM.iter().filter(|_| lsm) {
+        for hook in programs::LSM.iter().filter(|_| full) {
             let prog: &mut Lsm = ebpf
                 .program_mut(hook)
                 .ok_or_else(|| anyhow!("program {hook} missing from the object"))?
@@ -239,12 +260,36 @@ impl Enforcer {
             prog.load()
                 .with_context(|| format!("the kernel refused the {name} program"))?;
         }
-        Ok(Self {
+        for name in programs::TRACEPOINTS.iter().filter(|_| full) {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()
+                .with_context(|| format!("{name} is not a BTF tracepoint program"))?;
+            prog.load(name, &btf)
+                .with_context(|| format!("the kernel refused the {name} tracepoint program"))?;
+            let link = prog
+                .attach()
+                .with_context(|| format!("attaching to the {name} tracepoint"))?;
+            if let Some(p) = &pins {
+                let link: FdLink = prog.take_link(link)?.into();
+                p.pin_link(link, name)?;
+            }
+        }
+        let mut enforcer = Self {
             ebpf,
             installed: Default::default(),
             attached: Default::default(),
+            network_at_root: false,
             pins,
-        })
+        };
+        if let Some(root) = hierarchy {
+            // A cgroup link is always attached with multi-program semantics (the kernel
+            // refuses link flags): other programs on the root, and below it, still run.
+            enforcer.attach_network_at(root, "root")?;
+            enforcer.network_at_root = true;
+        }
+        Ok(enforcer)
     }
 
     /// Whether maps and links are pinned (enforcement outlives this process).
@@ -263,7 +308,7 @@ impl Enforcer {
 
     /// Takes over the slots an earlier agent left in the pinned maps: every loaded slot is
     /// marked in use with the rule keys found in the tries (so it can be retired exactly).
-    /// Returns (slot, info) for each and the governed (cgroup id, slot) pairs.
+    /// Returns them with the governed cgroup ids and names.
     pub fn adopt(&mut self) -> Result<Adopted> {
         let policies: Array<_, PolicyInfo> = Array::try_from(self.map_mut(maps::POLICIES)?)?;
         let mut slots = Vec::new();
@@ -294,8 +339,23 @@ impl Enforcer {
             }
         }
         let governed: HashMap<_, u64, u32> = HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
-        let pairs = governed.iter().collect::<Result<Vec<_>, _>>()?;
-        Ok((slots, pairs))
+        let ids = governed.iter().collect::<Result<Vec<_>, _>>()?;
+        let paths: HashMap<_, CgroupPathKey, u32> =
+            HashMap::try_from(self.map_mut(maps::GOVERNED_PATHS)?)?;
+        let names = paths
+            .iter()
+            .map(|kv| {
+                kv.map(|(key, slot)| {
+                    let len = key
+                        .path
+                        .iter()
+                        .position(|b| *b == 0)
+                        .unwrap_or(key.path.len());
+                    (String::from_utf8_lossy(&key.path[..len]).into_owned(), slot)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Adopted { slots, ids, names })
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
@@ -461,13 +521,32 @@ impl Enforcer {
         Inserted { keys, result }
     }
 
-    /// Attaches the network programs to `cgroup` (they apply to its descendants too), once.
+    /// Attaches the network programs to `cgroup` (they apply to its descendants too), once;
+    /// nothing to do when they are attached at the cgroup v2 root. A cgroup that does not
+    /// exist (yet) is refused: per-cgroup attachment is for host tests.
     pub fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()> {
-        if self.attached.contains(&cgroup.id) {
+        if self.network_at_root {
             return Ok(());
         }
-        let dir = std::fs::File::open(&cgroup.path)
-            .with_context(|| format!("opening {}", cgroup.path.display()))?;
+        let id = cgroup.id.ok_or_else(|| {
+            anyhow!(
+                "cgroup {} does not exist; cannot attach to it",
+                cgroup.label()
+            )
+        })?;
+        if self.attached.contains(&id) {
+            return Ok(());
+        }
+        self.attach_network_at(&cgroup.path, &format!("cg{id}"))?;
+        self.attached.insert(id);
+        Ok(())
+    }
+
+    /// Attaches every network program to the cgroup directory `dir`, pinning each link as
+    /// `NAME-TAG` when pinned.
+    fn attach_network_at(&mut self, dir: &Path, tag: &str) -> Result<()> {
+        let file =
+            std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
         for name in programs::SOCK_ADDR {
             let prog: &mut CgroupSockAddr = self
                 .ebpf
@@ -475,39 +554,64 @@ impl Enforcer {
                 .ok_or_else(|| anyhow!("program {name} missing from the object"))?
                 .try_into()?;
             let link = prog
-                .attach(&dir, CgroupAttachMode::Single)
-                .with_context(|| format!("attaching {name} to cgroup {}", cgroup.path.display()))?;
+                .attach(&file, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to cgroup {}", dir.display()))?;
             if let Some(p) = &self.pins {
                 let link = FdLink::try_from(prog.take_link(link)?).with_context(|| {
-                    format!(
-                        "{name} on cgroup {} is not a pinnable link",
-                        cgroup.path.display()
-                    )
+                    format!("{name} on cgroup {} is not a pinnable link", dir.display())
                 })?;
-                p.pin_link(link, &format!("{name}-cg{}", cgroup.id))?;
+                p.pin_link(link, &format!("{name}-{tag}"))?;
             }
         }
-        self.attached.insert(cgroup.id);
         Ok(())
     }
 
-    /// Puts `cgroup` and all of its descendants under the policy in `slot`.
+    /// Puts `cgroup` and all of its descendants under the policy in `slot`: its name first
+    /// (from then on a cgroup made at that path is governed by the kernel as it is made),
+    /// then the cgroup there now, if any.
     pub fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()> {
-        let mut governed: HashMap<_, u64, u32> = HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
-        governed
-            .insert(cgroup.id, slot, 0)
-            .with_context(|| format!("governing cgroup {}", cgroup.path.display()))
+        if let Some(key) = cgroup.path_key() {
+            let mut paths: HashMap<_, CgroupPathKey, u32> =
+                HashMap::try_from(self.map_mut(maps::GOVERNED_PATHS)?)?;
+            paths
+                .insert(key, slot, 0)
+                .with_context(|| format!("governing the cgroup path {}", cgroup.label()))?;
+        }
+        if let Some(id) = cgroup.id {
+            let mut governed: HashMap<_, u64, u32> =
+                HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
+            governed
+                .insert(id, slot, 0)
+                .with_context(|| format!("governing cgroup {}", cgroup.label()))?;
+        }
+        Ok(())
     }
 
-    /// Ends governance of `cgroup` (its descendants fall back to a governed ancestor, if any).
+    /// Ends governance of `cgroup` (its descendants fall back to a governed ancestor, if
+    /// any): its name first (no cgroup made there is governed any more), then its id.
     pub fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()> {
-        let mut governed: HashMap<_, u64, u32> = HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
-        match governed.remove(&cgroup.id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => {
-                Err(e).with_context(|| format!("ungoverning cgroup {}", cgroup.path.display()))
+        if let Some(key) = cgroup.path_key() {
+            let mut paths: HashMap<_, CgroupPathKey, u32> =
+                HashMap::try_from(self.map_mut(maps::GOVERNED_PATHS)?)?;
+            match paths.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("ungoverning the cgroup path {}", cgroup.label()))
+                }
             }
         }
+        if let Some(id) = cgroup.id {
+            let mut governed: HashMap<_, u64, u32> =
+                HashMap::try_from(self.map_mut(maps::GOVERNED)?)?;
+            match governed.remove(&id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("ungoverning cgroup {}", cgroup.label()))
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Takes the event ring buffer out of the object, for the event reader to own.

@@ -5,7 +5,7 @@ use rampart_common::KernelLayout;
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 9] = [
+pub const MEMBERS: [(&str, &str); 13] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -15,11 +15,15 @@ pub const MEMBERS: [(&str, &str); 9] = [
     ("inode", "i_sb"),
     ("super_block", "s_dev"),
     ("vm_area_struct", "vm_file"),
+    ("cgroup", "kn"),
+    ("cgroup", "root"),
+    ("kernfs_node", "id"),
+    ("cgroup_root", "hierarchy_id"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
 pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id] =
         MEMBERS.map(|(s, m)| btf.member_offset(s, m));
     Ok(KernelLayout {
         binprm_file: binprm_file?,
@@ -31,6 +35,10 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         inode_sb: inode_sb?,
         sb_dev: sb_dev?,
         vma_file: vma_file?,
+        cgroup_kn: cgroup_kn?,
+        cgroup_root: cgroup_root?,
+        kn_id: kn_id?,
+        root_hierarchy_id: root_hierarchy_id?,
         valid: 1,
     })
 }
@@ -71,6 +79,14 @@ mod tests {
         );
         b.composite(false, "super_block", 64, &[("s_dev", uint, 8 * 16)]);
         b.composite(false, "vm_area_struct", 64, &[("vm_file", p, 8 * 48)]);
+        b.composite(
+            false,
+            "cgroup",
+            64,
+            &[("root", p, 8 * 8), ("kn", p, 8 * 16)],
+        );
+        b.composite(false, "kernfs_node", 64, &[("id", long, 8 * 56)]);
+        b.composite(false, "cgroup_root", 64, &[("hierarchy_id", uint, 8 * 4)]);
         let btf = Btf::parse(&b.build()).unwrap();
         assert_eq!(
             resolve(&btf).unwrap(),
@@ -84,6 +100,10 @@ mod tests {
                 inode_sb: 40,
                 sb_dev: 16,
                 vma_file: 48,
+                cgroup_kn: 16,
+                cgroup_root: 8,
+                kn_id: 56,
+                root_hierarchy_id: 4,
                 valid: 1
             }
         );
@@ -126,6 +146,10 @@ mod tests {
             layout.inode_sb,
             layout.sb_dev,
             layout.vma_file,
+            layout.cgroup_kn,
+            layout.cgroup_root,
+            layout.kn_id,
+            layout.root_hierarchy_id,
         ] {
             assert!(off < 4096, "implausible offset {off}");
         }

@@ -10,6 +10,7 @@ pub mod examples;
 pub mod exec;
 pub mod explain;
 pub mod files;
+pub mod governance;
 pub mod lineage;
 pub mod network;
 pub mod pinning;
@@ -88,6 +89,18 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
         run: files::map_exec_allowance_does_not_survive_slot_reuse,
+    },
+    Scenario {
+        name: "cgroup-recreated-at-governed-path-governed-at-once",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: governance::recreated_cgroup_governed_at_once,
+    },
+    Scenario {
+        name: "governed-path-created-after-load-governed",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: governance::governed_path_created_after_load_governed,
     },
     Scenario {
         name: "daemon-config-bundle-dir-push-and-status",

@@ -23,6 +23,7 @@ struct FakeMaps {
     /// slot -> (version, path entries)
     slots: BTreeMap<u32, (u64, usize)>,
     governed: BTreeMap<u64, u32>,
+    names: BTreeMap<String, u32>,
     attached: BTreeSet<u64>,
     fail_install_at: Option<usize>,
     fail_govern_at: Option<usize>,
@@ -51,7 +52,7 @@ impl PolicyMaps for FakeMaps {
         Ok(())
     }
     fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()> {
-        self.attached.insert(cgroup.id);
+        self.attached.extend(cgroup.id);
         Ok(())
     }
     fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()> {
@@ -59,11 +60,19 @@ impl PolicyMaps for FakeMaps {
         if self.fail_govern_at == Some(self.governs) {
             bail!("injected govern failure");
         }
-        self.governed.insert(cgroup.id, slot);
+        if !cgroup.name.is_empty() {
+            self.names.insert(cgroup.name.clone(), slot);
+        }
+        if let Some(id) = cgroup.id {
+            self.governed.insert(id, slot);
+        }
         Ok(())
     }
     fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()> {
-        self.governed.remove(&cgroup.id);
+        self.names.remove(&cgroup.name);
+        if let Some(id) = cgroup.id {
+            self.governed.remove(&id);
+        }
         Ok(())
     }
     fn retire(&mut self, slot: u32) -> Result<()> {
@@ -90,9 +99,9 @@ impl FakeMaps {
 fn resolve(name: &str) -> Result<Cgroup> {
     let id = name.trim_start_matches("/cg").parse()?;
     Ok(Cgroup {
+        name: name.into(),
         path: name.into(),
-        id,
-        level: 1,
+        id: Some(id),
     })
 }
 
@@ -230,4 +239,73 @@ fn cgroups_that_cannot_be_resolved_change_nothing() {
     load(&mut maps, Some(&v1), 2, vec![policy("bad", &["/nope"], 1)]).expect_err("unresolvable");
     assert_eq!(maps.installs, installs);
     assert_eq!(maps.versions(), BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
+}
+
+#[test]
+fn a_cgroup_made_again_during_the_swap_is_governed_under_its_new_id() {
+    // Each resolution of `/cgN` finds a newer cgroup: N*10 + how often it was resolved.
+    let calls = std::cell::RefCell::new(BTreeMap::<String, u64>::new());
+    let remade = |name: &str| -> Result<Cgroup> {
+        let base: u64 = name.trim_start_matches("/cg").parse()?;
+        let mut calls = calls.borrow_mut();
+        let n = calls.entry(name.to_string()).or_default();
+        *n += 1;
+        Ok(Cgroup {
+            name: name.into(),
+            path: name.into(),
+            id: Some(base * 10 + *n),
+        })
+    };
+    let mut maps = FakeMaps::default();
+    let v1 = switch(
+        &mut maps,
+        &remade,
+        None,
+        three_cgroups(1),
+        info(1),
+        &mut LoadTimes::default(),
+    )
+    .expect("v1 loads");
+    // The cgroups there after the names were written are governed, and recorded.
+    for id in [12, 22, 32] {
+        assert_eq!(
+            maps.versions().get(&id),
+            Some(&1),
+            "cgroup {id}: {:?}",
+            maps.governed
+        );
+    }
+    let recorded: Vec<Option<u64>> = v1.governed.iter().map(|(_, c)| c.id).collect();
+    assert_eq!(recorded, [Some(12), Some(22), Some(32)]);
+    assert_eq!(
+        maps.names.len(),
+        3,
+        "every name is governed: {:?}",
+        maps.names
+    );
+
+    // The kernel's part, as the tracepoints do it: /cg3 is removed (ids 31 and 32 leave
+    // GOVERNED) and made again as 33, governed by its name's slot as it is made.
+    let slot3 = maps.names["/cg3"];
+    maps.governed.retain(|id, _| *id / 10 != 3);
+    maps.governed.insert(33, slot3);
+    // A policy that drops /cg3 ungoverns the cgroup there now, not only the recorded one.
+    let v2 = switch(
+        &mut maps,
+        &remade,
+        Some(&v1),
+        vec![policy("a2", &["/cg1", "/cg2"], 2)],
+        info(2),
+        &mut LoadTimes::default(),
+    )
+    .expect("v2 loads");
+    assert!(!maps.names.contains_key("/cg3"), "{:?}", maps.names);
+    let left: Vec<u64> = maps
+        .governed
+        .keys()
+        .filter(|id| **id / 10 == 3)
+        .copied()
+        .collect();
+    assert!(left.is_empty(), "cgroups at /cg3 still governed: {left:?}");
+    assert!(v2.governed.iter().all(|(_, c)| c.name != "/cg3"));
 }
