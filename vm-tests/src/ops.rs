@@ -283,6 +283,25 @@ fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sends one control request (`{"op": OP}`) to the daemon's socket: ok when it was
+/// served, EPERM when the daemon refused the caller, EIO for any other answer.
+fn control(socket: &str, op: &str) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    writeln!(stream, "{{\"op\":\"{op}\"}}")?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer)?;
+    eprintln!("control answer: {}", answer.trim_end());
+    if answer.contains("\"result\":\"error\"") {
+        if answer.contains("refused from governed cgroups") {
+            return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+        }
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    Ok(())
+}
+
 /// The workload side of the event-path test: opens `target` at `rate` per second for `secs`
 /// seconds (paced in batches of 1 ms), printing how many it made.
 fn rate_open(target: &str, rate: u64, secs: u64) -> std::io::Result<()> {
@@ -312,6 +331,7 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         ["mprotect-exec", path] => mprotect_exec(path),
         ["deep-open", base, depth] => deep_open(base, depth.parse().ok()?),
         ["connect", ep] => connect(ep),
+        ["control", socket, op] => control(socket, op),
         ["send", ep] => send(ep),
         ["swap-loop", a, b, stop] => swap_loop(a, b, stop),
         ["open-loop", path, n] => open_loop(path, n.parse().ok()?),

@@ -244,6 +244,13 @@ fn describe(v: &Value) -> String {
             v["links"],
             str_of("pin_dir")
         ),
+        "control-refused" => format!(
+            "{head} control-refused: pid {} uid {} in {}: {}",
+            v["pid"],
+            v["uid"],
+            str_of("cgroup"),
+            str_of("error")
+        ),
         other => format!("{head} {other}"),
     }
 }

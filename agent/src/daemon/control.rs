@@ -2,8 +2,10 @@
 //! over which `rampart policy push` hands the daemon a bundle and `rampart status` asks what
 //! is in force. One JSON request line, one JSON response line.
 //!
-//! Invariant: the daemon answers only peers whose uid is 0, and reads at most
-//! [`MAX_REQUEST_BYTES`] per request.
+//! Invariant: the daemon answers only peers whose uid is 0 and that are outside every
+//! governed cgroup ([`peer`](super::peer)), reads at most [`MAX_REQUEST_BYTES`] per request,
+//! and serves each connection on a task of its own, so no client can hold the run loop
+//! (ring draining, reloads) by connecting and sending nothing.
 
 use std::{
     os::unix::fs::{DirBuilderExt, PermissionsExt},
@@ -18,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
 };
+use tracing::warn;
 
+use super::peer::{self, Peer};
 use crate::bundle::verify::MAX_BUNDLE_BYTES;
 
 /// A request line is a bundle in base64 at most, plus a little.
@@ -92,26 +97,87 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
-/// Reads one request from a connection; refuses peers that are not root.
+/// How long a client has to send its request line, and to take its answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads one request line from a connection (at most [`MAX_REQUEST_BYTES`], within
+/// [`CLIENT_TIMEOUT`]).
 pub async fn read_request(stream: &mut UnixStream) -> Result<Request> {
-    let cred = stream
-        .peer_cred()
-        .context("reading the peer's credentials")?;
-    if cred.uid() != 0 {
-        bail!(
-            "control requests are for root only (peer uid {})",
-            cred.uid()
-        );
-    }
     let mut line = String::new();
     let mut reader = BufReader::new(stream.take(MAX_REQUEST_BYTES));
-    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+    tokio::time::timeout(CLIENT_TIMEOUT, reader.read_line(&mut line))
         .await
         .context("the request did not arrive within 10 s")??;
     if !line.ends_with('\n') {
         bail!("the request is not one complete line (or is over {MAX_REQUEST_BYTES} bytes)");
     }
     serde_json::from_str(&line).context("not a control request")
+}
+
+/// What a connection task hands the run loop.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A request from an admitted peer, and where its answer goes.
+    Request(Request, oneshot::Sender<Response>),
+    /// A peer was refused (see [`peer`](super::peer)); nothing it asked is done.
+    Refused {
+        /// Who, as far as it was established.
+        peer: Option<Peer>,
+        /// Why.
+        error: String,
+    },
+    /// The answer was written (or could not be): after a release, the loop may end.
+    Answered,
+}
+
+/// Serves one connection on a task of its own: identifies and admits the peer (outside
+/// every cgroup in `guarded`), reads one request, hands it to the run loop on `to_loop`,
+/// writes the answer. A silent or slow client holds only its own task, never the loop.
+pub async fn serve(mut stream: UnixStream, guarded: Vec<String>, to_loop: mpsc::Sender<Inbound>) {
+    let response = match admitted(&stream, &guarded) {
+        Err((peer, e)) => {
+            let error = format!("{e:#}");
+            warn!(error = %error, "control request refused");
+            let _ = to_loop
+                .send(Inbound::Refused {
+                    peer,
+                    error: error.clone(),
+                })
+                .await;
+            Response::Error { error }
+        }
+        Ok(()) => match read_request(&mut stream).await {
+            Err(e) => Response::Error {
+                error: format!("{e:#}"),
+            },
+            Ok(request) => {
+                let (answer, answered) = oneshot::channel();
+                match to_loop.send(Inbound::Request(request, answer)).await {
+                    Ok(()) => answered.await.unwrap_or_else(|_| Response::Error {
+                        error: "the daemon stopped before answering".into(),
+                    }),
+                    Err(_) => Response::Error {
+                        error: "the daemon is stopping".into(),
+                    },
+                }
+            }
+        },
+    };
+    match tokio::time::timeout(CLIENT_TIMEOUT, write_response(&mut stream, &response)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %format!("{e:#}"), "cannot answer on the control socket"),
+        Err(_) => warn!("a control client did not take its answer within 10 s"),
+    }
+    let _ = to_loop.send(Inbound::Answered).await;
+}
+
+/// Identifies the peer and admits it, or says who was refused and why.
+fn admitted(
+    stream: &UnixStream,
+    guarded: &[String],
+) -> std::result::Result<(), (Option<Peer>, anyhow::Error)> {
+    let peer = peer::identify(stream).map_err(|e| (None, e))?;
+    peer::admit(&peer, guarded).map_err(|e| (Some(peer), e))
 }
 
 /// Writes one response line.

@@ -17,7 +17,7 @@ use crate::{
         trust::TrustRoot,
         verify::{verify_file, VerifiedBundle},
     },
-    kernel::enforcer::SlotInfo,
+    kernel::{cgroup::within, enforcer::SlotInfo},
     policy::{
         self,
         compile::CompiledPolicy,
@@ -187,16 +187,6 @@ pub fn prepare(
             })
         }
     }
-}
-
-/// Whether `cgroup` is one of `allowed` or below one.
-fn within(cgroup: &str, allowed: &[String]) -> bool {
-    allowed.iter().any(|a| {
-        cgroup == a
-            || cgroup
-                .strip_prefix(a.as_str())
-                .is_some_and(|r| r.starts_with('/'))
-    })
 }
 
 /// The valid bundle with the highest version among `dir/*.rpb`.

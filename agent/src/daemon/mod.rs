@@ -11,6 +11,7 @@ pub mod control;
 pub mod defaults;
 pub mod in_force;
 pub mod intake;
+pub mod peer;
 pub mod recorder;
 pub mod run_config;
 pub mod swap;
@@ -27,7 +28,7 @@ use aya::maps::{MapData, RingBuf};
 use tracing::{error, info, warn};
 
 use self::{
-    control::{Request, Response},
+    control::{Inbound, Request, Response},
     in_force::InForce,
     intake::{no_policy, prepare, BundleLocation, BundleSource, Incoming, PolicyOrigin, Refusal},
     recorder::{drain, Recorder},
@@ -195,6 +196,40 @@ impl Daemon {
             Request::Push { bundle } => self.push(&bundle),
             Request::Release => self.release(),
         }
+    }
+
+    /// A control client was refused: recorded in the lineage.
+    pub fn on_control_refused(&mut self, peer: Option<peer::Peer>, error: &str) {
+        let (pid, uid, cgroup) =
+            peer.map_or((0, u32::MAX, String::new()), |p| (p.pid, p.uid, p.cgroup));
+        self.recorder.control_refused(pid, uid, &cgroup, error);
+    }
+
+    /// The cgroups whose processes the control socket refuses: every governed name in
+    /// force and every cgroup this host lets bundles govern (and, through
+    /// [`cgroup::within`], everything below them).
+    pub fn guarded_cgroups(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .in_force
+            .iter()
+            .flat_map(|f| {
+                f.current
+                    .governed
+                    .iter()
+                    .chain(f.previous.iter().flat_map(|p| p.governed.iter()))
+            })
+            .map(|(_, c)| c.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.extend(
+            self.config
+                .host_governs()
+                .iter()
+                .map(|g| cgroup::normalize(g).unwrap_or_else(|_| g.clone())),
+        );
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Whether a release ended enforcement (the loop then stops).
@@ -430,6 +465,11 @@ fn log_refusal(r: &Refusal, in_force: Option<&InForce>, recorder: &mut Recorder)
 /// SIGHUP reloads the policy (a bundle that fails any check changes nothing).
 pub async fn run(config: RunConfig) -> Result<()> {
     let (mut daemon, mut ring) = Daemon::start(config)?;
+    // Ready means answering: the control socket is bound first.
+    let control = match &daemon.config.control_socket {
+        Some(path) => Some(control::bind(path)?),
+        None => None,
+    };
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         warn!(error = %e, "could not notify the service manager of readiness");
     }
@@ -438,10 +478,10 @@ pub async fn run(config: RunConfig) -> Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let mut dir_watch = DirWatch::new(daemon.config.bundle_dir())?;
-    let control = match &daemon.config.control_socket {
-        Some(path) => Some(control::bind(path)?),
-        None => None,
-    };
+    // Each connection is served on a task of its own; complete requests come here.
+    let (to_loop, mut inbound) = tokio::sync::mpsc::channel::<Inbound>(16);
+    // After a release: the loop ends once its answer is written, or at this deadline.
+    let mut stop_at: Option<tokio::time::Instant> = None;
     let mut reload_at: Option<tokio::time::Instant> = None;
     // Lineage durability (at least every 100 ms) and the kernel's drop counter.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -457,28 +497,32 @@ pub async fn run(config: RunConfig) -> Result<()> {
             }
             _ = tick.tick() => daemon.on_tick()?,
             _ = hup.recv() => daemon.on_hangup(ring.get_mut()),
-            conn = accept(control.as_ref()) => {
+            conn = accept(control.as_ref()), if stop_at.is_none() => {
                 // A failed accept (e.g. out of descriptors) must not stop the enforcer.
-                let mut stream = match conn {
-                    Ok(s) => s,
+                match conn {
+                    Ok(stream) => {
+                        let guarded = daemon.guarded_cgroups();
+                        tokio::spawn(control::serve(stream, guarded, to_loop.clone()));
+                    }
                     Err(e) => {
                         warn!(error = %format!("{e:#}"), "control socket accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
                     }
-                };
-                daemon.on_ring(ring.get_mut());
-                let response = match control::read_request(&mut stream).await {
-                    Err(e) => Response::Error { error: format!("{e:#}") },
-                    Ok(request) => daemon.on_control(request),
-                };
-                if let Err(e) = control::write_response(&mut stream, &response).await {
-                    warn!(error = %format!("{e:#}"), "cannot answer on the control socket");
-                }
-                if daemon.released() {
-                    break;
                 }
             }
+            Some(message) = inbound.recv() => match message {
+                Inbound::Request(request, answer) => {
+                    daemon.on_ring(ring.get_mut());
+                    let _ = answer.send(daemon.on_control(request));
+                    if daemon.released() {
+                        stop_at = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                    }
+                }
+                Inbound::Refused { peer, error } => daemon.on_control_refused(peer, &error),
+                Inbound::Answered if daemon.released() => break,
+                Inbound::Answered => {}
+            },
+            _ = deadline(stop_at) => break,
             _ = dir_watch.changed() => {
                 // Let a burst of changes (a copy, several files) settle into one reload.
                 reload_at = Some(tokio::time::Instant::now() + Duration::from_millis(100));

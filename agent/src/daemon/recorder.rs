@@ -283,6 +283,20 @@ impl Recorder {
         );
     }
 
+    /// A control-socket client was refused.
+    pub fn control_refused(&mut self, pid: i32, uid: u32, cgroup: &str, error: &str) {
+        self.append(
+            Stamp::now(),
+            None,
+            &Body::ControlRefused {
+                pid,
+                uid,
+                cgroup,
+                error,
+            },
+        );
+    }
+
     /// The periodic duty: durability and time-based checkpoints.
     pub fn tick(&mut self) {
         if let Some(w) = self.lineage.as_mut() {

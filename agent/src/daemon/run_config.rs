@@ -51,6 +51,17 @@ impl RunConfig {
         }
     }
 
+    /// The cgroups the host configuration lets bundles govern (empty without one).
+    pub fn host_governs(&self) -> &[String] {
+        match &self.origin {
+            PolicyOrigin::Bundle(BundleSource {
+                allowed: Some(allowed),
+                ..
+            }) => allowed,
+            _ => &[],
+        }
+    }
+
     /// The bundle directory to watch, if the policy comes from one.
     pub fn bundle_dir(&self) -> Option<&std::path::Path> {
         match &self.origin {

@@ -115,6 +115,17 @@ impl Cgroup {
     }
 }
 
+/// Whether the cgroup path `cgroup` is one of `names` or below one (`/a/b` is below `/a`,
+/// `/ab` is not).
+pub fn within(cgroup: &str, names: &[String]) -> bool {
+    names.iter().any(|a| {
+        cgroup == a
+            || cgroup
+                .strip_prefix(a.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+    })
+}
+
 /// Where the cgroup v2 hierarchy is mounted: the first `cgroup2` entry of
 /// `/proc/self/mounts` (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified` on
 /// hybrid ones).

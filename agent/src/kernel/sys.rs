@@ -1,7 +1,12 @@
 //! Every libc call the agent makes, each behind a safe function. As in aya's `sys` module,
 //! nothing outside this file calls into libc, so the unsafe surface is one page to audit.
 
-use std::{ffi::CString, io, path::Path};
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+    path::Path,
+};
 
 /// The clocks the agent reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +78,74 @@ pub fn membarrier_global() -> io::Result<()> {
     Ok(())
 }
 
+/// `getsockopt(SO_PEERPIDFD)` (Linux 6.5+): a pidfd for the process that connected the
+/// Unix socket `sock`, taken by the kernel at connect time (so it cannot name a process
+/// that reused the pid later). `ENOPROTOOPT` on older kernels.
+pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    const SO_PEERPIDFD: libc::c_int = 77;
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the owned `fd` and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PEERPIDFD,
+            std::ptr::addr_of_mut!(fd).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if fd < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the peer has no pidfd",
+        ));
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_open(pid)`: a descriptor that keeps naming this process even after its pid is
+/// reused.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the process of `pidfd` is still alive (`pidfd_send_signal(pidfd, 0)`).
+pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: signal 0 sends nothing; a null info pointer is allowed; no memory is touched.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0 as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => Ok(false),
+        _ => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn clocks_read_and_boottime_is_not_behind_monotonic() {
@@ -83,6 +153,12 @@ mod tests {
         let boot = clock_ns(Clock::Boottime).expect("CLOCK_BOOTTIME");
         assert!(boot >= mono, "boottime {boot} < monotonic {mono}");
         assert!(clock_ns(Clock::Realtime).expect("CLOCK_REALTIME") > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn a_pidfd_of_this_process_is_alive() {
+        let fd = pidfd_open(std::process::id() as i32).expect("pidfd_open");
+        assert!(pidfd_alive(fd.as_fd()).expect("pidfd_send_signal"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub enum Kind {
     PolicyRefused,
     Gap,
     Release,
+    ControlRefused,
     Checkpoint,
 }
 
@@ -28,6 +29,7 @@ impl Kind {
             Self::PolicyRefused => "policy-refused",
             Self::Gap => "gap",
             Self::Release => "release",
+            Self::ControlRefused => "control-refused",
             Self::Checkpoint => "checkpoint",
         }
     }
@@ -148,6 +150,15 @@ mod tests {
                     pin_dir: "/p",
                     links: 0,
                     maps: 0,
+                },
+            ),
+            (
+                Kind::ControlRefused,
+                Body::ControlRefused {
+                    pid: 1,
+                    uid: 0,
+                    cgroup: "/g",
+                    error: "e",
                 },
             ),
         ];

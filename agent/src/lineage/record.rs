@@ -106,6 +106,14 @@ pub enum Body<'a> {
         links: u64,
         maps: u64,
     },
+    /// A control-socket client was refused (not root, or inside a governed cgroup): nothing
+    /// it asked was done.
+    ControlRefused {
+        pid: i32,
+        uid: u32,
+        cgroup: &'a str,
+        error: &'a str,
+    },
     /// A signed checkpoint over the first `size` records.
     Checkpoint {
         size: u64,

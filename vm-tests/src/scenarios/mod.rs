@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod bundles;
+pub mod control;
 pub mod daemon;
 pub mod examples;
 pub mod exec;
@@ -101,6 +102,18 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
         run: governance::governed_path_created_after_load_governed,
+    },
+    Scenario {
+        name: "control-socket-refuses-governed-root-peer",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: control::governed_root_peer_refused,
+    },
+    Scenario {
+        name: "silent-control-client-does-not-delay-events",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: control::silent_client_does_not_delay_events,
     },
     Scenario {
         name: "daemon-config-bundle-dir-push-and-status",
