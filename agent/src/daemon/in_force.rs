@@ -10,7 +10,7 @@ use super::{
     swap::{self, Generation, PolicyMaps},
 };
 use crate::{
-    kernel::cgroup::Cgroup,
+    kernel::{cgroup::Cgroup, enforcer::SlotInfo},
     policy::compile::CompiledPolicy,
     support::time::{rfc3339, unix_now},
 };
@@ -73,6 +73,20 @@ fn warn_missing_programs(policies: &[CompiledPolicy]) {
     }
 }
 
+/// A bundle's deadline is never extended: loading the version in force again (a reload, or
+/// the first load after a restart that adopted its pinned slots) keeps the earlier of the
+/// two boot-time deadlines. The new one is computed from the wall clock, so without this a
+/// clock set back (within the issue-time skew) would revive an expired bundle.
+pub fn keep_deadline(current: Option<&Generation>, info: &mut SlotInfo) {
+    let Some(current) = current else {
+        return;
+    };
+    let held = current.info.expires_boot_ns;
+    if current.info.version == info.version && info.version != 0 && held != 0 {
+        info.expires_boot_ns = info.expires_boot_ns.min(held);
+    }
+}
+
 /// Loads `incoming` over `in_force`; on success records the bundle in the anti-rollback
 /// state and logs the change. Returns what is in force afterwards (`in_force` unchanged on
 /// error).
@@ -85,6 +99,7 @@ pub fn apply(
 ) -> (Option<InForce>, Result<(), Refusal>) {
     warn_missing_programs(&incoming.policies);
     let current = in_force.as_ref().map(|f| &f.current);
+    keep_deadline(current, &mut incoming.info);
     let generation = match swap::switch(
         maps,
         resolve,
@@ -173,4 +188,58 @@ pub fn apply(
         signers,
     };
     (Some(forced), Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generation(version: u64, expires_boot_ns: u64) -> Generation {
+        Generation {
+            info: SlotInfo {
+                version,
+                expires_boot_ns,
+                extra_flags: 0,
+            },
+            slots: vec![0],
+            policies: Vec::new(),
+            governed: Vec::new(),
+        }
+    }
+
+    fn info(version: u64, expires_boot_ns: u64) -> SlotInfo {
+        SlotInfo {
+            version,
+            expires_boot_ns,
+            extra_flags: 0,
+        }
+    }
+
+    #[test]
+    fn the_same_version_never_gets_a_later_deadline() {
+        let held = generation(3, 1_000);
+        let mut later = info(3, 5_000);
+        keep_deadline(Some(&held), &mut later);
+        assert_eq!(
+            later.expires_boot_ns, 1_000,
+            "a clock set back must not extend it"
+        );
+        let mut earlier = info(3, 800);
+        keep_deadline(Some(&held), &mut earlier);
+        assert_eq!(earlier.expires_boot_ns, 800);
+    }
+
+    #[test]
+    fn a_newer_version_or_nothing_in_force_sets_its_own_deadline() {
+        let mut newer = info(4, 5_000);
+        keep_deadline(Some(&generation(3, 1_000)), &mut newer);
+        assert_eq!(newer.expires_boot_ns, 5_000);
+        let mut first = info(1, 5_000);
+        keep_deadline(None, &mut first);
+        assert_eq!(first.expires_boot_ns, 5_000);
+        // Local files (version 0) and slots without a deadline are left alone.
+        let mut files = info(0, 0);
+        keep_deadline(Some(&generation(0, 0)), &mut files);
+        assert_eq!(files.expires_boot_ns, 0);
+    }
 }

@@ -447,3 +447,71 @@ pub fn expiry_fails_closed(env: &mut Env) -> Result<String> {
         "read allowed before expiry, denied {lifetime} s later; {expired} policy-expired denials recorded; expiry logged"
     ))
 }
+
+/// Moves the wall clock by `secs` (negative: back).
+fn shift_clock(secs: i64) -> Result<()> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the owned `ts`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
+        bail!("clock_gettime: {}", std::io::Error::last_os_error());
+    }
+    ts.tv_sec += secs as libc::time_t;
+    // SAFETY: clock_settime reads the valid `ts`; the guest is ours to set.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+        bail!("clock_settime: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An expired bundle stays expired when the wall clock is set back and the same bundle is
+/// loaded again (SIGHUP): its deadline is never extended.
+pub fn clock_back_keeps_expired_bundle_expired(env: &mut Env) -> Result<String> {
+    let dir = Path::new(DIR).join("clock-back");
+    keys_and_trust(&dir)?;
+    let cg = make_cgroup("rampart-clock-back")?;
+    let data = Path::new(FIXTURES).join("data");
+    std::fs::write(data.join("swap-a.txt"), "a\n")?;
+    let fa = s(&data.join("swap-a.txt"));
+    let policy = dir.join("p.yaml");
+    std::fs::write(
+        &policy,
+        swap_policy("clock-back", "/rampart-clock-back", "swap-a.txt"),
+    )?;
+    let bundle = dir.join("v1.rpb");
+    let lifetime = 8;
+    sign(&dir, &policy, 1, &format!("{lifetime}s"), SCOPE, &bundle)?;
+    let loaded_at = Instant::now();
+    let mut agent = BundleAgent::start(&dir, &bundle, &[])?;
+    let before = op_in(env, &cg, &["open", &fa, "read"])?;
+    if before != Outcome::Ok {
+        bail!("before expiry the policy allows the read, got {before:?}");
+    }
+    std::thread::sleep(Duration::from_secs(lifetime + 2).saturating_sub(loaded_at.elapsed()));
+    let expired = op_in(env, &cg, &["open", &fa, "read"])?;
+    if !expired.denied() {
+        bail!("after expiry the read must be denied, got {expired:?}");
+    }
+    // Back a minute (within the 300 s issue-time skew, so the bundle verifies again): by
+    // the wall clock it is valid again; reload it.
+    shift_clock(-60)?;
+    let result = (|| -> Result<Outcome> {
+        agent.load(&bundle, 1)?;
+        op_in(env, &cg, &["open", &fa, "read"])
+    })();
+    shift_clock(60)?;
+    let _ = agent.stop();
+    let after = result?;
+    if !after.denied() {
+        bail!(
+            "with the clock set back a minute and the expired bundle loaded again, the read got \
+             {after:?}: the expired bundle was revived"
+        );
+    }
+    Ok(format!(
+        "read allowed before expiry, denied after it; with the clock set back a minute the same \
+         bundle verified and was loaded again, and the read stayed denied ({after:?})"
+    ))
+}

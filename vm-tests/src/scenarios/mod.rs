@@ -74,6 +74,12 @@ pub const ALL: &[Scenario] = &[
         run: bundles::expiry_fails_closed,
     },
     Scenario {
+        name: "clock-moved-back-expired-bundle-stays-expired",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: bundles::clock_back_keeps_expired_bundle_expired,
+    },
+    Scenario {
         name: "lineage-ring-overflow-gaps-equal-drops-strict-denies",
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
