@@ -28,6 +28,8 @@ enum Command {
     Trust(cli::trust::TrustCommand),
     Status(cli::status::StatusArgs),
     #[command(subcommand)]
+    State(cli::state::StateCommand),
+    #[command(subcommand)]
     Lineage(cli::lineage::LineageCommand),
 }
 
@@ -46,6 +48,7 @@ impl Command {
             Self::Keygen(args) => done(args.run()),
             Self::Trust(command) => done(command.run()),
             Self::Status(args) => done(args.run()),
+            Self::State(command) => done(command.run()),
             Self::Lineage(command) => command.run(),
         }
     }

@@ -110,6 +110,19 @@ fn keygen_trust_sign_cosign_verify_show() {
     );
     ok(&["policy", "cosign", "--key", &f("bob.key"), &f("v5.rpb")]);
     let state = f("state");
+    // A state that was never initialised accepts nothing.
+    let err = fails(&[
+        "policy",
+        "verify",
+        "--trust",
+        &f("trust.json"),
+        "--state",
+        &state,
+        &f("v5.rpb"),
+    ]);
+    assert!(err.contains("rejected (state-missing)"), "{err}");
+    let out = ok(&["state", "init", "--state", &state]);
+    assert!(out.contains("initialised"), "{out}");
     let out = ok(&[
         "policy",
         "verify",

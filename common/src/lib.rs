@@ -139,6 +139,23 @@ impl CgroupPathKey {
     }
 }
 
+/// Bytes of a bundle digest in [`RollbackMark`] (blake3, hex).
+pub const DIGEST_HEX_BYTES: usize = 64;
+
+/// The anti-rollback high-water mark, mirrored in the pinned `ROLLBACK_MARK` map so that
+/// deleting or rewriting the state file does not reset it while the pins live. No program
+/// reads it; it is pinned state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RollbackMark {
+    /// The highest bundle version accepted (0: none).
+    pub version: u64,
+    /// The highest trust root version used.
+    pub trust_version: u64,
+    /// The digest of that bundle, hex.
+    pub digest: [u8; DIGEST_HEX_BYTES],
+}
+
 /// Name of the read-only global holding the [`KernelLayout`] in the eBPF object.
 pub const KERNEL_LAYOUT_SYMBOL: &str = "KERNEL_LAYOUT";
 
@@ -456,6 +473,8 @@ pub mod maps {
     /// at one of them (again, or for the first time) is put into `GOVERNED` by the
     /// `cgroup_mkdir` program before anything can run in it.
     pub const GOVERNED_PATHS: &str = "GOVERNED_PATHS";
+    /// `Array<RollbackMark>` of one entry: the anti-rollback mark (pinned state only).
+    pub const ROLLBACK_MARK: &str = "ROLLBACK_MARK";
     /// `Array<PolicyInfo>` indexed by policy id.
     pub const POLICIES: &str = "POLICIES";
     /// `LpmTrie<PathKey, PathRule>`.
@@ -481,9 +500,10 @@ pub mod maps {
 pub const MAP_ABI_VERSION: u32 = 2;
 
 /// The maps pinned under the pin directory (state that must outlive the agent).
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 11] = [
     maps::GOVERNED,
     maps::GOVERNED_PATHS,
+    maps::ROLLBACK_MARK,
     maps::POLICIES,
     maps::PATH_RULES,
     maps::NET4_RULES,
@@ -531,6 +551,7 @@ const _: () = assert!(core::mem::size_of::<PathKey>() == 256);
 const _: () = assert!(core::mem::size_of::<PathRule>() == 24);
 const _: () = assert!(core::mem::size_of::<MapExecKey>() == 24);
 const _: () = assert!(core::mem::size_of::<CgroupPathKey>() == CGROUP_PATH_BYTES);
+const _: () = assert!(core::mem::size_of::<RollbackMark>() == 16 + DIGEST_HEX_BYTES);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 8 + 12 * PORT_RANGES_PER_NET_RULE);
 
 #[cfg(feature = "user")]
@@ -558,4 +579,6 @@ mod pod {
     unsafe impl aya::Pod for super::MapExecKey {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::CgroupPathKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::RollbackMark {}
 }

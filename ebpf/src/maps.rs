@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use rampart_common::{
     CgroupPathKey, KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule,
-    PolicyInfo, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_GOVERNED_CGROUPS, MAX_NET_RULES,
-    MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES, REASON_COUNT,
+    PolicyInfo, RollbackMark, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_GOVERNED_CGROUPS,
+    MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES, REASON_COUNT,
 };
 
 #[map(name = "GOVERNED")]
@@ -21,6 +21,10 @@ pub static GOVERNED_PATHS: HashMap<CgroupPathKey, u32> =
 /// Per-CPU scratch for the path of a cgroup being made (too big for the stack).
 #[map(name = "CGROUP_PATH_SCRATCH")]
 pub static CGROUP_PATH_SCRATCH: PerCpuArray<CgroupPathKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Pinned anti-rollback state; no program reads it.
+#[map(name = "ROLLBACK_MARK")]
+pub static ROLLBACK_MARK: Array<RollbackMark> = Array::with_max_entries(1, 0);
 
 #[map(name = "MAP_EXEC_ALLOWED")]
 pub static MAP_EXEC_ALLOWED: LruHashMap<MapExecKey, u32> =

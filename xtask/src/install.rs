@@ -82,7 +82,22 @@ pub fn install(args: &InstallArgs) -> Result<()> {
     let etc = under(root, Path::new("/etc/rampart"));
     dir(&etc, 0o755)?;
     dir(&etc.join("bundles"), 0o700)?;
-    dir(&under(root, Path::new("/var/lib/rampart")), 0o700)?;
+    let state = under(root, Path::new("/var/lib/rampart"));
+    dir(&state, 0o700)?;
+    // Installing is the deliberate first run: the agent accepts no bundle until its
+    // anti-rollback state exists, and never re-creates a missing one itself.
+    if state.join("bundle-state.json").exists() {
+        eprintln!(
+            "    {} exists: kept as it is",
+            state.join("bundle-state.json").display()
+        );
+    } else {
+        run_cmd(
+            Command::new(&built)
+                .args(["state", "init", "--state"])
+                .arg(&state),
+        )?;
+    }
     let config = etc.join("rampart.toml");
     if config.exists() {
         eprintln!("    {} exists: kept as it is", config.display());

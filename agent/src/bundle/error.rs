@@ -66,6 +66,16 @@ pub enum BundleError {
     },
     #[error("anti-rollback state {file}: {reason}")]
     State { file: String, reason: String },
+    #[error(
+        "anti-rollback state {file} does not exist: no bundle is accepted until it is \
+         initialised deliberately (`rampart state init --state DIR`, recorded in the file)"
+    )]
+    StateMissing { file: String },
+    #[error(
+        "trust root version {version} is older than version {accepted} already used: trust \
+         root rollback refused"
+    )]
+    TrustRollback { version: u64, accepted: u64 },
     #[error("{file}: {inner}")]
     InFile {
         file: String,
@@ -97,6 +107,8 @@ impl BundleError {
             Self::Rollback { .. } => "rollback",
             Self::Equivocation { .. } => "equivocation",
             Self::State { .. } => "state-unreadable",
+            Self::StateMissing { .. } => "state-missing",
+            Self::TrustRollback { .. } => "trust-rollback",
             Self::InFile { inner, .. } => inner.code(),
         }
     }
@@ -107,6 +119,7 @@ impl BundleError {
             e @ (Self::Io { .. }
             | Self::KeyFile { .. }
             | Self::State { .. }
+            | Self::StateMissing { .. }
             | Self::InFile { .. }) => e,
             e => Self::InFile {
                 file: file.display().to_string(),

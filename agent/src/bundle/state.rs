@@ -1,9 +1,14 @@
-//! Anti-rollback state: the highest bundle version this host accepted and its digest.
+//! Anti-rollback state: the highest bundle version this host accepted, its digest, and the
+//! highest trust root version used.
 //!
-//! Invariant: the persisted version never decreases, and a version is bound to one digest
-//! (equal version, different content = equivocation). The file is replaced atomically
-//! (temp file, fsync, rename, fsync of the directory), so a crash leaves the old or the new
-//! state, never a torn one; an unreadable state refuses every bundle (fail closed).
+//! Invariant: the persisted mark never decreases, and a version is bound to one digest
+//! (equal version, different content = equivocation). A bundle is checked against the
+//! higher of the state file and the copy pinned in the kernel (`ROLLBACK_MARK`), so
+//! deleting or rewriting the file does not reset the mark while the pins live. The file is
+//! replaced atomically (temp file, fsync, rename, fsync of the directory), so a crash leaves
+//! the old or the new state, never a torn one. A missing state file refuses every bundle
+//! until it is initialised deliberately ([`StateDir::init`], recorded in the file), and an
+//! unreadable one refuses every bundle until repaired (fail closed).
 
 use std::{
     os::unix::fs::DirBuilderExt,
@@ -24,11 +29,56 @@ const STATE_FORMAT: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct RollbackState {
     pub format: u32,
+    /// The highest bundle version accepted (0: none yet, on an initialised host).
     pub version: u64,
     pub digest: String,
     pub scope: String,
     /// Unix seconds when it was accepted.
     pub accepted_at: u64,
+    /// The highest trust root version a bundle was accepted under.
+    #[serde(default)]
+    pub trust_version: u64,
+    /// Unix seconds when `rampart state init` made this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initialised_at: Option<u64>,
+}
+
+impl RollbackState {
+    /// Its high-water mark.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            version: self.version,
+            digest: self.digest.clone(),
+            trust_version: self.trust_version,
+        }
+    }
+}
+
+/// An anti-rollback high-water mark: from the state file or from its pinned copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// The highest bundle version accepted (0: none).
+    pub version: u64,
+    /// That bundle's digest.
+    pub digest: String,
+    /// The highest trust root version used.
+    pub trust_version: u64,
+}
+
+/// The higher of two marks: the higher bundle version with its digest (the pinned one's on
+/// a tie: the file is what can be rewritten), and the higher trust root version.
+pub fn higher(file: Option<Mark>, pinned: Option<Mark>) -> Option<Mark> {
+    match (file, pinned) {
+        (None, m) | (m, None) => m,
+        (Some(f), Some(p)) => {
+            let trust_version = f.trust_version.max(p.trust_version);
+            let top = if f.version > p.version { f } else { p };
+            Some(Mark {
+                trust_version,
+                ..top
+            })
+        }
+    }
 }
 
 /// How a verified bundle relates to the state.
@@ -40,33 +90,37 @@ pub enum Standing {
     Current,
 }
 
-/// The anti-rollback rule, on its own.
-pub fn check(
-    state: Option<&RollbackState>,
-    bundle: &VerifiedBundle,
-) -> Result<Standing, BundleError> {
+/// The anti-rollback rule, on its own: the bundle against `mark`, and the trust root it
+/// was verified with against the trust root versions used before.
+pub fn check(mark: Option<&Mark>, bundle: &VerifiedBundle) -> Result<Standing, BundleError> {
     let version = bundle.payload.version;
-    let Some(state) = state else {
+    let Some(mark) = mark else {
         return Ok(Standing::Newer { previous: None });
     };
-    if version < state.version {
-        return Err(BundleError::Rollback {
-            version,
-            accepted: state.version,
+    if bundle.trust_version < mark.trust_version {
+        return Err(BundleError::TrustRollback {
+            version: bundle.trust_version,
+            accepted: mark.trust_version,
         });
     }
-    if version == state.version {
-        if bundle.digest != state.digest {
+    if version < mark.version {
+        return Err(BundleError::Rollback {
+            version,
+            accepted: mark.version,
+        });
+    }
+    if version == mark.version {
+        if bundle.digest != mark.digest {
             return Err(BundleError::Equivocation {
                 version,
                 digest: bundle.digest.clone(),
-                accepted: state.digest.clone(),
+                accepted: mark.digest.clone(),
             });
         }
         return Ok(Standing::Current);
     }
     Ok(Standing::Newer {
-        previous: Some(state.version),
+        previous: (mark.version > 0).then_some(mark.version),
     })
 }
 
@@ -74,11 +128,27 @@ pub fn check(
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    /// The pinned copy of the mark, if the host pins one.
+    pinned: Option<Mark>,
 }
 
 impl StateDir {
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            pinned: None,
+        }
+    }
+
+    /// The same directory, checked together with the pinned copy of the mark.
+    pub fn with_pinned(mut self, pinned: Option<Mark>) -> Self {
+        self.pinned = pinned;
+        self
+    }
+
+    /// The mark bundles are checked against: the higher of the file's and the pinned copy.
+    pub fn floor(&self) -> Result<Option<Mark>, BundleError> {
+        Ok(higher(Some(self.load()?.mark()), self.pinned.clone()))
     }
 
     pub fn file(&self) -> PathBuf {
@@ -92,12 +162,14 @@ impl StateDir {
         }
     }
 
-    /// The accepted state; `None` on a host that has accepted nothing. A file that exists
-    /// but cannot be read or parsed is an error: fix or remove it deliberately.
-    pub fn load(&self) -> Result<Option<RollbackState>, BundleError> {
+    /// The accepted state. A missing file is an error (initialise it deliberately with
+    /// [`StateDir::init`]), as is one that cannot be read or parsed (fix it).
+    pub fn load(&self) -> Result<RollbackState, BundleError> {
         let path = self.file();
         if !path.exists() {
-            return Ok(None);
+            return Err(BundleError::StateMissing {
+                file: path.display().to_string(),
+            });
         }
         let bad = |reason: String| BundleError::State {
             file: path.display().to_string(),
@@ -113,34 +185,80 @@ impl StateDir {
         if state.format != STATE_FORMAT {
             return Err(bad(format!("format {} is not supported", state.format)));
         }
-        Ok(Some(state))
+        Ok(state)
     }
 
-    /// Checks `bundle` against the persisted state and, if it is newer, records it (atomic
-    /// replace). Returns how it stood before.
-    pub fn advance(&self, bundle: &VerifiedBundle, now: u64) -> Result<Standing, BundleError> {
-        let standing = check(self.load()?.as_ref(), bundle)?;
-        if standing == Standing::Current {
-            return Ok(standing);
+    /// Makes the state of a host that has accepted nothing yet (`rampart state init`):
+    /// refused if a state exists (remove it deliberately first). Returns what was written.
+    pub fn init(&self, now: u64) -> Result<RollbackState, BundleError> {
+        if self.file().exists() {
+            return Err(BundleError::State {
+                file: self.file().display().to_string(),
+                reason: "already initialised; an existing state is never overwritten (remove \
+                         the file deliberately to start again)"
+                    .into(),
+            });
         }
         let state = RollbackState {
             format: STATE_FORMAT,
-            version: bundle.payload.version,
-            digest: bundle.digest.clone(),
-            scope: bundle.payload.scope.clone(),
-            accepted_at: now,
+            version: 0,
+            digest: String::new(),
+            scope: String::new(),
+            accepted_at: 0,
+            trust_version: 0,
+            initialised_at: Some(now),
         };
+        self.write(&state)?;
+        Ok(state)
+    }
+
+    fn write(&self, state: &RollbackState) -> Result<(), BundleError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| self.io(&self.dir, e))?;
-        write_atomic(&self.file(), &super::keys::to_json_line(&state), 0o600).map_err(|e| {
+        write_atomic(&self.file(), &super::keys::to_json_line(state), 0o600).map_err(|e| {
             BundleError::State {
                 file: self.file().display().to_string(),
                 reason: format!("cannot persist: {e}"),
             }
-        })?;
-        Ok(standing)
+        })
+    }
+
+    /// Checks `bundle` against the higher of the persisted state and the pinned mark and, if it is
+    /// newer, records it (atomic replace). Returns how it stood before and the mark now in
+    /// force (to be mirrored into the pinned copy).
+    pub fn advance(
+        &self,
+        bundle: &VerifiedBundle,
+        now: u64,
+    ) -> Result<(Standing, Mark), BundleError> {
+        let held = self.load()?;
+        let mark = higher(Some(held.mark()), self.pinned.clone());
+        let standing = check(mark.as_ref(), bundle)?;
+        let trust_version = mark
+            .as_ref()
+            .map_or(0, |m| m.trust_version)
+            .max(bundle.trust_version);
+        let next = RollbackState {
+            format: STATE_FORMAT,
+            version: bundle.payload.version,
+            digest: bundle.digest.clone(),
+            scope: bundle.payload.scope.clone(),
+            accepted_at: if standing == Standing::Current {
+                held.accepted_at
+            } else {
+                now
+            },
+            trust_version,
+            initialised_at: held.initialised_at,
+        };
+        // The file is rewritten when it is behind (a newer bundle, or a file older than the
+        // pinned mark).
+        if next.mark() != held.mark() {
+            self.write(&next)?;
+        }
+        Ok((standing, next.mark()))
     }
 }

@@ -7,7 +7,7 @@ use super::{
     error::BundleError,
     keys::{KeyId, PublicKey, SecretKey},
     payload::{bundle_digest, source_digest, Payload, PolicyFile, BUNDLE_FORMAT, BUNDLE_TYPE},
-    state::{check, Standing, StateDir},
+    state::{check, higher, Mark, Standing, StateDir},
     trust::{TrustRoot, TRUST_ROOT_TYPE},
     verify::{verify, Context, VerifiedBundle, MAX_BUNDLE_BYTES},
 };
@@ -241,11 +241,16 @@ fn rollback_and_equivocation() {
     let dir = std::env::temp_dir().join(format!("rampart-state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let state = StateDir::new(&dir);
+    // A host that never initialised its state accepts nothing.
+    assert_eq!(state.advance(&v5, NOW).unwrap_err().code(), "state-missing");
+    let made = state.init(NOW).unwrap();
+    assert_eq!((made.version, made.initialised_at), (0, Some(NOW)));
+    assert_eq!(state.init(NOW).unwrap_err().code(), "state-unreadable");
     assert_eq!(
-        state.advance(&v5, NOW).unwrap(),
+        state.advance(&v5, NOW).unwrap().0,
         Standing::Newer { previous: None }
     );
-    assert_eq!(state.advance(&v5, NOW).unwrap(), Standing::Current);
+    assert_eq!(state.advance(&v5, NOW).unwrap().0, Standing::Current);
     // Older version: refused, state unchanged.
     let v4 = good(&f, 4);
     assert_eq!(
@@ -264,7 +269,7 @@ fn rollback_and_equivocation() {
             v5.digest, v5b.digest
         )
     );
-    let kept = state.load().unwrap().unwrap();
+    let kept = state.load().unwrap();
     assert_eq!(
         (kept.version, kept.digest.as_str()),
         (5, v5.digest.as_str())
@@ -272,10 +277,11 @@ fn rollback_and_equivocation() {
     // Newer: advances; never lowered afterwards.
     let v9 = good(&f, 9);
     assert_eq!(
-        state.advance(&v9, NOW).unwrap(),
+        state.advance(&v9, NOW).unwrap().0,
         Standing::Newer { previous: Some(5) }
     );
-    assert_eq!(state.load().unwrap().unwrap().version, 9);
+    assert_eq!(state.load().unwrap().version, 9);
+    assert_eq!(state.load().unwrap().initialised_at, Some(NOW));
     assert_eq!(state.advance(&v5, NOW).unwrap_err().code(), "rollback");
     // A corrupt state refuses everything (fail closed) until repaired.
     std::fs::write(state.file(), b"{\"format\": 1, \"vers").unwrap();
@@ -547,4 +553,60 @@ fn key_files_round_trip_and_refuse_loose_permissions() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_pinned_mark_holds_when_the_state_file_is_reset() {
+    let f = fixture(2, 2);
+    let dir = std::env::temp_dir().join(format!("rampart-pinned-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let v7 = good(&f, 7);
+    let pinned = Mark {
+        version: 7,
+        digest: v7.digest.clone(),
+        trust_version: 1,
+    };
+    // The file was deleted and initialised again; the pinned copy still says 7.
+    let state = StateDir::new(&dir).with_pinned(Some(pinned.clone()));
+    state.init(NOW).unwrap();
+    assert_eq!(
+        state.advance(&good(&f, 3), NOW).unwrap_err().code(),
+        "rollback"
+    );
+    // The same bundle is current, and the file catches up with the pinned mark.
+    assert_eq!(state.advance(&v7, NOW).unwrap().0, Standing::Current);
+    assert_eq!(state.load().unwrap().mark(), pinned);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_older_trust_root_is_refused() {
+    let f = fixture(2, 2);
+    let mark = Mark {
+        version: 1,
+        digest: String::new(),
+        trust_version: 2,
+    };
+    // The fixture's root is version 1; version 2 was used before.
+    let err = check(Some(&mark), &good(&f, 5)).unwrap_err();
+    assert_eq!(err.code(), "trust-rollback", "{err}");
+}
+
+#[test]
+fn the_higher_mark_wins_field_by_field() {
+    let m = |version, digest: &str, trust_version| Mark {
+        version,
+        digest: digest.into(),
+        trust_version,
+    };
+    assert_eq!(
+        higher(Some(m(3, "a", 2)), Some(m(5, "b", 1))),
+        Some(m(5, "b", 2))
+    );
+    assert_eq!(
+        higher(Some(m(5, "a", 1)), Some(m(5, "b", 1))),
+        Some(m(5, "b", 1))
+    );
+    assert_eq!(higher(None, Some(m(1, "b", 1))), Some(m(1, "b", 1)));
+    assert_eq!(higher(Some(m(1, "a", 1)), None), Some(m(1, "a", 1)));
 }

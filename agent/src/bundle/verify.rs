@@ -38,6 +38,8 @@ pub struct VerifiedBundle {
     /// The distinct trusted keys whose signatures verified.
     pub signers: Vec<KeyId>,
     pub envelope: Envelope,
+    /// The version of the trust root it was verified against.
+    pub trust_version: u64,
 }
 
 /// Verifies bundle bytes; the error names the first check that failed.
@@ -90,6 +92,7 @@ pub fn verify(bytes: &[u8], ctx: &Context<'_>) -> Result<VerifiedBundle, BundleE
         signers: valid.into_iter().collect(),
         payload,
         envelope,
+        trust_version: ctx.trust.version,
     })
 }
 

@@ -234,7 +234,7 @@ pub fn verify_command(bundle: &Path, opts: &VerifyOptions) -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{} rejected (compile): {e:#}", bundle.display()))?;
     if let Some(dir) = &opts.state {
-        let standing = StateDir::new(dir)
+        let (standing, _) = StateDir::new(dir)
             .advance(&verified, now)
             .map_err(rejected)?;
         summary.state = Some(match standing {

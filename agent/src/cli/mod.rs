@@ -8,5 +8,6 @@ pub mod lineage;
 pub mod policy;
 pub mod release;
 pub mod run;
+pub mod state;
 pub mod status;
 pub mod trust;

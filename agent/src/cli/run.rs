@@ -114,6 +114,7 @@ impl RunArgs {
             let path = config.unwrap_or_else(|| PathBuf::from(defaults::CONFIG_FILE));
             return RunConfig::from_file(path);
         }
+        let pin_dir = (!no_pin).then_some(pin_dir);
         let origin = match (bundle, trust) {
             (Some(bundle), Some(trust)) => PolicyOrigin::Bundle(BundleSource {
                 location: BundleLocation::File(bundle),
@@ -122,6 +123,7 @@ impl RunArgs {
                 scope,
                 clock_skew: Duration::from(clock_skew).as_secs(),
                 allowed: None,
+                pin_dir: pin_dir.clone(),
             }),
             _ => PolicyOrigin::Files(policies),
         };
@@ -136,7 +138,7 @@ impl RunArgs {
                     checkpoint_interval: checkpoint_interval.into(),
                     segment_bytes,
                 }),
-            pin_dir: (!no_pin).then_some(pin_dir),
+            pin_dir,
             audit_when_expired,
             no_policy: None,
             control_socket: None,

@@ -118,9 +118,16 @@ pub fn apply(
     let t = incoming.times;
     let (digest, expires_at) = match &incoming.bundle {
         Some((verified, state)) => {
-            if let Err(e) = state.advance(verified, unix_now()) {
+            match state.advance(verified, unix_now()) {
+                Ok((_, mark)) => {
+                    if let Err(e) = maps.record_mark(&mark) {
+                        error!(error = %format!("{e:#}"),
+                            "bundle loaded, but the pinned anti-rollback mark was not advanced");
+                    }
+                }
                 // The kernel enforces the verified bundle; only its record failed.
-                error!(error = %e, "bundle loaded, but the anti-rollback state was not advanced");
+                Err(e) => error!(error = %e,
+                    "bundle loaded, but the anti-rollback state was not advanced"),
             }
             info!(
                 version = verified.payload.version,

@@ -59,6 +59,8 @@ pub struct BundleSource {
     pub clock_skew: u64,
     /// The cgroups bundles may govern (and their descendants); `None`: any.
     pub allowed: Option<Vec<String>>,
+    /// The pin directory whose copy of the anti-rollback mark counts too, if pinned.
+    pub pin_dir: Option<PathBuf>,
 }
 
 /// A policy set ready to load, and what to record once it is.
@@ -122,14 +124,19 @@ pub fn prepare(
         PolicyOrigin::Bundle(src) => {
             let trust = TrustRoot::read(&src.trust).map_err(Refusal::bundle)?;
             let scope = src.scope.clone().unwrap_or_else(|| trust.scope.clone());
-            let state = StateDir::new(&src.state);
+            let pinned = match &src.pin_dir {
+                Some(dir) => crate::kernel::mark::read_pinned(dir)
+                    .map_err(|e| Refusal::new("state-unreadable", e))?,
+                None => None,
+            };
+            let state = StateDir::new(&src.state).with_pinned(pinned);
             let now = unix_now();
             // One bundle: all checks, including anti-rollback (the same bundle again, as
             // on a reload that re-pins identities, passes).
             let check = |path: &Path| -> Result<VerifiedBundle, Refusal> {
                 let v = verify_file(path, &trust, &scope, src.clock_skew, now)
                     .map_err(Refusal::bundle)?;
-                state::check(state.load().map_err(Refusal::bundle)?.as_ref(), &v)
+                state::check(state.floor().map_err(Refusal::bundle)?.as_ref(), &v)
                     .map_err(Refusal::bundle)?;
                 Ok(v)
             };

@@ -465,18 +465,19 @@ fn log_refusal(r: &Refusal, in_force: Option<&InForce>, recorder: &mut Recorder)
 /// SIGHUP reloads the policy (a bundle that fails any check changes nothing).
 pub async fn run(config: RunConfig) -> Result<()> {
     let (mut daemon, mut ring) = Daemon::start(config)?;
-    // Ready means answering: the control socket is bound first.
+    // Ready means answering: the control socket is bound and the signal handlers are
+    // installed first (a SIGTERM right after READY must stop the loop, not kill the process).
     let control = match &daemon.config.control_socket {
         Some(path) => Some(control::bind(path)?),
         None => None,
     };
-    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
-        warn!(error = %e, "could not notify the service manager of readiness");
-    }
-    let stop = wait_for_stop();
+    let stop = wait_for_stop()?;
     tokio::pin!(stop);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "could not notify the service manager of readiness");
+    }
     let mut dir_watch = DirWatch::new(daemon.config.bundle_dir())?;
     // Each connection is served on a task of its own; complete requests come here.
     let (to_loop, mut inbound) = tokio::sync::mpsc::channel::<Inbound>(16);
@@ -568,13 +569,16 @@ async fn expiry_timer(expires_at: Option<u64>) {
     }
 }
 
-async fn wait_for_stop() -> Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the future completes at the first signal.
+fn wait_for_stop() -> Result<impl std::future::Future<Output = Result<()>>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+        Ok(())
+    })
 }

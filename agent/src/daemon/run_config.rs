@@ -108,6 +108,7 @@ impl From<Config> for RunConfig {
                 scope: p.scope,
                 clock_skew: p.clock_skew.as_secs(),
                 allowed: Some(p.governs.clone()),
+                pin_dir: Some(daemon.pin_dir.clone()),
             }),
             lineage: lineage.map(|l| LineageSettings {
                 dir: l.dir,

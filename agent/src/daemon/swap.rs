@@ -14,6 +14,7 @@ use rampart_common::{MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES};
 use tracing::{error, warn};
 
 use crate::{
+    bundle::state::Mark,
     kernel::{
         cgroup::Cgroup,
         enforcer::{self, Enforcer, SlotInfo},
@@ -40,6 +41,8 @@ pub trait PolicyMaps {
     fn retire(&mut self, slot: u32) -> Result<()>;
     /// Waits until no decision that started before the call is still running.
     fn synchronize(&mut self) -> Result<()>;
+    /// Mirrors the anti-rollback mark into the kernel's pinned copy.
+    fn record_mark(&mut self, mark: &Mark) -> Result<()>;
 }
 
 impl PolicyMaps for Enforcer {
@@ -66,6 +69,9 @@ impl PolicyMaps for Enforcer {
     }
     fn synchronize(&mut self) -> Result<()> {
         enforcer::synchronize()
+    }
+    fn record_mark(&mut self, mark: &Mark) -> Result<()> {
+        Enforcer::record_mark(self, mark)
     }
 }
 

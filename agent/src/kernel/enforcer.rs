@@ -614,6 +614,16 @@ impl Enforcer {
         Ok(())
     }
 
+    /// Mirrors the anti-rollback mark into `ROLLBACK_MARK` (pinned with the other maps).
+    pub fn record_mark(&mut self, mark: &crate::bundle::state::Mark) -> Result<()> {
+        let value = super::mark::to_kernel(mark)?;
+        let mut array: Array<_, rampart_common::RollbackMark> =
+            Array::try_from(self.map_mut(maps::ROLLBACK_MARK)?)?;
+        array
+            .set(0, value, 0)
+            .context("writing the pinned anti-rollback mark")
+    }
+
     /// Takes the event ring buffer out of the object, for the event reader to own.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self

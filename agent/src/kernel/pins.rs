@@ -25,10 +25,15 @@ fn link_generation(name: &str) -> Option<u64> {
     name.rsplit_once('@')?.1.parse().ok()
 }
 
+/// `maps-abiN/` under the pin directory `dir`: where this map ABI's maps are pinned.
+pub fn maps_dir(dir: &Path) -> PathBuf {
+    dir.join(format!("maps-abi{MAP_ABI_VERSION}"))
+}
+
 impl Pins {
     /// Creates the directories and numbers this agent's links after the newest pinned.
     pub fn prepare(dir: &Path) -> Result<Self> {
-        let maps = dir.join(format!("maps-abi{MAP_ABI_VERSION}"));
+        let maps = maps_dir(dir);
         let links = dir.join("links");
         for d in [&maps, &links] {
             std::fs::create_dir_all(d).with_context(|| {

@@ -44,7 +44,8 @@ pub fn rampart(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A fresh directory with a signing key and a 1-of-1 trust root.
+/// A fresh directory with a signing key, a 1-of-1 trust root and an initialised
+/// anti-rollback state in `state/`.
 pub fn keys_and_trust(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
@@ -62,6 +63,7 @@ pub fn keys_and_trust(dir: &Path) -> Result<()> {
         "-o",
         &s(&dir.join("trust.json")),
     ])?;
+    rampart(&["state", "init", "--state", &s(&dir.join("state"))])?;
     Ok(())
 }
 

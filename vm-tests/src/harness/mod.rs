@@ -3,5 +3,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod daemon;
 pub mod env;
 pub mod observe;

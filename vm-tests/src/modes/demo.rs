@@ -213,6 +213,7 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
     run_shown(&["keygen", "--out", "/etc/rampart/host"])?;
     std::fs::copy(t("trust.json"), "/etc/rampart/trust.json")?;
     std::fs::copy(t("v1.rpb"), base.join("bundles/v1.rpb"))?;
+    run_shown(&["state", "init", "--state", &format!("{BASE}/state")])?;
     let config = format!(
         "[policy]\nbundle_dir = \"{BASE}/bundles\"\ntrust = \"/etc/rampart/trust.json\"\n\
          state_dir = \"{BASE}/state\"\ngoverns = [\"/demo.slice\"]\n\n[lineage]\n\

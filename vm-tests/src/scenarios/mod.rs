@@ -15,6 +15,7 @@ pub mod governance;
 pub mod lineage;
 pub mod network;
 pub mod pinning;
+pub mod state;
 
 use anyhow::Result;
 
@@ -108,6 +109,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
         run: governance::governed_path_created_after_load_governed,
+    },
+    Scenario {
+        name: "deleted-state-older-bundle-refused",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: state::deleted_state_older_bundle_refused,
     },
     Scenario {
         name: "control-socket-refuses-governed-root-peer",

@@ -8,6 +8,7 @@ use crate::{
         envelope::Envelope,
         keys::SecretKey,
         payload::{source_digest, Payload, PolicyFile, BUNDLE_FORMAT, BUNDLE_TYPE},
+        state::StateDir,
         trust::TrustRoot,
     },
     support::time::unix_now,
@@ -27,7 +28,9 @@ impl Site {
             std::env::temp_dir().join(format!("rampart-intake-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("bundles")).expect("bundle dir");
-        std::fs::create_dir_all(dir.join("state")).expect("state dir");
+        StateDir::new(&dir.join("state"))
+            .init(unix_now())
+            .expect("state initialised");
         let key = SecretKey::generate().expect("key");
         let trust = TrustRoot::new(vec![key.public()], 1, SCOPE, 1, unix_now()).expect("root");
         std::fs::write(dir.join("trust.json"), trust.envelope.to_bytes()).expect("trust");
@@ -46,6 +49,7 @@ impl Site {
             scope: None,
             clock_skew: 300,
             allowed: allowed.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+            pin_dir: None,
         })
     }
 
@@ -168,6 +172,27 @@ fn one_bundle_file_is_refused_with_its_reason() {
         scope: None,
         clock_skew: 300,
         allowed: None,
+        pin_dir: None,
     });
     assert_eq!(choose(&origin).0, Err("below-threshold"));
+}
+
+#[test]
+fn a_host_whose_state_was_never_initialised_accepts_nothing() {
+    let site = Site::new("uninitialised");
+    std::fs::remove_file(
+        site.dir
+            .join("state")
+            .join(crate::bundle::state::STATE_FILE),
+    )
+    .expect("remove the state");
+    let origin = PolicyOrigin::Bundle(BundleSource {
+        location: BundleLocation::File(site.dir.join("bundles/v1.rpb")),
+        ..match site.source(None) {
+            PolicyOrigin::Bundle(b) => b,
+            PolicyOrigin::Files(_) => unreachable!("a bundle source"),
+        }
+    });
+    site.bundle("v1.rpb", 1, SCOPE, "/demo", &site.key);
+    assert_eq!(choose(&origin).0, Err("state-missing"));
 }

@@ -83,6 +83,9 @@ impl PolicyMaps for FakeMaps {
         self.synchronized += 1;
         Ok(())
     }
+    fn record_mark(&mut self, _mark: &crate::bundle::state::Mark) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl FakeMaps {

@@ -1,0 +1,165 @@
+//! A daemon as a host runs it: on a configuration file, with a bundle directory, pins, a
+//! lineage and a control socket.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+
+use crate::harness::{
+    agent::{spawn_agent, terminate_agent},
+    cli::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE},
+    env::CGROUP_ROOT,
+};
+
+/// A daemon on a configuration file with a control socket, enforcing a signed v1 that lets
+/// the probe run in its cgroup.
+pub struct ControlledDaemon {
+    /// Its directory: keys, trust root, bundles, state, lineage, log.
+    pub base: PathBuf,
+    /// The cgroup it governs.
+    pub cg: PathBuf,
+    /// Its control socket.
+    pub socket: String,
+    /// Its pin directory.
+    pub pin_dir: String,
+    /// Its log (stderr).
+    pub log: PathBuf,
+    /// Its decisions (stdout).
+    pub events: PathBuf,
+    config: PathBuf,
+    agent: Option<Child>,
+}
+
+impl ControlledDaemon {
+    /// Keys, a trust root, an initialised state, `bundles/v1.rpb`, the configuration, and
+    /// the daemon started on it.
+    pub fn start(name: &str) -> Result<Self> {
+        let base = PathBuf::from(format!("/run/rampart-{name}"));
+        keys_and_trust(&base)?;
+        let bundles = base.join("bundles");
+        std::fs::create_dir_all(&bundles)?;
+        let cg = Path::new(CGROUP_ROOT).join(format!("rampart-{name}"));
+        std::fs::create_dir_all(&cg)?;
+        let policy = base.join("p.yaml");
+        let cgroup = format!("/rampart-{name}");
+        std::fs::write(&policy, swap_policy(name, &cgroup, "readable.txt"))?;
+        sign(&base, &policy, 1, "1h", SCOPE, &bundles.join("v1.rpb"))?;
+        let pin_dir = format!("/sys/fs/bpf/rampart-{name}");
+        let config = base.join("rampart.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[policy]
+bundle_dir = "{bundles}"
+trust = "{base}/trust.json"
+state_dir = "{base}/state"
+governs = ["{cgroup}"]
+
+[lineage]
+dir = "{base}/lineage"
+host_key = "{base}/signer.key"
+
+[daemon]
+pin_dir = "{pin_dir}"
+control_socket = "{base}/control.sock"
+"#,
+                bundles = s(&bundles),
+                base = s(&base),
+            ),
+        )?;
+        let log = base.join("agent.log");
+        let events = base.join("events.jsonl");
+        let mut daemon = Self {
+            socket: s(&base.join("control.sock")),
+            base,
+            cg,
+            pin_dir,
+            log,
+            events,
+            config,
+            agent: None,
+        };
+        daemon.spawn()?;
+        Ok(daemon)
+    }
+
+    /// Starts the daemon on its configuration (again, after [`ControlledDaemon::terminate`]).
+    pub fn spawn(&mut self) -> Result<()> {
+        let agent = spawn_agent(
+            &["run", "--config", &s(&self.config)],
+            &self.events,
+            &self.log,
+        )?;
+        if !Path::new(&self.socket).exists() {
+            // The daemon binds its socket before it reports ready.
+            bail!("the daemon reported ready before its control socket existed");
+        }
+        self.agent = Some(agent);
+        Ok(())
+    }
+
+    /// SIGTERM: the daemon stops, its pinned enforcement stays.
+    pub fn terminate(&mut self) -> Result<()> {
+        if let Some(agent) = self.agent.take() {
+            terminate_agent(agent, &self.log)?;
+        }
+        Ok(())
+    }
+
+    /// Signs `policy.yaml` of its directory as `version` into `out`.
+    pub fn sign(&self, version: u64, out: &Path) -> Result<()> {
+        sign(
+            &self.base,
+            &self.base.join("p.yaml"),
+            version,
+            "1h",
+            SCOPE,
+            out,
+        )
+    }
+
+    /// Releases through the socket from the host (the daemon then exits), or, if that
+    /// fails, stops it and releases its pins directly.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(mut agent) = self.agent.take() else {
+            return Ok(());
+        };
+        if let Err(e) = rampart(&["release", "--socket", &self.socket, "--yes"]) {
+            let _ = terminate_agent(agent, &self.log);
+            let _ = rampart(&["release", "--pin-dir", &self.pin_dir, "--yes"]);
+            return Err(e);
+        }
+        let status = agent.wait()?;
+        if !status.success() {
+            bail!("the daemon exited with {status} after the release");
+        }
+        Ok(())
+    }
+
+    /// Waits up to `within` for a deny event naming `path` on the daemon's stdout.
+    pub fn deny_event_seen(&self, path: &Path, within: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let needle = format!("\"path\":\"{}\"", path.display());
+        while started.elapsed() < within {
+            let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.contains(&needle) && l.contains("\"decision\":\"deny\""))
+            {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ControlledDaemon {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
