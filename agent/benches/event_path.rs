@@ -131,8 +131,10 @@ fn measure(work: &Path) -> anyhow::Result<()> {
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(10),
             segment_bytes: 64 * 1024 * 1024,
+            anchor_file: None,
         }),
         0,
+        None,
     )?;
     recorder.start_drops(false, enforcer.event_drops()?);
     let mut out = BufWriter::new(std::fs::File::create(work.join("events.jsonl"))?);

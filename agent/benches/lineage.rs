@@ -55,7 +55,7 @@ fn writer(dir: &std::path::Path) -> Writer {
     cfg.checkpoint_every = u64::MAX;
     cfg.checkpoint_interval = Duration::from_secs(3600);
     cfg.max_buffer_bytes = usize::MAX;
-    Writer::open(cfg, SecretKey::generate().unwrap(), 42)
+    Writer::open(cfg, SecretKey::generate().unwrap(), 42, None)
         .unwrap()
         .0
 }
@@ -143,7 +143,7 @@ fn benches(c: &mut Criterion) {
     let public = key.public();
     let mut cfg = Config::new(&dir);
     cfg.checkpoint_every = 10_000;
-    let (mut w, _) = Writer::open(cfg, key, 42).unwrap();
+    let (mut w, _) = Writer::open(cfg, key, 42, None).unwrap();
     for _ in 0..BATCH {
         w.append(Stamp::now(), Some(42), &Body::Decision(&d))
             .unwrap();

@@ -69,7 +69,13 @@ fn verify_show_and_tail() {
         .write_pair(&keys.join("host"))
         .unwrap();
     let dir = root.join("lineage");
-    let (mut w, _) = Writer::open(Config::new(&dir), SecretKey::read(&secret).unwrap(), 3).unwrap();
+    let (mut w, _) = Writer::open(
+        Config::new(&dir),
+        SecretKey::read(&secret).unwrap(),
+        3,
+        None,
+    )
+    .unwrap();
     for i in 0..10 {
         let d = decision(i, if i.is_multiple_of(3) { "deny" } else { "allow" });
         w.append(Stamp::of_kernel(d.ktime_ns), Some(3), &Body::Decision(&d))

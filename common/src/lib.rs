@@ -156,6 +156,23 @@ pub struct RollbackMark {
     pub digest: [u8; DIGEST_HEX_BYTES],
 }
 
+/// Bytes of a lineage id in [`LineageAnchor`] (16 random bytes, hex).
+pub const LINEAGE_ID_HEX_BYTES: usize = 32;
+
+/// The last checkpoint of the lineage (its size and head), mirrored in the pinned
+/// `LINEAGE_ANCHOR` map so that cutting the lineage back is found at the next start. No
+/// program reads it; it is pinned state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineageAnchor {
+    /// Records covered by the last checkpoint (0: none).
+    pub size: u64,
+    /// The head hash at that checkpoint, hex.
+    pub head: [u8; DIGEST_HEX_BYTES],
+    /// The lineage's id, hex.
+    pub lineage: [u8; LINEAGE_ID_HEX_BYTES],
+}
+
 /// Name of the read-only global holding the [`KernelLayout`] in the eBPF object.
 pub const KERNEL_LAYOUT_SYMBOL: &str = "KERNEL_LAYOUT";
 
@@ -475,6 +492,8 @@ pub mod maps {
     pub const GOVERNED_PATHS: &str = "GOVERNED_PATHS";
     /// `Array<RollbackMark>` of one entry: the anti-rollback mark (pinned state only).
     pub const ROLLBACK_MARK: &str = "ROLLBACK_MARK";
+    /// `Array<LineageAnchor>` of one entry: the lineage's last checkpoint (pinned state only).
+    pub const LINEAGE_ANCHOR: &str = "LINEAGE_ANCHOR";
     /// `Array<PolicyInfo>` indexed by policy id.
     pub const POLICIES: &str = "POLICIES";
     /// `LpmTrie<PathKey, PathRule>`.
@@ -500,10 +519,11 @@ pub mod maps {
 pub const MAP_ABI_VERSION: u32 = 2;
 
 /// The maps pinned under the pin directory (state that must outlive the agent).
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 12] = [
     maps::GOVERNED,
     maps::GOVERNED_PATHS,
     maps::ROLLBACK_MARK,
+    maps::LINEAGE_ANCHOR,
     maps::POLICIES,
     maps::PATH_RULES,
     maps::NET4_RULES,
@@ -552,6 +572,8 @@ const _: () = assert!(core::mem::size_of::<PathRule>() == 24);
 const _: () = assert!(core::mem::size_of::<MapExecKey>() == 24);
 const _: () = assert!(core::mem::size_of::<CgroupPathKey>() == CGROUP_PATH_BYTES);
 const _: () = assert!(core::mem::size_of::<RollbackMark>() == 16 + DIGEST_HEX_BYTES);
+const _: () =
+    assert!(core::mem::size_of::<LineageAnchor>() == 8 + DIGEST_HEX_BYTES + LINEAGE_ID_HEX_BYTES);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 8 + 12 * PORT_RANGES_PER_NET_RULE);
 
 #[cfg(feature = "user")]
@@ -581,4 +603,6 @@ mod pod {
     unsafe impl aya::Pod for super::CgroupPathKey {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::RollbackMark {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::LineageAnchor {}
 }

@@ -6,9 +6,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use rampart_common::{
-    CgroupPathKey, KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule,
-    PolicyInfo, RollbackMark, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_GOVERNED_CGROUPS,
-    MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES, REASON_COUNT,
+    CgroupPathKey, KernelLayout, LineageAnchor, MapExecKey, Net4Key, Net6Key, NetRule, PathKey,
+    PathRule, PolicyInfo, RollbackMark, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES,
+    MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES,
+    PATH_KEY_BYTES, REASON_COUNT,
 };
 
 #[map(name = "GOVERNED")]
@@ -25,6 +26,10 @@ pub static CGROUP_PATH_SCRATCH: PerCpuArray<CgroupPathKey> = PerCpuArray::with_m
 /// Pinned anti-rollback state; no program reads it.
 #[map(name = "ROLLBACK_MARK")]
 pub static ROLLBACK_MARK: Array<RollbackMark> = Array::with_max_entries(1, 0);
+
+/// Pinned lineage anchor; no program reads it.
+#[map(name = "LINEAGE_ANCHOR")]
+pub static LINEAGE_ANCHOR: Array<LineageAnchor> = Array::with_max_entries(1, 0);
 
 #[map(name = "MAP_EXEC_ALLOWED")]
 pub static MAP_EXEC_ALLOWED: LruHashMap<MapExecKey, u32> =

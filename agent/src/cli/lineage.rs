@@ -244,6 +244,12 @@ fn describe(v: &Value) -> String {
             v["links"],
             str_of("pin_dir")
         ),
+        "truncated" => format!(
+            "{head} TRUNCATED: {} records found where the anchor covers {} (lineage {})",
+            v["found"],
+            v["anchored_size"],
+            str_of("anchored_lineage")
+        ),
         "control-refused" => format!(
             "{head} control-refused: pid {} uid {} in {}: {}",
             v["pid"],

@@ -115,6 +115,10 @@ impl RunArgs {
             return RunConfig::from_file(path);
         }
         let pin_dir = (!no_pin).then_some(pin_dir);
+        // With a bundle the state directory is in use: the lineage anchor is kept there too.
+        let anchor_file = bundle
+            .is_some()
+            .then(|| state.join(rampart::lineage::anchor::ANCHOR_FILE));
         let origin = match (bundle, trust) {
             (Some(bundle), Some(trust)) => PolicyOrigin::Bundle(BundleSource {
                 location: BundleLocation::File(bundle),
@@ -137,6 +141,7 @@ impl RunArgs {
                     checkpoint_every,
                     checkpoint_interval: checkpoint_interval.into(),
                     segment_bytes,
+                    anchor_file,
                 }),
             pin_dir,
             audit_when_expired,

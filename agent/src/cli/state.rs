@@ -7,9 +7,10 @@ use clap::Subcommand;
 use rampart::{
     bundle::state::StateDir,
     daemon::defaults,
-    kernel::mark,
+    kernel::pinned_state as mark,
     support::time::{rfc3339, unix_now},
 };
+use rampart_common::maps;
 
 /// The anti-rollback state: the highest bundle and trust root versions this host accepted.
 #[derive(Debug, Subcommand)]
@@ -67,15 +68,18 @@ impl StateCommand {
                         .map(|t| format!(" (initialised {})", rfc3339(t)))
                         .unwrap_or_default()
                 );
-                match mark::read_pinned(&pin_dir).context("the pinned copy")? {
+                match mark::read_mark(&pin_dir).context("the pinned copy")? {
                     Some(m) => println!(
                         "{}: version {} digest {} trust root version {}",
-                        mark::pin_path(&pin_dir).display(),
+                        mark::pin_path(&pin_dir, maps::ROLLBACK_MARK).display(),
                         m.version,
                         m.digest,
                         m.trust_version
                     ),
-                    None => println!("{}: not pinned", mark::pin_path(&pin_dir).display()),
+                    None => println!(
+                        "{}: not pinned",
+                        mark::pin_path(&pin_dir, maps::ROLLBACK_MARK).display()
+                    ),
                 }
                 Ok(())
             }

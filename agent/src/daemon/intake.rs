@@ -125,7 +125,7 @@ pub fn prepare(
             let trust = TrustRoot::read(&src.trust).map_err(Refusal::bundle)?;
             let scope = src.scope.clone().unwrap_or_else(|| trust.scope.clone());
             let pinned = match &src.pin_dir {
-                Some(dir) => crate::kernel::mark::read_pinned(dir)
+                Some(dir) => crate::kernel::pinned_state::read_mark(dir)
                     .map_err(|e| Refusal::new("state-unreadable", e))?,
                 None => None,
             };

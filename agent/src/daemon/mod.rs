@@ -42,7 +42,7 @@ use crate::{
         cgroup,
         enforcer::Enforcer,
         events::{self, EventRing},
-        layout, preflight,
+        layout, pinned_state, preflight,
     },
     support::time::{rfc3339, unix_now},
 };
@@ -76,7 +76,18 @@ impl Daemon {
              version",
         )?;
         let hierarchy = cgroup::hierarchy_root()?;
-        let mut recorder = Recorder::open(config.lineage.as_ref(), 0)?;
+        // The lineage's anchor as pinned by an earlier agent: a lineage cut back while no
+        // agent ran is recorded as truncated when it opens.
+        let pinned_anchor = match config.pin_dir.as_deref().map(pinned_state::read_anchor) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                error!(error = %format!("{e:#}"),
+                    "the pinned lineage anchor is unreadable; only the anchor file counts");
+                None
+            }
+            None => None,
+        };
+        let mut recorder = Recorder::open(config.lineage.as_ref(), 0, pinned_anchor)?;
 
         // Verify and compile before touching the kernel: a bad policy changes nothing.
         let mut reported = Reported::new();
@@ -152,11 +163,21 @@ impl Daemon {
         drain(ring, &generations, &mut self.recorder);
     }
 
-    /// Every 100 ms: the kernel's drop counter, and lineage durability.
+    /// Every 100 ms: the kernel's drop counter, lineage durability, and the lineage anchor.
     pub fn on_tick(&mut self) -> Result<()> {
         self.recorder.drops(self.enforcer.event_drops()?);
         self.recorder.tick();
+        self.keep_anchor();
         Ok(())
+    }
+
+    /// Keeps the lineage's latest checkpoint in the state directory and the pinned map.
+    fn keep_anchor(&mut self) {
+        if let Some(anchor) = self.recorder.keep_anchor() {
+            if let Err(e) = self.enforcer.record_anchor(&anchor) {
+                error!(error = %format!("{e:#}"), "could not pin the lineage anchor");
+            }
+        }
     }
 
     /// SIGHUP: re-read the configuration, then re-verify, recompile and re-pin the policy.
@@ -253,6 +274,8 @@ impl Daemon {
         } else {
             "SIGTERM or SIGINT"
         });
+        // After a release the pins are gone: the anchor file alone keeps the mark.
+        self.keep_anchor();
         let decisions = self.enforcer.decisions()?;
         let fields: Vec<String> = decisions
             .iter()

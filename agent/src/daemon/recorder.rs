@@ -18,6 +18,7 @@ use super::swap::Generation;
 use crate::{
     bundle::keys::SecretKey,
     kernel::events,
+    lineage::anchor::{self, Anchor},
     lineage::{
         decision::DecisionRecord,
         record::{Body, GapReason},
@@ -86,6 +87,9 @@ pub struct LineageSettings {
     pub checkpoint_interval: Duration,
     /// A new segment past this many bytes.
     pub segment_bytes: u64,
+    /// Where the lineage anchor (the last checkpoint) is kept outside the lineage directory
+    /// (the state directory), if anywhere besides the pinned map.
+    pub anchor_file: Option<PathBuf>,
 }
 
 /// Where decisions, policy changes, refusals and gaps are written.
@@ -99,11 +103,21 @@ pub struct Recorder {
     drops_checked_ns: u64,
     /// Whether the lineage is failing (to log transitions, not every attempt).
     failing: bool,
+    /// Where the anchor is kept in the state directory, and the anchor last kept.
+    anchor_file: Option<PathBuf>,
+    anchor_kept: Option<Anchor>,
 }
 
 impl Recorder {
-    /// Opens the lineage (if configured), which records the agent's start.
-    pub fn open(settings: Option<&LineageSettings>, policy_version: u64) -> Result<Self> {
+    /// Opens the lineage (if configured), which records the agent's start, and a
+    /// `truncated` record if it falls short of its anchor: the higher of the anchor file
+    /// and `pinned` (the copy in the pinned map).
+    pub fn open(
+        settings: Option<&LineageSettings>,
+        policy_version: u64,
+        pinned: Option<Anchor>,
+    ) -> Result<Self> {
+        let mut anchor_kept = None;
         let lineage = match settings {
             None => None,
             Some(s) => {
@@ -114,7 +128,22 @@ impl Recorder {
                 cfg.checkpoint_every = s.checkpoint_every;
                 cfg.checkpoint_interval = s.checkpoint_interval;
                 cfg.segment_bytes = s.segment_bytes;
-                let (w, recovery) = Writer::open(cfg, key, policy_version)?;
+                let file = match s.anchor_file.as_deref().map(anchor::read).transpose() {
+                    Ok(a) => a.flatten(),
+                    Err(e) => {
+                        error!(error = %format!("{e:#}"),
+                            "the lineage anchor file is unreadable; only the pinned copy counts");
+                        None
+                    }
+                };
+                let held = anchor::higher(file, pinned);
+                let (w, recovery) = Writer::open(cfg, key, policy_version, held.as_ref())?;
+                if let Some(a) = &recovery.truncated {
+                    error!(anchored_size = a.size, anchored_lineage = %a.lineage,
+                        found = recovery.records,
+                        "the lineage was cut back or replaced while no agent ran; recorded as truncated");
+                }
+                anchor_kept = held;
                 if let Some((bytes, aside)) = &recovery.torn {
                     warn!(bytes, kept_in = %aside.display(),
                         "the lineage ended in a torn record (a crash); kept aside and recorded as a gap");
@@ -129,7 +158,25 @@ impl Recorder {
             drops_seen: 0,
             drops_checked_ns: Stamp::now().time_ns,
             failing: false,
+            anchor_file: settings.and_then(|s| s.anchor_file.clone()),
+            anchor_kept,
         })
+    }
+
+    /// Keeps the lineage's latest checkpoint as its anchor in the state directory, if it
+    /// moved; returns it then, for the pinned copy.
+    pub fn keep_anchor(&mut self) -> Option<Anchor> {
+        let current = self.lineage.as_ref()?.anchor()?;
+        if self.anchor_kept.as_ref() == Some(&current) {
+            return None;
+        }
+        if let Some(path) = &self.anchor_file {
+            if let Err(e) = anchor::write(path, &current) {
+                error!(error = %format!("{e:#}"), "could not keep the lineage anchor file");
+            }
+        }
+        self.anchor_kept = Some(current.clone());
+        Some(current)
     }
 
     /// Logs a lineage failure once, and its recovery once.

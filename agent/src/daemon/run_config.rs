@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use tracing::warn;
 
+use crate::lineage::anchor::ANCHOR_FILE;
+
 use super::{
     config::{Config, Fallback},
     intake::{BundleLocation, BundleSource, PolicyOrigin},
@@ -100,6 +102,7 @@ impl From<Config> for RunConfig {
             lineage,
             daemon,
         } = c;
+        let anchor_file = p.state_dir.join(ANCHOR_FILE);
         Self {
             origin: PolicyOrigin::Bundle(BundleSource {
                 location: BundleLocation::Dir(p.bundle_dir),
@@ -116,6 +119,7 @@ impl From<Config> for RunConfig {
                 checkpoint_every: l.checkpoint_every,
                 checkpoint_interval: l.checkpoint_interval,
                 segment_bytes: l.segment_bytes,
+                anchor_file: Some(anchor_file.clone()),
             }),
             audit_when_expired: p.on_expiry == Fallback::Audit,
             pin_dir: Some(daemon.pin_dir),

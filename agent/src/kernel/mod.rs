@@ -10,7 +10,7 @@ pub mod enforcer;
 pub mod events;
 pub mod file_id;
 pub mod layout;
-pub mod mark;
+pub mod pinned_state;
 pub mod pins;
 pub mod preflight;
 pub mod sys;

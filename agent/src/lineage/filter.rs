@@ -15,6 +15,7 @@ pub enum Kind {
     Gap,
     Release,
     ControlRefused,
+    Truncated,
     Checkpoint,
 }
 
@@ -30,6 +31,7 @@ impl Kind {
             Self::Gap => "gap",
             Self::Release => "release",
             Self::ControlRefused => "control-refused",
+            Self::Truncated => "truncated",
             Self::Checkpoint => "checkpoint",
         }
     }
@@ -150,6 +152,15 @@ mod tests {
                     pin_dir: "/p",
                     links: 0,
                     maps: 0,
+                },
+            ),
+            (
+                Kind::Truncated,
+                Body::Truncated {
+                    anchored_lineage: "l",
+                    anchored_size: 2,
+                    anchored_head: "h",
+                    found: 1,
                 },
             ),
             (

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anchor;
 pub mod decision;
 pub mod filter;
 pub mod note;

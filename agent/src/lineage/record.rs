@@ -114,6 +114,18 @@ pub enum Body<'a> {
         cgroup: &'a str,
         error: &'a str,
     },
+    /// At this start the lineage held fewer records than its anchor (the last checkpoint,
+    /// kept outside the lineage directory) covers, or is another lineage than the anchor's:
+    /// it was cut back or replaced while no agent ran.
+    Truncated {
+        /// The lineage the anchor names.
+        anchored_lineage: &'a str,
+        /// Records the anchor covers, and the head it names.
+        anchored_size: u64,
+        anchored_head: &'a str,
+        /// Records found at this start.
+        found: u64,
+    },
     /// A signed checkpoint over the first `size` records.
     Checkpoint {
         size: u64,
@@ -168,4 +180,9 @@ pub struct Parsed<'a> {
     pub head: Option<&'a str>,
     #[serde(default)]
     pub note: Option<String>,
+    // Truncation fields.
+    #[serde(default)]
+    pub anchored_size: Option<u64>,
+    #[serde(default)]
+    pub found: Option<u64>,
 }

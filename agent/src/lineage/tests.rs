@@ -57,7 +57,7 @@ fn lineage(name: &str, n: u64, every: u64, close: bool) -> Fixture {
     let public = key.public();
     let mut cfg = Config::new(&dir);
     cfg.checkpoint_every = every;
-    let (mut w, _) = Writer::open(cfg, key, 7).unwrap();
+    let (mut w, _) = Writer::open(cfg, key, 7, None).unwrap();
     for i in 0..n {
         let d = decision(i);
         w.append(Stamp::of_kernel(d.ktime_ns), Some(7), &Body::Decision(&d))
@@ -251,7 +251,7 @@ fn a_restart_links_segments_with_a_gap_and_a_torn_line_is_kept() {
         .unwrap();
     let key = SecretKey::read(&secret).unwrap();
     let public = key.public();
-    let (mut w, _) = Writer::open(Config::new(&dir), key, 1).unwrap();
+    let (mut w, _) = Writer::open(Config::new(&dir), key, 1, None).unwrap();
     w.append(Stamp::now(), None, &Body::Decision(&decision(1)))
         .unwrap();
     w.flush().unwrap();
@@ -263,7 +263,7 @@ fn a_restart_links_segments_with_a_gap_and_a_torn_line_is_kept() {
     text.extend_from_slice(b"{\"seq\":3,\"prev\":\"ab");
     std::fs::write(&seg0, text).unwrap();
     let key2 = SecretKey::read(&secret).unwrap();
-    let (mut w, recovery) = Writer::open(Config::new(&dir), key2, 1).unwrap();
+    let (mut w, recovery) = Writer::open(Config::new(&dir), key2, 1, None).unwrap();
     let (bytes, aside) = recovery.torn.expect("the torn line is reported");
     assert_eq!(bytes, 19);
     assert_eq!(std::fs::read(&aside).unwrap(), b"{\"seq\":3,\"prev\":\"ab");
@@ -315,4 +315,65 @@ fn encode_puts_the_header_first_and_stays_valid_json() {
             Some("/srv/www/static/assets/file-000003.css")
         )
     );
+}
+
+#[test]
+fn a_lineage_cut_back_below_its_anchor_is_recorded_and_fails_verification() {
+    let dir = scratch("cut");
+    let keys = scratch("cut-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (secret, _) = SecretKey::generate()
+        .unwrap()
+        .write_pair(&keys.join("host"))
+        .unwrap();
+    let public = SecretKey::read(&secret).unwrap().public();
+    let (mut w, _) = Writer::open(
+        Config::new(&dir),
+        SecretKey::read(&secret).unwrap(),
+        1,
+        None,
+    )
+    .unwrap();
+    for i in 0..3 {
+        w.append(Stamp::now(), None, &Body::Decision(&decision(i)))
+            .unwrap();
+    }
+    w.checkpoint().unwrap();
+    let early = std::fs::read(segment_path(&dir, 0)).unwrap();
+    for i in 3..6 {
+        w.append(Stamp::now(), None, &Body::Decision(&decision(i)))
+            .unwrap();
+    }
+    w.close("test").unwrap();
+    let anchor = w
+        .anchor()
+        .expect("the closing checkpoint anchors the lineage");
+    drop(w);
+    // Cut back to the first checkpoint, as an attacker would while no agent runs, and the
+    // checkpoint file with it: the lineage alone still verifies.
+    std::fs::write(segment_path(&dir, 0), &early).unwrap();
+    let notes = std::fs::read_to_string(dir.join(super::segment::CHECKPOINTS_FILE)).unwrap();
+    let first = super::verify::split_notes(&notes).remove(0);
+    std::fs::write(
+        dir.join(super::segment::CHECKPOINTS_FILE),
+        format!("{first}\n"),
+    )
+    .unwrap();
+    assert_eq!(verify(&dir, &public, None).unwrap().exit_code(), 0);
+    // Without the anchor a restart finds nothing wrong; with it, the cut is recorded.
+    let (w, recovery) = Writer::open(
+        Config::new(&dir),
+        SecretKey::read(&secret).unwrap(),
+        1,
+        Some(&anchor),
+    )
+    .unwrap();
+    assert_eq!(recovery.truncated.as_ref(), Some(&anchor));
+    drop(w);
+    let r = verify(&dir, &public, None).unwrap();
+    assert_eq!(r.exit_code(), 1, "{r:?}");
+    let reason = r.tampered.map(|t| t.reason).unwrap_or_default();
+    assert!(reason.contains("cut back or replaced"), "{reason}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&keys).unwrap();
 }

@@ -1,8 +1,9 @@
 //! Verifying a lineage: every hash, link, seq, segment and checkpoint signature.
 //!
 //! Invariant: the report says "intact" only when every record chains to the one before it
-//! with contiguous seqs across contiguous segments, and every checkpoint (in the lineage
-//! and in an off-host checkpoint file) is signed by the host key and matches the chain.
+//! with contiguous seqs across contiguous segments, every checkpoint (in the lineage and in
+//! an off-host checkpoint file) is signed by the host key and matches the chain, and no
+//! agent recorded that it found the lineage cut back (`truncated`).
 
 use std::{
     collections::BTreeMap,
@@ -167,6 +168,19 @@ impl State<'_> {
                 self.report.lost += parsed.lost.unwrap_or(0);
             }
             "agent-start" => self.starts += 1,
+            // Recorded by an agent that found the lineage cut back (or replaced) while no
+            // agent ran: what was cut cannot be trusted to have said what it should.
+            "truncated" => self.tamper(
+                expected,
+                segment,
+                format!(
+                    "at this start the lineage held {} records where its anchor (the last \
+                     checkpoint, kept outside the lineage directory) covers {}: it was cut \
+                     back or replaced while no agent ran",
+                    parsed.found.unwrap_or(0),
+                    parsed.anchored_size.unwrap_or(0)
+                ),
+            ),
             "checkpoint" => {
                 if let Err(reason) = self.checkpoint(&parsed, expected) {
                     self.tamper(expected, segment, reason);

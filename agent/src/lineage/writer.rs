@@ -20,6 +20,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{
+    anchor::{self, Anchor},
     note::Checkpoint,
     record::{encode, record_hash, Body, GapReason, Header, GENESIS},
     segment::{segment_path, segments, CHECKPOINTS_FILE},
@@ -89,6 +90,8 @@ pub struct Recovery {
     pub records: u64,
     /// Bytes of a torn last line, moved to this file.
     pub torn: Option<(u64, PathBuf)>,
+    /// The anchor the lineage fell short of (recorded as `truncated`), if it did.
+    pub truncated: Option<Anchor>,
 }
 
 /// The lineage writer.
@@ -96,6 +99,10 @@ pub struct Writer {
     cfg: Config,
     key: SecretKey,
     origin: String,
+    /// The lineage's id (hex).
+    lineage: String,
+    /// The last checkpoint: records covered and the head then.
+    anchored: Option<(u64, String)>,
     boot: String,
     segment: u64,
     file: File,
@@ -205,7 +212,15 @@ fn lineage_id(dir: &Path) -> Result<String> {
 impl Writer {
     /// Opens (or creates) the lineage in `cfg.dir` and writes the agent-start record of a
     /// new segment, a gap for the time the agent was down, and a gap for a torn line.
-    pub fn open(cfg: Config, key: SecretKey, policy_version: u64) -> Result<(Self, Recovery)> {
+    ///
+    /// `anchor` is the last checkpoint as kept outside the lineage directory: a lineage that
+    /// falls short of it gets a `truncated` record after the agent-start.
+    pub fn open(
+        cfg: Config,
+        key: SecretKey,
+        policy_version: u64,
+        anchor: Option<&Anchor>,
+    ) -> Result<(Self, Recovery)> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -229,6 +244,8 @@ impl Writer {
         let (file, file_len) = open_segment(&segment_path(&cfg.dir, segment))?;
         let mut w = Self {
             origin: format!("rampart.dev/lineage/{host}/{lineage}"),
+            lineage: lineage.clone(),
+            anchored: None,
             boot: read_boot_id(),
             segment,
             file,
@@ -259,10 +276,25 @@ impl Writer {
                 resumed_from: resumed.as_deref(),
             },
         )?;
+        let found = tail.as_ref().map_or(0, |t| t.seq);
         let mut recovery = Recovery {
             records: w.seq,
             torn: None,
+            truncated: None,
         };
+        if let Some(a) = anchor.filter(|a| anchor::truncated(a, &lineage, found)) {
+            w.append(
+                now,
+                None,
+                &Body::Truncated {
+                    anchored_lineage: &a.lineage,
+                    anchored_size: a.size,
+                    anchored_head: &a.head,
+                    found,
+                },
+            )?;
+            recovery.truncated = Some(a.clone());
+        }
         if let Some(t) = tail {
             w.append(
                 now,
@@ -301,6 +333,15 @@ impl Writer {
         }
         w.flush()?;
         Ok((w, recovery))
+    }
+
+    /// The last checkpoint as an anchor, to keep outside the lineage directory.
+    pub fn anchor(&self) -> Option<Anchor> {
+        self.anchored.as_ref().map(|(size, head)| Anchor {
+            lineage: self.lineage.clone(),
+            size: *size,
+            head: head.clone(),
+        })
     }
 
     /// Records written so far (the next seq).
@@ -438,6 +479,7 @@ impl Writer {
         };
         let note = cp.sign(&self.key);
         let head_hex = self.head.clone();
+        let covered = cp.size;
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
         self.append(
@@ -460,6 +502,8 @@ impl Writer {
         f.write_all(note.as_bytes())?;
         f.write_all(b"\n")?;
         f.sync_data()?;
+        // Anchored only once the records it covers are durable.
+        self.anchored = Some((covered, head_hex));
         Ok(())
     }
 

@@ -62,6 +62,7 @@ governs = ["{cgroup}"]
 [lineage]
 dir = "{base}/lineage"
 host_key = "{base}/signer.key"
+checkpoint_every = 4
 
 [daemon]
 pin_dir = "{pin_dir}"
@@ -106,6 +107,15 @@ control_socket = "{base}/control.sock"
     pub fn terminate(&mut self) -> Result<()> {
         if let Some(agent) = self.agent.take() {
             terminate_agent(agent, &self.log)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL: the daemon dies without a word; its pinned enforcement stays.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut agent) = self.agent.take() {
+            agent.kill()?;
+            agent.wait()?;
         }
         Ok(())
     }

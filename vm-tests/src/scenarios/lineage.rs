@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use serde_json::Value;
 
-use crate::harness::agent::{spawn_agent, terminate_agent, AGENT_EVENTS};
+use crate::harness::agent::{log_records, spawn_agent, terminate_agent, AGENT_EVENTS};
 use crate::harness::env::{Env, AGENT, CGROUP_ROOT, FIXTURES, HOST_KEY, LINEAGE_DIR};
 use crate::harness::observe::records;
 
@@ -192,4 +192,73 @@ spec:
     Ok(format!(
         "{FLOOD_OPENS} opens with the agent stopped: {recorded} recorded, {denied} denied by strict (event-unrecorded); kernel drops {drops} = gap records' lost {gap_lost}; lineage verify exit 3 (gaps)"
     ))
+}
+
+/// Cut back: kill -9 the daemon, truncate its segment to an earlier checkpoint (and the
+/// checkpoint file with it), restart. The restarted daemon finds the lineage shorter than
+/// its anchor (kept in the state directory and a pinned map), records `truncated`, and
+/// `lineage verify` fails without the off-host checkpoint file.
+pub fn cut_tail_caught_after_restart(env: &mut Env) -> Result<String> {
+    let mut daemon = crate::harness::daemon::ControlledDaemon::start("cut")?;
+    let result = (|| -> Result<String> {
+        // Denials to record: several checkpoints (one every 4 records).
+        for _ in 0..6 {
+            let got = crate::harness::observe::exec_target(env, &daemon.cg, &env.denied)?;
+            if !got.denied() {
+                bail!("the denied probe got {got:?}");
+            }
+        }
+        // Let the tick keep the anchor, then die without a word.
+        std::thread::sleep(Duration::from_millis(500));
+        daemon.kill()?;
+        let lineage = daemon.base.join("lineage");
+        let seg = lineage.join("segment-00000000.jsonl");
+        let text =
+            std::fs::read_to_string(&seg).with_context(|| format!("reading {}", seg.display()))?;
+        let lines: Vec<&str> = text.lines().collect();
+        let first_cp = lines
+            .iter()
+            .position(|l| l.contains("\"kind\":\"checkpoint\""))
+            .context("no checkpoint in the first segment")?;
+        if first_cp + 1 >= lines.len() {
+            bail!("nothing after the first checkpoint to cut");
+        }
+        let kept: String = lines[..=first_cp]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&seg, kept)?;
+        // The checkpoint file as it was then: the first checkpoint's note.
+        let record: Value = serde_json::from_str(lines[first_cp])?;
+        let first_note = record["note"]
+            .as_str()
+            .context("the checkpoint record has no note")?;
+        std::fs::write(lineage.join("checkpoints"), format!("{first_note}\n"))?;
+        let cut = lines.len() - first_cp - 1;
+        daemon.spawn()?;
+        let logged = log_records(&daemon.log)
+            .iter()
+            .any(|r| r["message"] == "the lineage was cut back or replaced while no agent ran; recorded as truncated");
+        daemon.stop()?;
+        let out = Command::new(AGENT)
+            .args(["lineage", "verify"])
+            .arg(&lineage)
+            .arg("--pub")
+            .arg(daemon.base.join("signer.pub"))
+            .output()?;
+        let report = String::from_utf8_lossy(&out.stdout);
+        let code = out.status.code().unwrap_or(-1);
+        if code != 1 || !report.contains("cut back or replaced") || !logged {
+            bail!(
+                "after cutting {cut} records: lineage verify exit {code} (expected 1, \
+                 tampered), logged truncation {logged}; report:\n{report}"
+            );
+        }
+        Ok(format!(
+            "{cut} records cut after kill -9 (segment and checkpoint file); the restarted daemon \
+             recorded `truncated`, and lineage verify without the off-host file exits 1"
+        ))
+    })();
+    let _ = daemon.stop();
+    result
 }

@@ -111,6 +111,12 @@ pub const ALL: &[Scenario] = &[
         run: governance::governed_path_created_after_load_governed,
     },
     Scenario {
+        name: "cut-lineage-tail-caught-after-restart",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: lineage::cut_tail_caught_after_restart,
+    },
+    Scenario {
         name: "deleted-state-older-bundle-refused",
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
