@@ -21,6 +21,7 @@ struct Cli {
 enum Command {
     Run(cli::run::RunArgs),
     Release(cli::release::ReleaseArgs),
+    BreakGlass(cli::break_glass::BreakGlassArgs),
     #[command(subcommand)]
     Policy(cli::policy::PolicyCommand),
     Keygen(cli::keygen::KeygenArgs),
@@ -44,6 +45,7 @@ impl Command {
         match self {
             Self::Run(args) => done(args.run()),
             Self::Release(args) => done(args.run()),
+            Self::BreakGlass(args) => done(args.run()),
             Self::Policy(command) => done(command.run()),
             Self::Keygen(args) => done(args.run()),
             Self::Trust(command) => done(command.run()),

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod break_glass;
 pub mod envelope;
 pub mod error;
 pub mod keys;

@@ -1,6 +1,7 @@
 //! The `rampart` command line: one module per subcommand, each with its `clap` arguments
 //! and a `run`. They print and exit; everything else is the library's.
 
+pub mod break_glass;
 pub mod bundle;
 pub mod keygen;
 pub mod keys;

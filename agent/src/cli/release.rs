@@ -5,7 +5,7 @@ use std::{
     path::PathBuf,
 };
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use rampart::{
     daemon::{control, defaults},
@@ -15,9 +15,11 @@ use rampart::{
 /// Break-glass: detach every pinned Rampart program and remove its maps (as root).
 ///
 /// Through a running daemon (--socket) the release is recorded in its lineage and the
-/// daemon exits; with no daemon the pins are removed directly (logged only). Governed
-/// cgroups are no longer enforced afterwards. Asks for confirmation on a terminal unless
-/// --yes; refuses without a terminal unless --yes.
+/// daemon exits; the daemon obeys only a client outside every governed cgroup that has a
+/// terminal or presents a break-glass token (--token, from `rampart break-glass`). With no
+/// daemon the pins are removed directly (logged only). Governed cgroups are no longer
+/// enforced afterwards. Asks for confirmation on a terminal unless --yes; refuses without
+/// a terminal unless --yes.
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
     /// The pin directory of the agent to release (when no daemon answers on --socket).
@@ -27,6 +29,10 @@ pub struct ReleaseArgs {
     /// detaches everything and exits.
     #[arg(long, value_name = "PATH", default_value = defaults::CONTROL_SOCKET)]
     socket: PathBuf,
+    /// A break-glass token signed by the trust root (`rampart break-glass`), for a release
+    /// through the daemon from a client without a terminal.
+    #[arg(long, value_name = "FILE")]
+    token: Option<PathBuf>,
     /// Do not ask.
     #[arg(long)]
     yes: bool,
@@ -37,8 +43,19 @@ impl ReleaseArgs {
         let Self {
             pin_dir: dir,
             socket,
+            token,
             yes,
         } = self;
+        let token = match &token {
+            Some(path) => Some(
+                rampart::support::files::read_capped(
+                    path,
+                    rampart::bundle::break_glass::MAX_TOKEN_BYTES,
+                )
+                .with_context(|| format!("reading the break-glass token {}", path.display()))?,
+            ),
+            None => None,
+        };
         let daemon = socket.exists();
         if !daemon && !dir.exists() {
             bail!(
@@ -62,7 +79,7 @@ impl ReleaseArgs {
                 bail!("not released");
             }
         }
-        if let Some((links, maps)) = control::release_via_daemon(&socket)? {
+        if let Some((links, maps)) = control::release_via_daemon(&socket, token.as_deref())? {
             println!(
                 "released by the daemon on {}: {links} links detached, {maps} maps removed, \
                  recorded in its lineage; it has stopped; nothing is enforced",

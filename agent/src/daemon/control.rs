@@ -41,8 +41,13 @@ pub enum Request {
     },
     /// What is in force.
     Status,
-    /// Break-glass: record, detach everything, and stop.
-    Release,
+    /// Break-glass: record, detach everything, and stop. Obeyed from a client with a
+    /// controlling terminal, or with a break-glass token signed by the trust root.
+    Release {
+        /// The token file, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
 }
 
 /// What the daemon answers.
@@ -117,8 +122,8 @@ pub async fn read_request(stream: &mut UnixStream) -> Result<Request> {
 /// What a connection task hands the run loop.
 #[derive(Debug)]
 pub enum Inbound {
-    /// A request from an admitted peer, and where its answer goes.
-    Request(Request, oneshot::Sender<Response>),
+    /// A request from an admitted peer, the peer, and where its answer goes.
+    Request(Request, Peer, oneshot::Sender<Response>),
     /// A peer was refused (see [`peer`](super::peer)); nothing it asked is done.
     Refused {
         /// Who, as far as it was established.
@@ -146,13 +151,13 @@ pub async fn serve(mut stream: UnixStream, guarded: Vec<String>, to_loop: mpsc::
                 .await;
             Response::Error { error }
         }
-        Ok(()) => match read_request(&mut stream).await {
+        Ok(peer) => match read_request(&mut stream).await {
             Err(e) => Response::Error {
                 error: format!("{e:#}"),
             },
             Ok(request) => {
                 let (answer, answered) = oneshot::channel();
-                match to_loop.send(Inbound::Request(request, answer)).await {
+                match to_loop.send(Inbound::Request(request, peer, answer)).await {
                     Ok(()) => answered.await.unwrap_or_else(|_| Response::Error {
                         error: "the daemon stopped before answering".into(),
                     }),
@@ -175,9 +180,12 @@ pub async fn serve(mut stream: UnixStream, guarded: Vec<String>, to_loop: mpsc::
 fn admitted(
     stream: &UnixStream,
     guarded: &[String],
-) -> std::result::Result<(), (Option<Peer>, anyhow::Error)> {
+) -> std::result::Result<Peer, (Option<Peer>, anyhow::Error)> {
     let peer = peer::identify(stream).map_err(|e| (None, e))?;
-    peer::admit(&peer, guarded).map_err(|e| (Some(peer), e))
+    match peer::admit(&peer, guarded) {
+        Ok(()) => Ok(peer),
+        Err(e) => Err((Some(peer), e)),
+    }
 }
 
 /// Writes one response line.
@@ -213,8 +221,9 @@ pub fn call_blocking(socket: &Path, request: &Request) -> Result<Response> {
 }
 
 /// Asks a running daemon to release (it records the release in its lineage, detaches
-/// everything and exits). `Ok(None)` when no daemon answers on `socket`.
-pub fn release_via_daemon(socket: &Path) -> Result<Option<(u64, u64)>> {
+/// everything and exits), with a break-glass token if given. `Ok(None)` when no daemon
+/// answers on `socket`.
+pub fn release_via_daemon(socket: &Path, token: Option<&[u8]>) -> Result<Option<(u64, u64)>> {
     if !socket.exists() {
         return Ok(None);
     }
@@ -222,7 +231,10 @@ pub fn release_via_daemon(socket: &Path) -> Result<Option<(u64, u64)>> {
     if rt.block_on(UnixStream::connect(socket)).is_err() {
         return Ok(None);
     }
-    match rt.block_on(call(socket, &Request::Release))? {
+    let request = Request::Release {
+        token: token.map(|t| B64.encode(t)),
+    };
+    match rt.block_on(call(socket, &request))? {
         Response::Released { links, maps } => Ok(Some((links, maps))),
         Response::Error { error } => bail!("{error}"),
         other => bail!("unexpected answer: {other:?}"),

@@ -13,6 +13,7 @@ pub mod in_force;
 pub mod intake;
 pub mod peer;
 pub mod recorder;
+pub mod release_auth;
 pub mod run_config;
 pub mod swap;
 pub mod watch;
@@ -211,11 +212,11 @@ impl Daemon {
     }
 
     /// A request on the control socket.
-    pub fn on_control(&mut self, request: Request) -> Response {
+    pub fn on_control(&mut self, request: Request, peer: &peer::Peer) -> Response {
         match request {
             Request::Status => Response::Status(Box::new(self.status())),
             Request::Push { bundle } => self.push(&bundle),
-            Request::Release => self.release(),
+            Request::Release { token } => self.release(token.as_deref(), peer),
         }
     }
 
@@ -422,19 +423,35 @@ impl Daemon {
         }
     }
 
-    /// Break-glass through the daemon: recorded, everything detached, then the loop ends.
-    fn release(&mut self) -> Response {
+    /// Break-glass through the daemon, on a terminal's or a token's authority: recorded,
+    /// everything detached, then the loop ends.
+    fn release(&mut self, token: Option<&str>, peer: &peer::Peer) -> Response {
         let Some(dir) = self.config.pin_dir.clone() else {
             return Response::Error {
                 error: "this daemon is not pinned: stopping it ends enforcement".into(),
             };
         };
+        let authority = match release_auth::authorise(&self.config.origin, token, peer, unix_now())
+        {
+            Ok(a) => a,
+            Err(e) => {
+                let error = format!("release refused: {e:#}");
+                warn!(error = %error, pid = peer.pid, "control request refused");
+                self.recorder
+                    .control_refused(peer.pid, peer.uid, &peer.cgroup, &error);
+                return Response::Error { error };
+            }
+        };
         match crate::kernel::pins::release(&dir) {
             Ok((links, maps)) => {
-                warn!(pin_dir = %dir.display(), links, maps,
+                warn!(pin_dir = %dir.display(), links, maps, authorised_by = authority.name(),
                     "released (break-glass): nothing is enforced");
-                self.recorder
-                    .release(&dir.display().to_string(), links as u64, maps as u64);
+                self.recorder.release(
+                    &dir.display().to_string(),
+                    links as u64,
+                    maps as u64,
+                    &authority,
+                );
                 self.released = true;
                 Response::Released {
                     links: links as u64,
@@ -535,9 +552,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 }
             }
             Some(message) = inbound.recv() => match message {
-                Inbound::Request(request, answer) => {
+                Inbound::Request(request, peer, answer) => {
                     daemon.on_ring(ring.get_mut());
-                    let _ = answer.send(daemon.on_control(request));
+                    let _ = answer.send(daemon.on_control(request, &peer));
                     if daemon.released() {
                         stop_at = Some(tokio::time::Instant::now() + Duration::from_secs(2));
                     }

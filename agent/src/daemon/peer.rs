@@ -24,6 +24,17 @@ pub struct Peer {
     pub uid: u32,
     /// Its cgroup v2 path (`/a/b`, as in `/proc/PID/cgroup`).
     pub cgroup: String,
+    /// Whether it has a controlling terminal (a person at the host, for `release`).
+    pub tty: bool,
+}
+
+/// Whether the text of `/proc/PID/stat` names a controlling terminal (field 7, `tty_nr`,
+/// counted after the command name, which may itself hold spaces and parentheses).
+pub fn has_tty(stat: &str) -> bool {
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(4))
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|t| t != 0)
 }
 
 /// The cgroup v2 path in the text of `/proc/PID/cgroup` (its `0::` line).
@@ -51,6 +62,8 @@ pub fn identify(stream: &UnixStream) -> Result<Peer> {
     };
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .with_context(|| format!("reading /proc/{pid}/cgroup of the peer"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat of the peer"))?;
     if !sys::pidfd_alive(pidfd.as_fd()).context("checking the peer is still alive")? {
         bail!("the peer exited while it was identified");
     }
@@ -60,6 +73,7 @@ pub fn identify(stream: &UnixStream) -> Result<Peer> {
         pid,
         uid: cred.uid(),
         cgroup,
+        tty: has_tty(&stat),
     })
 }
 
@@ -88,7 +102,17 @@ mod tests {
             pid: 42,
             uid,
             cgroup: cgroup.into(),
+            tty: false,
         }
+    }
+
+    #[test]
+    fn the_controlling_terminal_is_read_after_the_command_name() {
+        let with = "1234 (sh) S 1 1234 1234 34816 1234 4194304 0";
+        let without = "1234 (odd ) name) S 1 1234 1234 0 -1 4194304 0";
+        assert!(has_tty(with));
+        assert!(!has_tty(without));
+        assert!(!has_tty("garbage"));
     }
 
     #[test]

@@ -317,8 +317,18 @@ impl Recorder {
         )
     }
 
-    /// `rampart release` detached everything.
-    pub fn release(&mut self, pin_dir: &str, links: u64, maps: u64) {
+    /// `rampart release` detached everything, on `authority`.
+    pub fn release(
+        &mut self,
+        pin_dir: &str,
+        links: u64,
+        maps: u64,
+        authority: &super::release_auth::Authority,
+    ) {
+        let token = match authority {
+            super::release_auth::Authority::Token(t) => Some(t),
+            super::release_auth::Authority::Terminal => None,
+        };
         self.append(
             Stamp::now(),
             None,
@@ -326,6 +336,10 @@ impl Recorder {
                 pin_dir,
                 links,
                 maps,
+                authorised_by: authority.name(),
+                nonce: token.map(|t| t.payload.nonce.as_str()),
+                reason: token.map(|t| t.payload.reason.as_str()),
+                signers: token.map_or(&[], |t| t.signers.as_slice()),
             },
         );
     }

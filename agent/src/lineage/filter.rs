@@ -152,6 +152,10 @@ mod tests {
                     pin_dir: "/p",
                     links: 0,
                     maps: 0,
+                    authorised_by: "terminal",
+                    nonce: None,
+                    reason: None,
+                    signers: &[],
                 },
             ),
             (

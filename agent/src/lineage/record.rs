@@ -105,6 +105,15 @@ pub enum Body<'a> {
         pin_dir: &'a str,
         links: u64,
         maps: u64,
+        /// `terminal` (a client with a controlling terminal) or `break-glass-token`.
+        authorised_by: &'a str,
+        /// The token's nonce, reason and signers, when a token authorised it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        nonce: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        signers: &'a [String],
     },
     /// A control-socket client was refused (not root, or inside a governed cgroup): nothing
     /// it asked was done.

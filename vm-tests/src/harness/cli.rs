@@ -67,6 +67,28 @@ pub fn keys_and_trust(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A fresh break-glass token signed with the directory's signer key for [`SCOPE`].
+pub fn break_glass_token(dir: &Path) -> Result<std::path::PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let token = dir.join(format!("release-token-{nanos}.json"));
+    rampart(&[
+        "break-glass",
+        "--key",
+        &s(&dir.join("signer.key")),
+        "--scope",
+        SCOPE,
+        "--expires",
+        "10m",
+        "--reason",
+        "vm test teardown",
+        "-o",
+        &s(&token),
+    ])?;
+    Ok(token)
+}
+
 pub fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 
 use crate::harness::{
     agent::{spawn_agent, terminate_agent},
-    cli::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE},
+    cli::{break_glass_token, keys_and_trust, rampart, s, sign, swap_policy, SCOPE},
     env::CGROUP_ROOT,
 };
 
@@ -103,6 +103,13 @@ control_socket = "{base}/control.sock"
         Ok(())
     }
 
+    /// The daemon exited on its own (after a release): waits for it.
+    pub fn forget(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.wait();
+        }
+    }
+
     /// SIGTERM: the daemon stops, its pinned enforcement stays.
     pub fn terminate(&mut self) -> Result<()> {
         if let Some(agent) = self.agent.take() {
@@ -138,7 +145,17 @@ control_socket = "{base}/control.sock"
         let Some(mut agent) = self.agent.take() else {
             return Ok(());
         };
-        if let Err(e) = rampart(&["release", "--socket", &self.socket, "--yes"]) {
+        let released = break_glass_token(&self.base).and_then(|token| {
+            rampart(&[
+                "release",
+                "--socket",
+                &self.socket,
+                "--yes",
+                "--token",
+                &s(&token),
+            ])
+        });
+        if let Err(e) = released {
             let _ = terminate_agent(agent, &self.log);
             let _ = rampart(&["release", "--pin-dir", &self.pin_dir, "--yes"]);
             return Err(e);

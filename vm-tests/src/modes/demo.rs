@@ -340,9 +340,32 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
 
     step(
         7,
-        "Break-glass: the operator releases enforcement; the daemon records it and stops",
+        "Break-glass: the team signs a one-time token, the operator releases enforcement with \
+         it; the daemon records it and stops",
     );
-    run_shown(&["release", "--yes", "--socket", &socket])?;
+    run_shown(&[
+        "break-glass",
+        "--key",
+        &t("alice.key"),
+        "--key",
+        &t("bob.key"),
+        "--scope",
+        "demo-fleet",
+        "--expires",
+        "15m",
+        "--reason",
+        "demo: end of the walkthrough",
+        "-o",
+        &t("release-token.json"),
+    ])?;
+    run_shown(&[
+        "release",
+        "--yes",
+        "--socket",
+        &socket,
+        "--token",
+        &t("release-token.json"),
+    ])?;
     if let Some(mut child) = agent.take() {
         let status = child.wait()?;
         say(&format!("  (the daemon exited: {status})"));

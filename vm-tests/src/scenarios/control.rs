@@ -94,3 +94,121 @@ pub fn silent_client_does_not_delay_events(env: &mut Env) -> Result<String> {
     stopped?;
     Ok(detail)
 }
+
+/// Runs `rampart ARGS` without a controlling terminal (in a new session), as automation
+/// would; returns (success, stderr).
+fn rampart_without_tty(args: &[&str]) -> Result<(bool, String)> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(crate::harness::env::AGENT);
+    cmd.args(args);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+pub fn release_needs_a_token_and_is_recorded(env: &mut Env) -> Result<String> {
+    let mut daemon = ControlledDaemon::start("glass")?;
+    let socket = daemon.socket.clone();
+    // 1. No terminal, no token: refused, enforcement unchanged.
+    let (ok, err) = rampart_without_tty(&["release", "--socket", &socket, "--yes"])?;
+    if ok || !err.contains("needs a break-glass token") {
+        bail!("a release without a terminal or token was not refused: ok {ok}, {err}");
+    }
+    let got = exec_target(env, &daemon.cg, &env.denied)?;
+    if !got.denied() {
+        bail!("after the refused release the denied probe got {got:?}");
+    }
+    // 2. A token signed by a key the trust root does not hold: refused.
+    let stranger = daemon.base.join("stranger");
+    rampart(&["keygen", "--out", &crate::harness::cli::s(&stranger)])?;
+    let forged = daemon.base.join("forged-token.json");
+    rampart(&[
+        "break-glass",
+        "--key",
+        &format!("{}.key", stranger.display()),
+        "--scope",
+        crate::harness::cli::SCOPE,
+        "--reason",
+        "forged",
+        "-o",
+        &crate::harness::cli::s(&forged),
+    ])?;
+    let (ok, err) = rampart_without_tty(&[
+        "release",
+        "--socket",
+        &socket,
+        "--yes",
+        "--token",
+        &crate::harness::cli::s(&forged),
+    ])?;
+    if ok || !err.contains("below-threshold") {
+        bail!("a token signed by an unknown key was not refused: ok {ok}, {err}");
+    }
+    // 3. A token of the trust root: released, recorded with its nonce.
+    let token = crate::harness::cli::break_glass_token(&daemon.base)?;
+    let (ok, err) = rampart_without_tty(&[
+        "release",
+        "--socket",
+        &socket,
+        "--yes",
+        "--token",
+        &crate::harness::cli::s(&token),
+    ])?;
+    if !ok {
+        bail!("the release with a valid token failed: {err}");
+    }
+    daemon.forget();
+    let nonce = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&token)?)
+        .ok()
+        .and_then(|e| e["payload"].as_str().map(str::to_owned))
+        .and_then(|p| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(p).ok()
+        })
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+        .and_then(|p| p["nonce"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let lineage = records(&daemon.base.join("lineage"))?;
+    let release = lineage.iter().find(|r| r["kind"] == "release");
+    let refused = lineage
+        .iter()
+        .filter(|r| r["kind"] == "control-refused")
+        .count();
+    match release {
+        Some(r) if r["authorised_by"] == "break-glass-token" && r["nonce"] == nonce.as_str() => {}
+        other => bail!("the release record does not name the token {nonce}: {other:?}"),
+    }
+    if refused < 2 {
+        bail!("expected the two refused releases in the lineage, found {refused}");
+    }
+    // 4. The same token again, on a new daemon: refused (a token works once).
+    daemon.spawn()?;
+    let (ok, err) = rampart_without_tty(&[
+        "release",
+        "--socket",
+        &socket,
+        "--yes",
+        "--token",
+        &crate::harness::cli::s(&token),
+    ])?;
+    daemon.stop()?;
+    if ok || !err.contains("already used") {
+        bail!("the token was accepted a second time: ok {ok}, {err}");
+    }
+    Ok(format!(
+        "release without terminal or token refused, forged token refused (below-threshold), \
+         both recorded; the trust root's token released and was recorded with nonce {nonce}; \
+         the same token refused on the next daemon"
+    ))
+}

@@ -226,7 +226,16 @@ control_socket = "{base}/control.sock"
     })();
     // Break-glass through the daemon: it records the release in its lineage and exits.
     let socket = s(&base.join("control.sock"));
-    let released = rampart(&["release", "--socket", &socket, "--yes"]);
+    let released = crate::harness::cli::break_glass_token(base).and_then(|token| {
+        rampart(&[
+            "release",
+            "--socket",
+            &socket,
+            "--yes",
+            "--token",
+            &s(&token),
+        ])
+    });
     let mut agent = agent;
     if released.is_err() {
         let _ = terminate_agent(agent, &log);

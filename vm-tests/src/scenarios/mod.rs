@@ -129,6 +129,12 @@ pub const ALL: &[Scenario] = &[
         run: control::governed_root_peer_refused,
     },
     Scenario {
+        name: "release-needs-a-token-and-is-recorded",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: control::release_needs_a_token_and_is_recorded,
+    },
+    Scenario {
         name: "silent-control-client-does-not-delay-events",
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
