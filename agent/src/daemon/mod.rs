@@ -12,6 +12,7 @@ pub mod defaults;
 pub mod in_force;
 pub mod intake;
 pub mod peer;
+pub mod prepare;
 pub mod recorder;
 pub mod release_auth;
 pub mod run_config;
@@ -31,7 +32,8 @@ use tracing::{error, info, warn};
 use self::{
     control::{Inbound, Request, Response},
     in_force::InForce,
-    intake::{no_policy, prepare, BundleLocation, BundleSource, Incoming, PolicyOrigin, Refusal},
+    intake::{no_policy, prepare, BundleLocation, Incoming, PolicyOrigin, Refusal},
+    prepare::{Job, Prepared, Purpose},
     recorder::{drain, Recorder},
     run_config::RunConfig,
     swap::Generation,
@@ -62,6 +64,8 @@ pub struct Daemon {
     reported: Reported,
     /// Set once a release was carried out: the loop ends.
     released: bool,
+    /// Pushes received (numbers their files).
+    pushes: u64,
 }
 
 impl Daemon {
@@ -135,6 +139,7 @@ impl Daemon {
             in_force: adopted,
             reported,
             released: false,
+            pushes: 0,
         };
         if let Err(r) = daemon.load(incoming) {
             daemon
@@ -181,23 +186,44 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP: re-read the configuration, then re-verify, recompile and re-pin the policy.
-    pub fn on_hangup(&mut self, ring: &mut RingBuf<MapData>) {
+    /// SIGHUP: re-read the configuration; returns the preparation that re-verifies and
+    /// recompiles the policy (loading it re-pins programs).
+    pub fn on_hangup(&mut self) -> Job {
         info!("SIGHUP received: re-reading the configuration, reloading the policy (and re-pinning programs)");
         if let Err(e) = self.config.reread() {
             error!(error = %format!("{e:#}"), "configuration not reloaded; the previous one stays");
             self.recorder
                 .policy_refused("config-invalid", &format!("{e:#}"));
         }
-        // Events of the generation about to be retired are annotated first.
-        self.on_ring(ring);
-        self.reload(true);
+        self.job(Purpose::Reload { force: true })
     }
 
-    /// The bundle directory changed (and settled): load a newer valid bundle, if any.
-    pub fn on_bundle_change(&mut self, ring: &mut RingBuf<MapData>) {
+    /// The bundle directory changed (and settled): the preparation that finds a newer
+    /// valid bundle, if any.
+    pub fn on_bundle_change(&mut self) -> Job {
+        self.job(Purpose::Reload { force: false })
+    }
+
+    fn job(&self, purpose: Purpose) -> Job {
+        Job {
+            origin: self.config.origin.clone(),
+            extra_flags: self.config.extra_flags(),
+            purpose,
+        }
+    }
+
+    /// A preparation finished: loads its policy (if it is one to load) and answers a push.
+    pub fn on_prepared(&mut self, ring: &mut RingBuf<MapData>, prepared: Prepared) {
+        report_skipped(prepared.skipped, &mut self.recorder, &mut self.reported);
+        // Events of the generation about to be retired are annotated first.
         self.on_ring(ring);
-        self.reload(false);
+        match prepared.purpose {
+            Purpose::Reload { force } => self.reload(prepared.result, force),
+            Purpose::Push { answer, tmp, dir } => {
+                let response = self.finish_push(prepared.result, &tmp, &dir);
+                let _ = answer.send(response);
+            }
+        }
     }
 
     /// The bundle in force expired: the kernel now fails closed on its own.
@@ -211,13 +237,41 @@ impl Daemon {
         }
     }
 
-    /// A request on the control socket.
-    pub fn on_control(&mut self, request: Request, peer: &peer::Peer) -> Response {
-        match request {
+    /// A request on the control socket: answered on `answer` now, or, for a push, once
+    /// the returned preparation has finished ([`Daemon::on_prepared`]).
+    pub fn on_control(
+        &mut self,
+        request: Request,
+        peer: &peer::Peer,
+        answer: tokio::sync::oneshot::Sender<Response>,
+    ) -> Option<Job> {
+        let now = match request {
             Request::Status => Response::Status(Box::new(self.status())),
-            Request::Push { bundle } => self.push(&bundle),
+            Request::Push { bundle } => match self.push(&bundle) {
+                Ok((tmp, dir)) => return Some(self.job_for_push(answer, tmp, dir)),
+                Err(refused) => refused,
+            },
             Request::Release { token } => self.release(token.as_deref(), peer),
+        };
+        let _ = answer.send(now);
+        None
+    }
+
+    fn job_for_push(
+        &self,
+        answer: tokio::sync::oneshot::Sender<Response>,
+        tmp: PathBuf,
+        dir: PathBuf,
+    ) -> Job {
+        let mut job = self.job(Purpose::Push {
+            answer,
+            tmp: tmp.clone(),
+            dir,
+        });
+        if let PolicyOrigin::Bundle(src) = &mut job.origin {
+            src.location = BundleLocation::File(tmp);
         }
+        job
     }
 
     /// A control client was refused: recorded in the lineage.
@@ -299,6 +353,13 @@ impl Daemon {
     /// anti-rollback state and the change in the lineage. On error the policy in force is
     /// unchanged.
     fn load(&mut self, incoming: Incoming) -> Result<(), Refusal> {
+        // Preparations finish in any order: the anti-rollback rule is checked again against
+        // the state as it is now (a v4 prepared while v5 loaded must not follow it).
+        if let Some((verified, state)) = &incoming.bundle {
+            let refused = |e: crate::bundle::BundleError| Refusal::new(e.code(), e.into());
+            let floor = state.floor().map_err(refused)?;
+            crate::bundle::state::check(floor.as_ref(), verified).map_err(refused)?;
+        }
         let resolve = |name: &str| cgroup::open_in_hierarchy(&self.hierarchy, name);
         let previous = self.in_force.take();
         let (next, result) = in_force::apply(
@@ -314,8 +375,8 @@ impl Daemon {
 
     /// Verifies, compiles and swaps in the configured policy; a refusal keeps the one in
     /// force. Unless `force`, the bundle already in force is not loaded again.
-    fn reload(&mut self, force: bool) {
-        match intake(&self.config, &mut self.recorder, &mut self.reported) {
+    fn reload(&mut self, prepared: Result<Incoming, Refusal>, force: bool) {
+        match prepared {
             Ok(incoming) => {
                 let digest = incoming.bundle.as_ref().map(|(v, _)| v.digest.as_str());
                 let current = self.in_force.as_ref().and_then(|f| f.digest.as_deref());
@@ -357,42 +418,54 @@ impl Daemon {
         })
     }
 
-    /// `rampart policy push`: verifies the bundle exactly as one from the bundle directory,
-    /// loads it if it is valid and newer, and keeps it in the directory.
-    fn push(&mut self, b64: &str) -> Response {
+    /// `rampart policy push`: writes the bundle where it can be verified exactly as one
+    /// from the bundle directory; returns that file and the directory, or the refusal.
+    fn push(&mut self, b64: &str) -> Result<(PathBuf, PathBuf), Response> {
         let rejected = |code: &str, error: String| Response::Rejected {
             code: code.into(),
             error,
         };
         let PolicyOrigin::Bundle(src) = &self.config.origin else {
-            return rejected(
+            return Err(rejected(
                 "no-bundle-dir",
                 "this daemon loads local policy files".into(),
-            );
+            ));
         };
         let BundleLocation::Dir(dir) = &src.location else {
-            return rejected(
+            return Err(rejected(
                 "no-bundle-dir",
                 "this daemon was started on one bundle file; run it with --config to accept \
                  pushes"
                     .into(),
-            );
+            ));
         };
         let dir = dir.clone();
         let bytes = match control::decode_bundle(b64) {
             Ok(b) => b,
-            Err(e) => return rejected("malformed-envelope", format!("{e:#}")),
+            Err(e) => return Err(rejected("malformed-envelope", format!("{e:#}"))),
         };
-        let tmp = dir.join(format!(".push-{}.tmp", std::process::id()));
+        // Pushes may be prepared side by side: each gets a file of its own.
+        self.pushes += 1;
+        let tmp = dir.join(format!(".push-{}-{}.tmp", std::process::id(), self.pushes));
         if let Err(e) = std::fs::write(&tmp, &bytes) {
-            return rejected("io", format!("writing {}: {e}", tmp.display()));
+            return Err(rejected("io", format!("writing {}: {e}", tmp.display())));
         }
-        let origin = PolicyOrigin::Bundle(BundleSource {
-            location: BundleLocation::File(tmp.clone()),
-            ..src.clone()
-        });
-        let extra_flags = self.config.extra_flags();
-        let result = prepare(&origin, extra_flags, &mut Vec::new()).and_then(|incoming| {
+        Ok((tmp, dir))
+    }
+
+    /// A pushed bundle was prepared: loads it if it is valid and not already in force,
+    /// and keeps it in the bundle directory.
+    fn finish_push(
+        &mut self,
+        prepared: Result<Incoming, Refusal>,
+        tmp: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Response {
+        let rejected = |code: &str, error: String| Response::Rejected {
+            code: code.into(),
+            error,
+        };
+        let result = prepared.and_then(|incoming| {
             let version = incoming.info.version;
             let digest = incoming
                 .bundle
@@ -410,13 +483,13 @@ impl Daemon {
         match result {
             Ok((version, digest)) => {
                 let kept = dir.join(format!("pushed-v{version}.rpb"));
-                if let Err(e) = std::fs::rename(&tmp, &kept) {
+                if let Err(e) = std::fs::rename(tmp, &kept) {
                     warn!(error = %e, "the pushed bundle is in force but could not be kept in the bundle directory");
                 }
                 Response::Loaded { version, digest }
             }
             Err(r) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = std::fs::remove_file(tmp);
                 log_refusal(&r, self.in_force.as_ref(), &mut self.recorder);
                 rejected(r.code, format!("{:#}", r.error))
             }
@@ -474,6 +547,16 @@ fn intake(
 ) -> Result<Incoming, Refusal> {
     let mut skipped = Vec::new();
     let result = prepare(&config.origin, config.extra_flags(), &mut skipped);
+    report_skipped(skipped, recorder, reported);
+    result
+}
+
+/// Logs and records each refused bundle of a directory once.
+fn report_skipped(
+    skipped: Vec<(PathBuf, Refusal)>,
+    recorder: &mut Recorder,
+    reported: &mut Reported,
+) {
     for (path, r) in skipped {
         let meta = std::fs::metadata(&path).ok();
         let key = (
@@ -487,7 +570,6 @@ fn intake(
             recorder.policy_refused(r.code, &error);
         }
     }
-    result
 }
 
 /// Logs and records a refused policy: the old one stays in force.
@@ -519,6 +601,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
         warn!(error = %e, "could not notify the service manager of readiness");
     }
     let mut dir_watch = DirWatch::new(daemon.config.bundle_dir())?;
+    // Verification and compilation run on blocking threads; their results come here.
+    let (prepared_tx, mut prepared_rx) = tokio::sync::mpsc::channel::<Prepared>(8);
     // Each connection is served on a task of its own; complete requests come here.
     let (to_loop, mut inbound) = tokio::sync::mpsc::channel::<Inbound>(16);
     // After a release: the loop ends once its answer is written, or at this deadline.
@@ -537,7 +621,8 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => daemon.on_tick()?,
-            _ = hup.recv() => daemon.on_hangup(ring.get_mut()),
+            _ = hup.recv() => prepare::spawn(daemon.on_hangup(), prepared_tx.clone()),
+            Some(prepared) = prepared_rx.recv() => daemon.on_prepared(ring.get_mut(), prepared),
             conn = accept(control.as_ref()), if stop_at.is_none() => {
                 // A failed accept (e.g. out of descriptors) must not stop the enforcer.
                 match conn {
@@ -554,7 +639,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
             Some(message) = inbound.recv() => match message {
                 Inbound::Request(request, peer, answer) => {
                     daemon.on_ring(ring.get_mut());
-                    let _ = answer.send(daemon.on_control(request, &peer));
+                    if let Some(job) = daemon.on_control(request, &peer, answer) {
+                        prepare::spawn(job, prepared_tx.clone());
+                    }
                     if daemon.released() {
                         stop_at = Some(tokio::time::Instant::now() + Duration::from_secs(2));
                     }
@@ -570,7 +657,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
             }
             _ = deadline(reload_at) => {
                 reload_at = None;
-                daemon.on_bundle_change(ring.get_mut());
+                prepare::spawn(daemon.on_bundle_change(), prepared_tx.clone());
             }
             _ = expiry => daemon.on_expiry(),
         }
