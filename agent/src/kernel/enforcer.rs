@@ -617,21 +617,21 @@ impl Enforcer {
     /// Mirrors the anti-rollback mark into `ROLLBACK_MARK` (pinned with the other maps).
     pub fn record_mark(&mut self, mark: &crate::bundle::state::Mark) -> Result<()> {
         let value = super::pinned_state::mark_to_kernel(mark)?;
-        let mut array: Array<_, rampart_common::RollbackMark> =
-            Array::try_from(self.map_mut(maps::ROLLBACK_MARK)?)?;
-        array
-            .set(0, value, 0)
-            .context("writing the pinned anti-rollback mark")
+        self.set_first(maps::ROLLBACK_MARK, value)
     }
 
     /// Mirrors the lineage anchor into `LINEAGE_ANCHOR` (pinned with the other maps).
     pub fn record_anchor(&mut self, anchor: &crate::lineage::anchor::Anchor) -> Result<()> {
         let value = super::pinned_state::anchor_to_kernel(anchor)?;
-        let mut array: Array<_, rampart_common::LineageAnchor> =
-            Array::try_from(self.map_mut(maps::LINEAGE_ANCHOR)?)?;
+        self.set_first(maps::LINEAGE_ANCHOR, value)
+    }
+
+    /// Writes entry 0 of the one-entry array `name`.
+    fn set_first<T: aya::Pod>(&mut self, name: &str, value: T) -> Result<()> {
+        let mut array: Array<_, T> = Array::try_from(self.map_mut(name)?)?;
         array
             .set(0, value, 0)
-            .context("writing the pinned lineage anchor")
+            .with_context(|| format!("writing the pinned map {name}"))
     }
 
     /// Takes the event ring buffer out of the object, for the event reader to own.

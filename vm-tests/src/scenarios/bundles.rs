@@ -395,29 +395,41 @@ pub fn parse_counts(report: &str) -> Result<Counts> {
 
 /// A bundle that expires while in force: governed actions it allowed are then denied with
 /// reason policy-expired, and the agent logs the expiry.
-pub fn expiry_fails_closed(env: &mut Env) -> Result<String> {
-    let dir = Path::new(DIR).join("expiry");
+/// An agent on a bundle that lets cgroup `rampart-NAME` read `swap-a.txt` and expires
+/// `lifetime` seconds after signing, run until it has expired. Returns the agent, the
+/// cgroup, the file and the bundle.
+fn run_until_expired(
+    env: &Env,
+    name: &str,
+    lifetime: u64,
+) -> Result<(BundleAgent, PathBuf, String, PathBuf)> {
+    let dir = Path::new(DIR).join(name);
     keys_and_trust(&dir)?;
-    let cg = make_cgroup("rampart-expiry")?;
+    let cgroup = format!("rampart-{name}");
+    let cg = make_cgroup(&cgroup)?;
     let data = Path::new(FIXTURES).join("data");
     std::fs::write(data.join("swap-a.txt"), "a\n")?;
     let fa = s(&data.join("swap-a.txt"));
     let policy = dir.join("p.yaml");
     std::fs::write(
         &policy,
-        swap_policy("expiring", "/rampart-expiry", "swap-a.txt"),
+        swap_policy(name, &format!("/{cgroup}"), "swap-a.txt"),
     )?;
     let bundle = dir.join("v1.rpb");
-    let lifetime = 20;
     sign(&dir, &policy, 1, &format!("{lifetime}s"), SCOPE, &bundle)?;
     let loaded_at = Instant::now();
-    let mut agent = BundleAgent::start(&dir, &bundle, &[])?;
+    let agent = BundleAgent::start(&dir, &bundle, &[])?;
     let before = op_in(env, &cg, &["open", &fa, "read"])?;
     if before != Outcome::Ok {
         bail!("before expiry the policy allows the read, got {before:?}");
     }
-    let wait = Duration::from_secs(lifetime + 2).saturating_sub(loaded_at.elapsed());
-    std::thread::sleep(wait);
+    std::thread::sleep(Duration::from_secs(lifetime + 2).saturating_sub(loaded_at.elapsed()));
+    Ok((agent, cg, fa, bundle))
+}
+
+pub fn expiry_fails_closed(env: &mut Env) -> Result<String> {
+    let lifetime = 20;
+    let (mut agent, cg, fa, _) = run_until_expired(env, "expiry", lifetime)?;
     let after = op_in(env, &cg, &["open", &fa, "read"])?;
     let drops = agent.stop()?;
     if !after.denied() {
@@ -469,27 +481,7 @@ fn shift_clock(secs: i64) -> Result<()> {
 /// An expired bundle stays expired when the wall clock is set back and the same bundle is
 /// loaded again (SIGHUP): its deadline is never extended.
 pub fn clock_back_keeps_expired_bundle_expired(env: &mut Env) -> Result<String> {
-    let dir = Path::new(DIR).join("clock-back");
-    keys_and_trust(&dir)?;
-    let cg = make_cgroup("rampart-clock-back")?;
-    let data = Path::new(FIXTURES).join("data");
-    std::fs::write(data.join("swap-a.txt"), "a\n")?;
-    let fa = s(&data.join("swap-a.txt"));
-    let policy = dir.join("p.yaml");
-    std::fs::write(
-        &policy,
-        swap_policy("clock-back", "/rampart-clock-back", "swap-a.txt"),
-    )?;
-    let bundle = dir.join("v1.rpb");
-    let lifetime = 8;
-    sign(&dir, &policy, 1, &format!("{lifetime}s"), SCOPE, &bundle)?;
-    let loaded_at = Instant::now();
-    let mut agent = BundleAgent::start(&dir, &bundle, &[])?;
-    let before = op_in(env, &cg, &["open", &fa, "read"])?;
-    if before != Outcome::Ok {
-        bail!("before expiry the policy allows the read, got {before:?}");
-    }
-    std::thread::sleep(Duration::from_secs(lifetime + 2).saturating_sub(loaded_at.elapsed()));
+    let (mut agent, cg, fa, bundle) = run_until_expired(env, "clock-back", 8)?;
     let expired = op_in(env, &cg, &["open", &fa, "read"])?;
     if !expired.denied() {
         bail!("after expiry the read must be denied, got {expired:?}");

@@ -117,6 +117,18 @@ fn rampart_without_tty(args: &[&str]) -> Result<(bool, String)> {
     ))
 }
 
+/// `rampart release --token TOKEN` through `socket`, without a terminal.
+fn release_with_token(socket: &str, token: &Path) -> Result<(bool, String)> {
+    rampart_without_tty(&[
+        "release",
+        "--socket",
+        socket,
+        "--yes",
+        "--token",
+        &crate::harness::cli::s(token),
+    ])
+}
+
 pub fn release_needs_a_token_and_is_recorded(env: &mut Env) -> Result<String> {
     let mut daemon = ControlledDaemon::start("glass")?;
     let socket = daemon.socket.clone();
@@ -144,27 +156,13 @@ pub fn release_needs_a_token_and_is_recorded(env: &mut Env) -> Result<String> {
         "-o",
         &crate::harness::cli::s(&forged),
     ])?;
-    let (ok, err) = rampart_without_tty(&[
-        "release",
-        "--socket",
-        &socket,
-        "--yes",
-        "--token",
-        &crate::harness::cli::s(&forged),
-    ])?;
+    let (ok, err) = release_with_token(&socket, &forged)?;
     if ok || !err.contains("below-threshold") {
         bail!("a token signed by an unknown key was not refused: ok {ok}, {err}");
     }
     // 3. A token of the trust root: released, recorded with its nonce.
     let token = crate::harness::cli::break_glass_token(&daemon.base)?;
-    let (ok, err) = rampart_without_tty(&[
-        "release",
-        "--socket",
-        &socket,
-        "--yes",
-        "--token",
-        &crate::harness::cli::s(&token),
-    ])?;
+    let (ok, err) = release_with_token(&socket, &token)?;
     if !ok {
         bail!("the release with a valid token failed: {err}");
     }
@@ -194,14 +192,7 @@ pub fn release_needs_a_token_and_is_recorded(env: &mut Env) -> Result<String> {
     }
     // 4. The same token again, on a new daemon: refused (a token works once).
     daemon.spawn()?;
-    let (ok, err) = rampart_without_tty(&[
-        "release",
-        "--socket",
-        &socket,
-        "--yes",
-        "--token",
-        &crate::harness::cli::s(&token),
-    ])?;
+    let (ok, err) = release_with_token(&socket, &token)?;
     daemon.stop()?;
     if ok || !err.contains("already used") {
         bail!("the token was accepted a second time: ok {ok}, {err}");
