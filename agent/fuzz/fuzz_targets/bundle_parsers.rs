@@ -1,11 +1,13 @@
-//! Fuzzes every parser that sees bundle or trust-root bytes from outside: the envelope
-//! (both payload types), the bundle payload, the trust root, and the whole verification
-//! (size cap, envelope, signatures) against a fixed trust root. None may panic; each must
+//! Fuzzes every parser that sees bundle, trust-root or break-glass token bytes from
+//! outside: the envelope (every payload type), the bundle and token payloads, the trust
+//! root, and the whole verification of a bundle and of a token (size cap, envelope,
+//! signatures) against a fixed trust root. None may panic; each must
 //! return a value or an error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rampart::bundle::{
+    break_glass::{self, TokenPayload, BREAK_GLASS_TYPE},
     envelope::Envelope,
     payload::{Payload, BUNDLE_TYPE},
     trust::{TrustRoot, TRUST_ROOT_TYPE},
@@ -24,6 +26,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = Payload::parse(&e.payload);
     }
     let _ = Envelope::parse(data, TRUST_ROOT_TYPE);
+    if let Ok(e) = Envelope::parse(data, BREAK_GLASS_TYPE) {
+        let _ = TokenPayload::parse(&e.payload);
+    }
+    let _ = TokenPayload::parse(data);
     let _ = Payload::parse(data);
     let _ = TrustRoot::parse(data);
     if let Ok(key) = PublicKey::from_bytes(&BASE_POINT) {
@@ -38,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
                     agent_version: "0.1.0",
                 },
             );
+            let _ = break_glass::verify(data, &trust, "fuzz", 1_800_000_000, 300, &[]);
         }
     }
 });
