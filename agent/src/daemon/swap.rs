@@ -2,7 +2,9 @@
 //!
 //! Invariant: every kernel decision is judged by exactly one complete policy. A slot in use
 //! is never written. The new policies go into free slots (rules first, `loaded` last); then
-//! each governed cgroup is switched with one map update (`GOVERNED[cgroup] = new slot`);
+//! each governed cgroup is switched: its name (`GOVERNED_PATHS[name] = new slot`, which the
+//! kernel applies to cgroups made there later), then the cgroup there now
+//! (`GOVERNED[cgroup] = new slot`, one map update that every later decision sees);
 //! then, after an RCU grace period ([`PolicyMaps::synchronize`]) guarantees that no decision that read
 //! the old slot is still running, the old slots are emptied. A failure before the switch
 //! changes nothing; a failure during it puts the switched cgroups back.
@@ -242,7 +244,7 @@ pub fn switch(
     let installed = Instant::now();
     times.install = installed - started;
 
-    // The switch: one map update per cgroup.
+    // The switch: per cgroup, its name, then its id.
     for (done, (slot, cg)) in new.governed.iter().enumerate() {
         if let Err(e) = enforcer.govern(cg, *slot) {
             for (_, back) in &new.governed[..done] {
