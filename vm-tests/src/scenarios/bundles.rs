@@ -470,7 +470,10 @@ fn shift_clock(secs: i64) -> Result<()> {
     if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
         bail!("clock_gettime: {}", std::io::Error::last_os_error());
     }
-    ts.tv_sec += secs as _;
+    ts.tv_sec = ts
+        .tv_sec
+        .checked_add(secs)
+        .context("the clock would overflow")?;
     // SAFETY: clock_settime reads the valid `ts`; the guest is ours to set.
     if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
         bail!("clock_settime: {}", std::io::Error::last_os_error());
