@@ -88,6 +88,34 @@ pub struct KernelLayout {
     pub kn_id: u32,
     /// `struct cgroup_root::hierarchy_id` (0 is the cgroup v2 hierarchy)
     pub root_hierarchy_id: u32,
+    /// `struct dentry::d_parent`
+    pub dentry_parent: u32,
+    /// `struct dentry::d_name` (a `struct qstr`)
+    pub dentry_name: u32,
+    /// `struct dentry::d_inode`
+    pub dentry_inode: u32,
+    /// `struct qstr::name`
+    pub qstr_name: u32,
+    /// `struct qstr::len`
+    pub qstr_len: u32,
+    /// `struct inode::i_mode`
+    pub inode_mode: u32,
+    /// `struct path::mnt`
+    pub path_mnt: u32,
+    /// `struct path::dentry`
+    pub path_dentry: u32,
+    /// `struct vfsmount::mnt_root`
+    pub vfsmount_root: u32,
+    /// `struct mount::mnt` (the `struct vfsmount` embedded in a `struct mount`)
+    pub mount_mnt: u32,
+    /// `struct mount::mnt_parent`
+    pub mount_parent: u32,
+    /// `struct mount::mnt_mountpoint`
+    pub mount_mountpoint: u32,
+    /// `struct task_struct::fs`
+    pub task_fs: u32,
+    /// `struct fs_struct::root`
+    pub fs_root: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -108,6 +136,20 @@ impl KernelLayout {
         cgroup_root: 0,
         kn_id: 0,
         root_hierarchy_id: 0,
+        dentry_parent: 0,
+        dentry_name: 0,
+        dentry_inode: 0,
+        qstr_name: 0,
+        qstr_len: 0,
+        inode_mode: 0,
+        path_mnt: 0,
+        path_dentry: 0,
+        vfsmount_root: 0,
+        mount_mnt: 0,
+        mount_parent: 0,
+        mount_mountpoint: 0,
+        task_fs: 0,
+        fs_root: 0,
         valid: 0,
     };
 }
@@ -208,10 +250,17 @@ pub enum Reason {
     /// `mprotect(PROT_EXEC)` of a file that was not allowed to be mapped executable under
     /// this policy (judged by identity: the hook cannot resolve paths).
     MapExecUnverified = 11,
+    /// A link or rename would give the file (or directory) rights at its new place that its
+    /// old place does not grant, or would move a directory into a tree with more specific
+    /// rules beneath (refer semantics).
+    ReferGainsAccess = 12,
+    /// A new name for, a write to or a truncation of a file an exec rule pins: the pinned
+    /// identity's content and names are fixed while the policy is in force.
+    ExecPinned = 13,
 }
 
 /// Number of [`Reason`] values; the size of the per-CPU decision counter array.
-pub const REASON_COUNT: u32 = 12;
+pub const REASON_COUNT: u32 = 14;
 
 impl Reason {
     /// All reasons, in counter-index order.
@@ -228,6 +277,8 @@ impl Reason {
         Reason::EventUnrecorded,
         Reason::PolicyExpired,
         Reason::MapExecUnverified,
+        Reason::ReferGainsAccess,
+        Reason::ExecPinned,
     ];
 
     /// Stable kebab-case name used in output and docs.
@@ -245,6 +296,8 @@ impl Reason {
             Reason::EventUnrecorded => "event-unrecorded",
             Reason::PolicyExpired => "policy-expired",
             Reason::MapExecUnverified => "map-exec-unverified",
+            Reason::ReferGainsAccess => "refer-gains-access",
+            Reason::ExecPinned => "exec-pinned",
         }
     }
 
@@ -291,6 +344,49 @@ pub enum Action {
     Connect = 4,
     /// `sendto`/`sendmsg` with an address (`cgroup/sendmsg4`, `sendmsg6`).
     Send = 5,
+    /// Making a file, directory, symlink, FIFO, socket or device node (`path_mknod`, which
+    /// `open(O_CREAT)` also calls, `path_mkdir`, `path_symlink`).
+    Create = 6,
+    /// Removing a file or directory (`path_unlink`, `path_rmdir`).
+    Remove = 7,
+    /// A new hard link (`path_link`).
+    Link = 8,
+    /// A rename, exchange included (`path_rename`).
+    Rename = 9,
+    /// Truncating a file (`path_truncate`, `file_truncate`).
+    Truncate = 10,
+    /// Changing a file's mode (`path_chmod`).
+    Chmod = 11,
+    /// Changing a file's owner or group (`path_chown`).
+    Chown = 12,
+}
+
+impl Action {
+    /// Every action, in number order.
+    pub const ALL: [Action; 12] = [
+        Action::Exec,
+        Action::Open,
+        Action::MapExec,
+        Action::Connect,
+        Action::Send,
+        Action::Create,
+        Action::Remove,
+        Action::Link,
+        Action::Rename,
+        Action::Truncate,
+        Action::Chmod,
+        Action::Chown,
+    ];
+
+    /// The action with this number, if any.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| *a as u32 == raw)
+    }
+
+    /// Whether the action is about a file (its event has a path and access bits).
+    pub const fn is_file(self) -> bool {
+        !matches!(self, Action::Connect | Action::Send)
+    }
 }
 
 /// Access bits of a path rule and of a file request.
@@ -303,6 +399,50 @@ pub mod access {
     pub const EXEC: u32 = 4;
     /// Run as a program (`execve`); only exec rules grant it, bound to a file identity.
     pub const RUN: u32 = 8;
+    /// Make a regular file, directory, symlink, FIFO or socket at the path.
+    pub const CREATE: u32 = 0x10;
+    /// Make a character device node at the path (never implied by [`CREATE`]).
+    pub const MAKE_CHAR: u32 = 0x20;
+    /// Make a block device node at the path (never implied by [`CREATE`]).
+    pub const MAKE_BLOCK: u32 = 0x40;
+    /// Remove the file or directory at the path.
+    pub const REMOVE: u32 = 0x80;
+    /// Link or rename into, or out of, the path across directories.
+    pub const REFER: u32 = 0x100;
+    /// Truncate the file at the path.
+    pub const TRUNCATE: u32 = 0x200;
+    /// Change the mode of the file at the path.
+    pub const CHMOD: u32 = 0x400;
+    /// Change the owner or group of the file at the path.
+    pub const CHOWN: u32 = 0x800;
+    /// Rights that act on the tree below a directory rule, not on the directory itself:
+    /// a directory rule's own entry does not get them.
+    pub const TREE: u32 = CREATE | MAKE_CHAR | MAKE_BLOCK | REMOVE | REFER;
+    /// Rights a file carries with it: a link or rename of a file must not gain any of them.
+    pub const FILE: u32 = READ | WRITE | EXEC | TRUNCATE | CHMOD | CHOWN;
+    /// Every bit with its name in policies, events and explanations (`run` is not written
+    /// in policies: exec rules grant it).
+    pub const NAMES: [(u32, &str); 12] = [
+        (READ, "read"),
+        (WRITE, "write"),
+        (EXEC, "exec"),
+        (RUN, "run"),
+        (CREATE, "create"),
+        (MAKE_CHAR, "make-char"),
+        (MAKE_BLOCK, "make-block"),
+        (REMOVE, "remove"),
+        (REFER, "refer"),
+        (TRUNCATE, "truncate"),
+        (CHMOD, "chmod"),
+        (CHOWN, "chown"),
+    ];
+}
+
+/// Flags of a path rule ([`PathRule::flags`]).
+pub mod path_flags {
+    /// Another entry of the same policy lies strictly below this one: a directory moved
+    /// here across directories could gain that entry's rights.
+    pub const HAS_DEEPER: u32 = 1;
 }
 
 /// Policy flags in [`PolicyInfo::flags`].
@@ -373,6 +513,10 @@ pub struct PathRule {
     /// [`access`] bits granted at this path (already including those of enclosing
     /// directory rules: the longest match decides alone).
     pub access: u32,
+    /// [`path_flags`] bits.
+    pub flags: u32,
+    /// Zero: keeps `file` 8-byte aligned with no implicit padding.
+    pub _pad: u32,
     /// With [`access::RUN`]: the identity the file had when the policy was loaded.
     pub file: FileId,
 }
@@ -507,6 +651,9 @@ pub mod maps {
     /// `LruHashMap<MapExecKey, u32 rule id>`: files an executable mapping was allowed for,
     /// per policy slot, so `file_mprotect` can judge by identity.
     pub const MAP_EXEC_ALLOWED: &str = "MAP_EXEC_ALLOWED";
+    /// `HashMap<MapExecKey, u32 rule id>`: the identities exec rules pin, per policy slot
+    /// (written with the slot's rules): no new name, write or truncation for them.
+    pub const EXEC_PINNED: &str = "EXEC_PINNED";
     /// `RingBuf` of [`super::Event`]s.
     pub const EVENTS: &str = "EVENTS";
     /// `PerCpuArray<u64>` with one slot: events lost because the ring buffer was full.
@@ -516,10 +663,14 @@ pub mod maps {
 /// Version of the map layout (keys, values, names). Pinned maps live in a directory named
 /// after it, so an agent with a different layout never reuses incompatible maps.
 /// 2: the path trie holds 262 144 entries (was 65 536).
-pub const MAP_ABI_VERSION: u32 = 2;
+/// 3: path rules carry flags, 14 decision counters, the `EXEC_PINNED` map.
+pub const MAP_ABI_VERSION: u32 = 3;
+
+/// Capacity of [`maps::EXEC_PINNED`] (all policy slots together).
+pub const MAX_EXEC_PINNED: u32 = 16384;
 
 /// The maps pinned under the pin directory (state that must outlive the agent).
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
     maps::GOVERNED,
     maps::GOVERNED_PATHS,
     maps::ROLLBACK_MARK,
@@ -532,6 +683,7 @@ pub const PINNED_MAPS: [&str; 12] = [
     maps::EVENTS,
     maps::EVENT_DROPS,
     maps::MAP_EXEC_ALLOWED,
+    maps::EXEC_PINNED,
 ];
 
 /// Names of the programs in the eBPF object (each is also its hook or attach type).
@@ -544,8 +696,48 @@ pub mod programs {
     pub const MMAP_FILE: &str = "mmap_file";
     /// `mprotect` adding `PROT_EXEC`.
     pub const FILE_MPROTECT: &str = "file_mprotect";
-    /// The LSM programs, each named after its hook.
-    pub const LSM: [&str; 4] = [BPRM_CHECK, FILE_OPEN, MMAP_FILE, FILE_MPROTECT];
+    /// Creating a file, FIFO, socket or device node (also `open(O_CREAT)`).
+    pub const PATH_MKNOD: &str = "path_mknod";
+    /// Creating a directory.
+    pub const PATH_MKDIR: &str = "path_mkdir";
+    /// Creating a symlink.
+    pub const PATH_SYMLINK: &str = "path_symlink";
+    /// Removing a file.
+    pub const PATH_UNLINK: &str = "path_unlink";
+    /// Removing a directory.
+    pub const PATH_RMDIR: &str = "path_rmdir";
+    /// A new hard link.
+    pub const PATH_LINK: &str = "path_link";
+    /// A rename or exchange.
+    pub const PATH_RENAME: &str = "path_rename";
+    /// Truncation by path (and, before 6.2, `ftruncate` and `open(O_TRUNC)`).
+    pub const PATH_TRUNCATE: &str = "path_truncate";
+    /// A mode change.
+    pub const PATH_CHMOD: &str = "path_chmod";
+    /// An owner change.
+    pub const PATH_CHOWN: &str = "path_chown";
+    /// The LSM programs every supported kernel has, each named after its hook.
+    pub const LSM: [&str; 14] = [
+        BPRM_CHECK,
+        FILE_OPEN,
+        MMAP_FILE,
+        FILE_MPROTECT,
+        PATH_MKNOD,
+        PATH_MKDIR,
+        PATH_SYMLINK,
+        PATH_UNLINK,
+        PATH_RMDIR,
+        PATH_LINK,
+        PATH_RENAME,
+        PATH_TRUNCATE,
+        PATH_CHMOD,
+        PATH_CHOWN,
+    ];
+    /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
+    /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).
+    pub const FILE_TRUNCATE: &str = "file_truncate";
+    /// LSM programs attached only where the kernel has their hook.
+    pub const LSM_OPTIONAL: [&str; 1] = [FILE_TRUNCATE];
     /// IPv4 `connect`.
     pub const CONNECT4: &str = "connect4";
     /// IPv6 `connect`.
@@ -568,7 +760,7 @@ pub mod programs {
 // LPM trie keys must stay within the kernel's 256 data bytes.
 const _: () = assert!(core::mem::size_of::<Event>() == 384);
 const _: () = assert!(core::mem::size_of::<PathKey>() == 256);
-const _: () = assert!(core::mem::size_of::<PathRule>() == 24);
+const _: () = assert!(core::mem::size_of::<PathRule>() == 32);
 const _: () = assert!(core::mem::size_of::<MapExecKey>() == 24);
 const _: () = assert!(core::mem::size_of::<CgroupPathKey>() == CGROUP_PATH_BYTES);
 const _: () = assert!(core::mem::size_of::<RollbackMark>() == 16 + DIGEST_HEX_BYTES);

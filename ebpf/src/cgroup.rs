@@ -27,7 +27,7 @@ pub fn cgroup_mkdir(ctx: BtfTracePointContext) -> i32 {
 pub fn cgroup_rmdir(ctx: BtfTracePointContext) -> i32 {
     let cgrp: *const u8 = ctx.arg(0);
     let layout = layout();
-    if let Some(id) = v2_cgroup_id(cgrp, &layout) {
+    if let Some(id) = v2_cgroup_id(cgrp, layout) {
         let _ = GOVERNED.remove(id);
     }
     0
@@ -53,7 +53,7 @@ fn v2_cgroup_id(cgrp: *const u8, layout: &KernelLayout) -> Option<u64> {
 /// Governs `cgrp` with the slot of its path, if the path is governed.
 fn govern_new(cgrp: *const u8, path: *const u8) {
     let layout = layout();
-    let Some(id) = v2_cgroup_id(cgrp, &layout) else {
+    let Some(id) = v2_cgroup_id(cgrp, layout) else {
         return;
     };
     let Some(key) = CGROUP_PATH_SCRATCH.get_ptr_mut(0) else {

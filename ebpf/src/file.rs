@@ -9,7 +9,7 @@ use crate::{
     governance::governing_policy,
     maps::{layout, MAP_EXEC_ALLOWED},
     object::{btf_ptr, btf_u32, file_identity},
-    path::judge_path,
+    path::{exec_pinned, judge_path},
 };
 
 const FMODE_READ: u32 = 0x1;
@@ -69,13 +69,19 @@ pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) 
         }
         request.access = need;
     }
-    let (reason, rule) = match file_identity(file, &layout) {
+    let (mut reason, mut rule) = match file_identity(file, layout) {
         Some(id) => {
             request.file = id;
-            judge_path(file, policy_id, &layout, &mut request)
+            judge_path(file, policy_id, layout, &mut request)
         }
         None => (Reason::IdentityUnreadable, NO_RULE),
     };
+    // A program an exec rule pins is not written through any of its names.
+    if request.access & access::WRITE != 0 && !reason.denies() {
+        if let Some(pinned) = exec_pinned(policy_id, request.file) {
+            (reason, rule) = (Reason::ExecPinned, pinned);
+        }
+    }
     if action == Action::MapExec && reason == Reason::Allowed {
         // Remember the file for a later mprotect(PROT_EXEC), which cannot resolve paths.
         let key = MapExecKey {

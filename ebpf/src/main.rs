@@ -1,17 +1,19 @@
 //! Rampart's kernel programs.
 //!
 //! Every program is a thin entry that calls a `judge_*` function; the decision logic reads
-//! as ordinary Rust. One module per hook family (`exec`, `file`, `mmap`, `network`,
-//! `cgroup`) over shared ones: `governance` (which policy applies), `path` and `object`
-//! (what the target is), `decision` (mode, counters, events) and `maps`. Inside a governed
-//! cgroup (or any descendant) the default is deny: only
-//! a rule of the policy in force allows. Anything a program cannot establish (an unset
-//! struct layout, an unresolvable or over-long path, an unreadable identity, a missing
-//! policy) denies with its own reason code. Audit mode turns a denial into an allow that is
-//! still recorded; strict mode denies whatever could not be recorded.
+//! as ordinary Rust. One module per hook family (`exec`, `file`, `mmap`, `tree` for
+//! creating, removing, linking and renaming, `attr` for truncation, mode and owner,
+//! `network`, `cgroup`) over shared ones: `governance` (which policy applies), `path`,
+//! `walk` and `object` (what the target is), `decision` (mode, counters, events) and
+//! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
+//! the policy in force allows. Anything a program cannot establish (an unset struct layout,
+//! an unresolvable or over-long path, an unreadable identity, a missing policy) denies with
+//! its own reason code. Audit mode turns a denial into an allow that is still recorded;
+//! strict mode denies whatever could not be recorded.
 #![no_std]
 #![no_main]
 
+mod attr;
 mod cgroup;
 mod decision;
 mod exec;
@@ -22,6 +24,8 @@ mod mmap;
 mod network;
 mod object;
 mod path;
+mod tree;
+mod walk;
 
 #[cfg(not(test))]
 #[panic_handler]

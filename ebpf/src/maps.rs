@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use rampart_common::{
     CgroupPathKey, KernelLayout, LineageAnchor, MapExecKey, Net4Key, Net6Key, NetRule, PathKey,
-    PathRule, PolicyInfo, RollbackMark, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES,
+    PathRule, PolicyInfo, RollbackMark, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_EXEC_PINNED,
     MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES,
     PATH_KEY_BYTES, REASON_COUNT,
 };
@@ -35,6 +35,9 @@ pub static LINEAGE_ANCHOR: Array<LineageAnchor> = Array::with_max_entries(1, 0);
 pub static MAP_EXEC_ALLOWED: LruHashMap<MapExecKey, u32> =
     LruHashMap::with_max_entries(MAP_EXEC_CACHE_ENTRIES, 0);
 
+#[map(name = "EXEC_PINNED")]
+pub static EXEC_PINNED: HashMap<MapExecKey, u32> = HashMap::with_max_entries(MAX_EXEC_PINNED, 0);
+
 #[map(name = "POLICIES")]
 pub static POLICIES: Array<PolicyInfo> = Array::with_max_entries(MAX_POLICIES, 0);
 
@@ -57,12 +60,13 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);
 pub static EVENT_DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU scratch: `bpf_d_path` writes the path right after the key header, so the first
-/// bytes are a ready-made `Key<PathKey>` for the trie lookup.
+/// bytes are a ready-made `Key<PathKey>` for the trie lookup. The path area is longer than
+/// PATH_BUF_BYTES by more than one name, so that a masked offset plus a name always fits.
 #[repr(C)]
 pub struct PathScratch {
     pub prefix_len: u32,
     pub key: PathKey,
-    tail: [u8; PATH_BUF_BYTES - PATH_KEY_BYTES],
+    tail: [u8; PATH_BUF_BYTES + 512 - PATH_KEY_BYTES],
 }
 
 #[map(name = "PATH_SCRATCH")]
@@ -72,9 +76,14 @@ pub static PATH_SCRATCH: PerCpuArray<PathScratch> = PerCpuArray::with_max_entrie
 #[no_mangle]
 pub static KERNEL_LAYOUT: KernelLayout = KernelLayout::UNSET;
 
-/// The struct offsets the agent wrote (or the unset placeholder).
-pub fn layout() -> KernelLayout {
-    // SAFETY: KERNEL_LAYOUT is a plain-data static; the volatile read stops the compiler from
-    // folding in the compile-time placeholder, since the agent rewrites it before load.
-    unsafe { core::ptr::read_volatile(&KERNEL_LAYOUT) }
+/// The struct offsets the agent wrote (or the unset placeholder), read in place: the
+/// pointer is laundered through a volatile load so that the compiler cannot fold in the
+/// compile-time placeholder (the agent rewrites the data before load), and no copy of the
+/// whole layout lands on the small BPF stack. To the verifier these are reads of the frozen
+/// read-only data: known constants.
+pub fn layout() -> &'static KernelLayout {
+    let at: *const KernelLayout = &KERNEL_LAYOUT;
+    // SAFETY: a volatile read of a local holding the static's address; the result is that
+    // same valid, 'static address.
+    unsafe { &*core::ptr::read_volatile(&at) }
 }

@@ -62,7 +62,7 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     if file.is_null() {
         return LSM_ALLOW;
     }
-    let (reason, rule) = match file_identity(file, &layout) {
+    let (reason, rule) = match file_identity(file, layout) {
         Some(id) => {
             request.file = id;
             let key = MapExecKey {

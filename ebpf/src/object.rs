@@ -30,6 +30,25 @@ pub fn btf_u64(base: *const u8, offset: u32) -> u64 {
 /// `(s_dev, i_ino)` of `file->f_inode`.
 pub fn file_identity(file: *const u8, layout: &KernelLayout) -> Option<FileId> {
     let inode: *const u8 = read_at(file, layout.file_inode)?;
+    inode_identity(inode, layout)
+}
+
+/// `(s_dev, i_ino)` of a dentry's inode; `None` for a negative dentry (nothing there yet)
+/// or a failed read.
+pub fn dentry_identity(dentry: *const u8, layout: &KernelLayout) -> Option<FileId> {
+    let inode: *const u8 = read_at(dentry, layout.dentry_inode)?;
+    inode_identity(inode, layout)
+}
+
+/// `i_mode` of a dentry's inode (0 for a negative dentry or a failed read).
+pub fn dentry_mode(dentry: *const u8, layout: &KernelLayout) -> u16 {
+    read_at::<*const u8>(dentry, layout.dentry_inode)
+        .and_then(|inode| read_at::<u16>(inode, layout.inode_mode))
+        .unwrap_or(0)
+}
+
+/// `(s_dev, i_ino)` of an inode.
+fn inode_identity(inode: *const u8, layout: &KernelLayout) -> Option<FileId> {
     let ino: u64 = read_at(inode, layout.inode_ino)?;
     let sb: *const u8 = read_at(inode, layout.inode_sb)?;
     let dev: u32 = read_at(sb, layout.sb_dev)?;
@@ -40,7 +59,7 @@ pub fn file_identity(file: *const u8, layout: &KernelLayout) -> Option<FileId> {
 }
 
 /// Reads a `T` at `base + offset` in kernel memory; `None` for a null base or a failed read.
-fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
+pub fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
     if base.is_null() {
         return None;
     }

@@ -95,6 +95,7 @@ pub struct Btf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
+    functions: std::collections::HashSet<String>,
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<u16, BtfError> {
@@ -203,6 +204,7 @@ impl Btf {
             types,
             strings,
             structs_by_name: HashMap::new(),
+            functions: Default::default(),
         };
         for id in 1..btf.types.len() as u32 {
             let ty = &btf.types[id as usize];
@@ -210,6 +212,9 @@ impl Btf {
                 let name = btf.string(ty.name_off)?.to_owned();
                 // Keep the first definition; vmlinux BTF is deduplicated.
                 btf.structs_by_name.entry(name).or_insert(id);
+            } else if ty.kind == KIND_FUNC && ty.name_off != 0 {
+                let name = btf.string(ty.name_off)?.to_owned();
+                btf.functions.insert(name);
             }
         }
         Ok(btf)
@@ -243,6 +248,12 @@ impl Btf {
             }
         }
         Err(BtfError::Cycle(id))
+    }
+
+    /// Whether the kernel has a function of this name (e.g. `bpf_lsm_file_truncate`: an
+    /// LSM hook a BPF program can attach to).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.functions.contains(name)
     }
 
     /// Byte offset of `member` in `struct strukt`, looking into anonymous struct and union

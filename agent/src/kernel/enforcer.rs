@@ -21,8 +21,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use rampart_common::{
-    maps, programs, CgroupPathKey, FileId, KernelLayout, MapExecKey, Net4Key, Net6Key, NetRule,
-    PathKey, PathRule, PolicyInfo, PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES,
+    access, maps, programs, CgroupPathKey, FileId, KernelLayout, MapExecKey, Net4Key, Net6Key,
+    NetRule, PathKey, PathRule, PolicyInfo, PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES,
     PATH_KEY_BYTES, PINNED_MAPS, PORT_RANGES_PER_NET_RULE,
 };
 
@@ -181,6 +181,21 @@ pub fn synchronize() -> Result<()> {
     Ok(())
 }
 
+/// The LSM hooks to attach on this kernel: every one of [`programs::LSM`], and the optional
+/// ones the kernel has (`file_truncate` from 6.2; before it, `ftruncate` and `O_TRUNC` reach
+/// `path_truncate`).
+fn lsm_hooks() -> Result<Vec<&'static str>> {
+    let raw = super::btf::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let kernel = super::btf::Btf::parse(&raw).context("parsing the kernel's BTF")?;
+    let mut hooks = programs::LSM.to_vec();
+    hooks.extend(
+        programs::LSM_OPTIONAL
+            .into_iter()
+            .filter(|hook| kernel.has_function(&format!("bpf_lsm_{hook}"))),
+    );
+    Ok(hooks)
+}
+
 impl Enforcer {
     /// Loads the programs with the kernel struct layout written into their read-only data,
     /// attaches the LSM programs and the cgroup tracepoints, and the network programs at the
@@ -231,7 +246,8 @@ impl Enforcer {
             .load(object)
             .context("loading the eBPF object into the kernel (maps and programs)")?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF for the LSM attach points")?;
-        for hook in programs::LSM.iter().filter(|_| full) {
+        let hooks = if full { lsm_hooks()? } else { Vec::new() };
+        for hook in hooks {
             let prog: &mut Lsm = ebpf
                 .program_mut(hook)
                 .ok_or_else(|| anyhow!("program {hook} missing from the object"))?
@@ -385,10 +401,10 @@ impl Enforcer {
             "policy slot {slot} is in use"
         );
         self.installed.insert(slot, SlotKeys::default());
-        // An earlier policy in this slot may have left executable-mapping allowances (an
-        // agent that crashed mid-retire, or pins from an older agent): they must not count
-        // for this policy.
-        self.forget_map_exec(slot)?;
+        // An earlier policy in this slot may have left executable-mapping allowances or
+        // pinned identities (an agent that crashed mid-retire, or pins from an older agent):
+        // they must not count for this policy.
+        self.forget_slot_files(slot)?;
         let slot16 = slot as u16;
         {
             let mut trie: LpmTrie<_, PathKey, PathRule> = LpmTrie::try_from(
@@ -407,12 +423,31 @@ impl Enforcer {
                 let value = PathRule {
                     rule_id: e.rule_id,
                     access: e.access,
+                    flags: e.flags,
+                    _pad: 0,
                     file,
                 };
                 let bytes = e.key_bytes();
                 trie.insert(&path_key(slot16, &bytes), value, 0)
                     .with_context(|| format!("adding path rule {} to the kernel", e.path))?;
                 keys.push(bytes.into_boxed_slice());
+            }
+        }
+        {
+            // The identities exec rules pin: no new name, write or truncation for them.
+            let mut pinned: HashMap<_, MapExecKey, u32> =
+                HashMap::try_from(self.map_mut(maps::EXEC_PINNED)?)?;
+            for e in policy.paths.iter().filter(|e| e.access & access::RUN != 0) {
+                if let Some(Identity { dev, ino }) = e.identity {
+                    let key = MapExecKey {
+                        policy: slot,
+                        _pad: 0,
+                        file: FileId { dev, ino },
+                    };
+                    pinned.insert(key, e.rule_id, 0).with_context(|| {
+                        format!("pinning the identity of {} in the kernel", e.path)
+                    })?;
+                }
             }
         }
         let slot_bytes = slot16.to_be_bytes();
@@ -468,26 +503,33 @@ impl Enforcer {
         )?;
         remove_all::<Net4Key, NetRule>(self.map_mut(maps::NET4_RULES)?, keys.net4)?;
         remove_all::<Net6Key, NetRule>(self.map_mut(maps::NET6_RULES)?, keys.net6)?;
-        self.forget_map_exec(slot).map(drop)
+        self.forget_slot_files(slot)
     }
 
-    /// Removes every executable-mapping allowance recorded under `slot` (`mmap_file` fills
-    /// `MAP_EXEC_ALLOWED` for `file_mprotect`, keyed by slot): slots are reused, and an
-    /// allowance of one policy must never be honoured for another. Call it only for a slot
-    /// no cgroup points at (no program can add to it meanwhile). Returns how many went.
-    fn forget_map_exec(&mut self, slot: u32) -> Result<usize> {
-        let mut allowed: HashMap<_, MapExecKey, u32> =
-            HashMap::try_from(self.map_mut(maps::MAP_EXEC_ALLOWED)?)?;
+    /// Removes the per-slot file identities of `slot`: the executable-mapping allowances
+    /// (`mmap_file` fills `MAP_EXEC_ALLOWED` for `file_mprotect`) and the pinned identities
+    /// (`EXEC_PINNED`). Slots are reused, and neither may ever count for another policy.
+    /// Call it only for a slot no cgroup points at (no program can add to it meanwhile).
+    fn forget_slot_files(&mut self, slot: u32) -> Result<()> {
+        self.forget_identities(maps::MAP_EXEC_ALLOWED, slot)?;
+        self.forget_identities(maps::EXEC_PINNED, slot)?;
+        Ok(())
+    }
+
+    /// Removes every entry of `slot` from a map keyed by [`MapExecKey`]; returns how many.
+    fn forget_identities(&mut self, map: &str, slot: u32) -> Result<usize> {
+        let mut allowed: HashMap<_, MapExecKey, u32> = HashMap::try_from(self.map_mut(map)?)?;
         let keys = allowed
             .keys()
             .collect::<Result<Vec<MapExecKey>, _>>()
-            .context("listing executable-mapping allowances")?;
+            .with_context(|| format!("listing the file identities in {map}"))?;
         let stale: Vec<MapExecKey> = keys.into_iter().filter(|k| k.policy == slot).collect();
         for key in &stale {
             match allowed.remove(key) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(e) => {
-                    return Err(e).context("removing an executable-mapping allowance of a slot")
+                    return Err(e)
+                        .with_context(|| format!("removing a file identity of a slot from {map}"))
                 }
             }
         }

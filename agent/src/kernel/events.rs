@@ -20,15 +20,7 @@ pub enum EventError {
 }
 
 fn action_of(raw: u32) -> Option<Action> {
-    [
-        Action::Exec,
-        Action::Open,
-        Action::MapExec,
-        Action::Connect,
-        Action::Send,
-    ]
-    .into_iter()
-    .find(|a| *a as u32 == raw)
+    Action::from_raw(raw)
 }
 
 fn decision_of(raw: u32) -> Option<Decision> {
@@ -64,7 +56,7 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
     // pattern valid), and read_unaligned has no alignment requirement.
     let e: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) };
     let action = action_of(e.action);
-    let is_file = matches!(action, Some(Action::Exec | Action::Open | Action::MapExec));
+    let is_file = action.is_some_and(Action::is_file);
     let path = (e.path_len > 0).then(|| {
         let n = (e.path_len as usize - 1).min(EVENT_PATH_BYTES);
         let bytes = &e.path[..n];

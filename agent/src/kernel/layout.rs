@@ -5,7 +5,7 @@ use rampart_common::KernelLayout;
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 13] = [
+pub const MEMBERS: [(&str, &str); 27] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -19,26 +19,58 @@ pub const MEMBERS: [(&str, &str); 13] = [
     ("cgroup", "root"),
     ("kernfs_node", "id"),
     ("cgroup_root", "hierarchy_id"),
+    ("dentry", "d_parent"),
+    ("dentry", "d_name"),
+    ("dentry", "d_inode"),
+    ("qstr", "name"),
+    ("qstr", "len"),
+    ("inode", "i_mode"),
+    ("path", "mnt"),
+    ("path", "dentry"),
+    ("vfsmount", "mnt_root"),
+    ("mount", "mnt"),
+    ("mount", "mnt_parent"),
+    ("mount", "mnt_mountpoint"),
+    ("task_struct", "fs"),
+    ("fs_struct", "root"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
 pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id] =
-        MEMBERS.map(|(s, m)| btf.member_offset(s, m));
+    let mut offsets = [0u32; MEMBERS.len()];
+    for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
+        *slot = btf.member_offset(s, m)?;
+    }
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root] =
+        offsets;
     Ok(KernelLayout {
-        binprm_file: binprm_file?,
-        file_inode: file_inode?,
-        file_path: file_path?,
-        file_mode: file_mode?,
-        file_flags: file_flags?,
-        inode_ino: inode_ino?,
-        inode_sb: inode_sb?,
-        sb_dev: sb_dev?,
-        vma_file: vma_file?,
-        cgroup_kn: cgroup_kn?,
-        cgroup_root: cgroup_root?,
-        kn_id: kn_id?,
-        root_hierarchy_id: root_hierarchy_id?,
+        binprm_file,
+        file_inode,
+        file_path,
+        file_mode,
+        file_flags,
+        inode_ino,
+        inode_sb,
+        sb_dev,
+        vma_file,
+        cgroup_kn,
+        cgroup_root,
+        kn_id,
+        root_hierarchy_id,
+        dentry_parent,
+        dentry_name,
+        dentry_inode,
+        qstr_name,
+        qstr_len,
+        inode_mode,
+        path_mnt,
+        path_dentry,
+        vfsmount_root,
+        mount_mnt,
+        mount_parent,
+        mount_mountpoint,
+        task_fs,
+        fs_root,
         valid: 1,
     })
 }
@@ -75,7 +107,11 @@ mod tests {
             false,
             "inode",
             64,
-            &[("i_sb", p, 8 * 40), ("i_ino", long, 8 * 64)],
+            &[
+                ("i_mode", uint, 0),
+                ("i_sb", p, 8 * 40),
+                ("i_ino", long, 8 * 64),
+            ],
         );
         b.composite(false, "super_block", 64, &[("s_dev", uint, 8 * 16)]);
         b.composite(false, "vm_area_struct", 64, &[("vm_file", p, 8 * 48)]);
@@ -87,6 +123,34 @@ mod tests {
         );
         b.composite(false, "kernfs_node", 64, &[("id", long, 8 * 56)]);
         b.composite(false, "cgroup_root", 64, &[("hierarchy_id", uint, 8 * 4)]);
+        // struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; }; name; }
+        let hash_len = b.composite(false, "", 8, &[("hash", uint, 0), ("len", uint, 32)]);
+        let union = b.composite(true, "", 8, &[("", hash_len, 0), ("hash_len", long, 0)]);
+        let qstr = b.composite(false, "qstr", 16, &[("", union, 0), ("name", p, 64)]);
+        b.composite(
+            false,
+            "dentry",
+            64,
+            &[
+                ("d_parent", p, 8 * 24),
+                ("d_name", qstr, 8 * 32),
+                ("d_inode", p, 8 * 48),
+            ],
+        );
+        b.composite(false, "path", 16, &[("mnt", p, 0), ("dentry", p, 64)]);
+        b.composite(false, "vfsmount", 16, &[("mnt_root", p, 0)]);
+        b.composite(
+            false,
+            "mount",
+            64,
+            &[
+                ("mnt_parent", p, 8 * 16),
+                ("mnt_mountpoint", p, 8 * 24),
+                ("mnt", long, 8 * 32),
+            ],
+        );
+        b.composite(false, "task_struct", 64, &[("fs", p, 8 * 56)]);
+        b.composite(false, "fs_struct", 64, &[("root", long, 8 * 24)]);
         let btf = Btf::parse(&b.build()).unwrap();
         assert_eq!(
             resolve(&btf).unwrap(),
@@ -104,6 +168,20 @@ mod tests {
                 cgroup_root: 8,
                 kn_id: 56,
                 root_hierarchy_id: 4,
+                dentry_parent: 24,
+                dentry_name: 32,
+                dentry_inode: 48,
+                qstr_name: 8,
+                qstr_len: 4,
+                inode_mode: 0,
+                path_mnt: 0,
+                path_dentry: 8,
+                vfsmount_root: 0,
+                mount_mnt: 32,
+                mount_parent: 16,
+                mount_mountpoint: 24,
+                task_fs: 56,
+                fs_root: 24,
                 valid: 1
             }
         );
@@ -137,6 +215,9 @@ mod tests {
         assert_eq!(layout.valid, 1);
         // i_ino and i_sb are distinct members of struct inode.
         assert_ne!(layout.inode_ino, layout.inode_sb);
+        // struct qstr: the length shares a word with the hash; the name pointer follows.
+        assert_eq!((layout.qstr_len, layout.qstr_name), (4, 8));
+        assert_eq!((layout.path_mnt, layout.path_dentry), (0, 8));
         for off in [
             layout.binprm_file,
             layout.file_inode,
@@ -150,6 +231,13 @@ mod tests {
             layout.cgroup_root,
             layout.kn_id,
             layout.root_hierarchy_id,
+            layout.dentry_parent,
+            layout.dentry_name,
+            layout.dentry_inode,
+            layout.mount_mnt,
+            layout.mount_parent,
+            layout.mount_mountpoint,
+            layout.fs_root,
         ] {
             assert!(off < 4096, "implausible offset {off}");
         }

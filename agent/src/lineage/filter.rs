@@ -64,6 +64,13 @@ pub enum ActionKind {
     MapExec,
     Connect,
     Send,
+    Create,
+    Remove,
+    Link,
+    Rename,
+    Truncate,
+    Chmod,
+    Chown,
 }
 
 impl ActionKind {
@@ -75,6 +82,13 @@ impl ActionKind {
             Self::MapExec => "map-exec",
             Self::Connect => "connect",
             Self::Send => "send",
+            Self::Create => "create",
+            Self::Remove => "remove",
+            Self::Link => "link",
+            Self::Rename => "rename",
+            Self::Truncate => "truncate",
+            Self::Chmod => "chmod",
+            Self::Chown => "chown",
         }
     }
 }
@@ -187,7 +201,15 @@ mod tests {
             (ActionKind::MapExec, Action::MapExec),
             (ActionKind::Connect, Action::Connect),
             (ActionKind::Send, Action::Send),
+            (ActionKind::Create, Action::Create),
+            (ActionKind::Remove, Action::Remove),
+            (ActionKind::Link, Action::Link),
+            (ActionKind::Rename, Action::Rename),
+            (ActionKind::Truncate, Action::Truncate),
+            (ActionKind::Chmod, Action::Chmod),
+            (ActionKind::Chown, Action::Chown),
         ];
+        assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {
             assert_eq!(kind.name(), action_name(action));
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 use rampart_common::{
-    access, policy_flags, FileId, IPPROTO_TCP, IPPROTO_UDP, MAX_RULE_PATH_BYTES,
+    access, path_flags, policy_flags, FileId, IPPROTO_TCP, IPPROTO_UDP, MAX_RULE_PATH_BYTES,
     PORT_RANGES_PER_NET_RULE,
 };
 use serde::Serialize;
@@ -38,6 +38,16 @@ pub enum CompileError {
          workload could replace its own programs; drop write access or the exec rule"
     )]
     WritableExecutable { field: String, path: String },
+    #[error(
+        "{field}: `{path}` may be run (or mapped executable) and a governed workload may {how} \
+         there: it could put its own code in place of a program or library; drop `{how}` \
+         there or the exec rule"
+    )]
+    PlaceableExecutable {
+        field: String,
+        path: String,
+        how: String,
+    },
     #[error("{field}: `{path}` resolves on this host to `{canonical}`, longer than {max} bytes")]
     ResolvedPathTooLong {
         field: String,
@@ -94,6 +104,8 @@ pub struct PathEntry {
     pub exact: bool,
     /// [`access`] bits, inherited ones included.
     pub access: u32,
+    /// [`rampart_common::path_flags`] bits.
+    pub flags: u32,
     /// The lowest-numbered rule naming exactly this path.
     pub rule_id: u32,
     /// For entries that allow running: the file's identity at compile time (`None` when
@@ -166,27 +178,16 @@ impl CompiledPolicy {
 }
 
 fn access_bits(list: &[Access]) -> u32 {
-    list.iter().fold(0, |acc, a| {
-        acc | match a {
-            Access::Read => access::READ,
-            Access::Write => access::WRITE,
-            Access::Exec => access::EXEC,
-        }
-    })
+    list.iter().fold(0, |acc, a| acc | a.bit())
 }
 
 /// Access names for display, e.g. `read,exec`.
 pub fn access_names(bits: u32) -> String {
-    let names: Vec<&str> = [
-        (access::READ, "read"),
-        (access::WRITE, "write"),
-        (access::EXEC, "exec"),
-        (access::RUN, "run"),
-    ]
-    .iter()
-    .filter(|(b, _)| bits & b != 0)
-    .map(|(_, n)| *n)
-    .collect();
+    let names: Vec<&str> = access::NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
     if names.is_empty() {
         "none".into()
     } else {
@@ -259,12 +260,7 @@ pub fn compile(
     for (i, r) in spec.files.0.iter().enumerate() {
         let field = format!("spec.files[{i}]");
         let key = resolve(&field, &r.path)?;
-        let names: Vec<String> = r
-            .access
-            .0
-            .iter()
-            .map(|a| format!("{a:?}").to_lowercase())
-            .collect();
+        let names: Vec<&str> = r.access.0.iter().map(|a| a.name()).collect();
         let rule_id = add_rule(field, format!("{} {}", r.path, names.join(",")));
         grants.push(Grant {
             key,
@@ -281,21 +277,7 @@ pub fn compile(
     }
 
     let paths = compile_paths(grants);
-    // A workload that may write a file it may also run or map executable can replace its
-    // own code (even in place, keeping the pinned identity): refuse such a policy.
-    if let Some(e) = paths
-        .iter()
-        .find(|e| e.access & access::WRITE != 0 && e.access & (access::EXEC | access::RUN) != 0)
-    {
-        let field = rules
-            .iter()
-            .find(|r| r.id == e.rule_id)
-            .map_or_else(String::new, |r| r.field.clone());
-        return Err(CompileError::WritableExecutable {
-            field,
-            path: e.path.clone(),
-        });
-    }
+    refuse_replaceable_code(&paths, &rules)?;
     let (net4, net6) = compile_net(&net_rules)?;
     let mut flags = 0;
     if spec.mode == Mode::Audit {
@@ -322,6 +304,38 @@ pub fn compile(
     })
 }
 
+/// A workload that may write a file it may also run or map executable can replace its own
+/// code (even in place, keeping the pinned identity); one that may create, link or rename
+/// there can put new code in place of it: refuse such a policy.
+fn refuse_replaceable_code(paths: &[PathEntry], rules: &[Rule]) -> Result<(), CompileError> {
+    let field = |e: &PathEntry| {
+        rules
+            .iter()
+            .find(|r| r.id == e.rule_id)
+            .map_or_else(String::new, |r| r.field.clone())
+    };
+    for e in paths
+        .iter()
+        .filter(|e| e.access & (access::EXEC | access::RUN) != 0)
+    {
+        if e.access & access::WRITE != 0 {
+            return Err(CompileError::WritableExecutable {
+                field: field(e),
+                path: e.path.clone(),
+            });
+        }
+        let placing = access::CREATE | access::REFER | access::MAKE_CHAR | access::MAKE_BLOCK;
+        if e.access & placing != 0 {
+            return Err(CompileError::PlaceableExecutable {
+                field: field(e),
+                path: e.path.clone(),
+                how: access_names(e.access & placing),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn compile_paths(grants: Vec<Grant>) -> Vec<PathEntry> {
     // Merge grants on the same key; a directory rule also covers opening the directory.
     let mut merged: BTreeMap<(String, bool), PathEntry> = BTreeMap::new();
@@ -330,6 +344,7 @@ fn compile_paths(grants: Vec<Grant>) -> Vec<PathEntry> {
             path: key.0,
             exact: key.1,
             access: 0,
+            flags: 0,
             rule_id,
             identity: None,
         });
@@ -347,8 +362,10 @@ fn compile_paths(grants: Vec<Grant>) -> Vec<PathEntry> {
             identity,
         } = g;
         if !key.1 && key.0.len() > 1 {
+            // The directory itself is an entry of its parent: the rule's tree rights
+            // (create, remove, refer, ...) are for what is below it, not for it.
             let itself = key.0.trim_end_matches('/').to_owned();
-            put((itself, true), access, rule_id, None);
+            put((itself, true), access & !access::TREE, rule_id, None);
         }
         put(key, access, rule_id, identity);
     }
@@ -373,7 +390,29 @@ fn compile_paths(grants: Vec<Grant>) -> Vec<PathEntry> {
         })
         .collect();
     entries.sort_by_key(PathEntry::key_bytes);
+    mark_deeper(&mut entries);
     entries
+}
+
+/// Sets [`path_flags::HAS_DEEPER`] on every entry with another entry strictly below it
+/// (`entries` sorted by key bytes, so those below a prefix follow it contiguously).
+fn mark_deeper(entries: &mut [PathEntry]) {
+    let keys: Vec<Vec<u8>> = entries.iter().map(PathEntry::key_bytes).collect();
+    for (i, e) in entries.iter_mut().enumerate() {
+        let mut below = e.path.as_bytes().to_vec();
+        if e.exact {
+            below.push(b'/');
+        }
+        let start = keys.partition_point(|k| k.as_slice() < below.as_slice());
+        let deeper = keys[start..]
+            .iter()
+            .enumerate()
+            .take_while(|(_, k)| k.starts_with(&below))
+            .any(|(j, _)| start + j != i);
+        if deeper {
+            e.flags |= path_flags::HAS_DEEPER;
+        }
+    }
 }
 
 type NetRules<'a> = [(String, u32, &'a NetRuleSource)];

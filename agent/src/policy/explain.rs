@@ -22,8 +22,13 @@ pub enum Request {
         path: String,
         identity: Option<FileId>,
     },
-    /// Open of a canonical path with [`access`] bits.
-    Open { path: String, access: u32 },
+    /// Open of a canonical path with [`access`] bits (the identity of the file there, for
+    /// writes: a file an exec rule pins is never written).
+    Open {
+        path: String,
+        access: u32,
+        identity: Option<FileId>,
+    },
     /// Mapping the file at a canonical path executable.
     MapExec { path: String },
     /// `connect` to an address.
@@ -36,6 +41,50 @@ pub enum Request {
         addr: SocketAddr,
         protocol: Protocol,
     },
+    /// Making an entry: `need` is [`access::CREATE`], [`access::MAKE_CHAR`] or
+    /// [`access::MAKE_BLOCK`]; `hook` the kernel hook that judges it.
+    Create {
+        path: String,
+        need: u32,
+        hook: &'static str,
+    },
+    /// Removing an entry (`dir`: with rmdir).
+    Remove { path: String, dir: bool },
+    /// A new name `to` for the file at `from`.
+    Link {
+        from: String,
+        to: String,
+        identity: Option<FileId>,
+        dir: bool,
+    },
+    /// Renaming `from` to `to` (`exchange`: swapping them).
+    Rename {
+        from: String,
+        to: String,
+        exchange: bool,
+        moved: EntryKind,
+        target: EntryKind,
+    },
+    /// Truncating the file at a path.
+    Truncate {
+        path: String,
+        identity: Option<FileId>,
+    },
+    /// Changing a file's mode.
+    Chmod { path: String },
+    /// Changing a file's owner.
+    Chown { path: String },
+}
+
+/// What is at one end of a rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Nothing.
+    Absent,
+    /// A directory.
+    Dir,
+    /// Anything else.
+    File,
 }
 
 /// The kernel's judgement of a request under a policy.
@@ -61,6 +110,13 @@ pub fn action_name(action: Action) -> &'static str {
         Action::MapExec => "map-exec",
         Action::Connect => "connect",
         Action::Send => "send",
+        Action::Create => "create",
+        Action::Remove => "remove",
+        Action::Link => "link",
+        Action::Rename => "rename",
+        Action::Truncate => "truncate",
+        Action::Chmod => "chmod",
+        Action::Chown => "chown",
     }
 }
 
@@ -121,6 +177,134 @@ fn judge_path(
     (Reason::Allowed, Some(entry.rule_id))
 }
 
+/// The rule id of the exec rule pinning `identity`, if any.
+fn pinned(policy: &CompiledPolicy, identity: Option<FileId>) -> Option<u32> {
+    let identity = identity?;
+    policy
+        .paths
+        .iter()
+        .filter(|e| e.access & access::RUN != 0)
+        .find(|e| e.identity.map(|Identity { dev, ino }| FileId { dev, ino }) == Some(identity))
+        .map(|e| e.rule_id)
+}
+
+/// The parent directory of a canonical path.
+fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+/// One side of a link or rename, as the kernel judges it: the entry found and the verdict
+/// for `need` (a side that needs nothing is allowed where no rule names it).
+fn side<'a>(
+    policy: &'a CompiledPolicy,
+    path: &str,
+    need: u32,
+) -> (Option<&'a PathEntry>, (Reason, Option<u32>)) {
+    let entry = lookup_path(policy, path);
+    if need == 0 && entry.is_none() {
+        return (None, (Reason::Allowed, None));
+    }
+    (entry, judge_path(policy, path, need, None))
+}
+
+/// Refer semantics: would an object of `kind` moving from `from` to `to` gain rights?
+fn gains(kind: EntryKind, from: Option<&PathEntry>, to: Option<&PathEntry>) -> bool {
+    let Some(to) = to else {
+        return false;
+    };
+    let have = from.map_or(0, |e| e.access);
+    let carried = match kind {
+        EntryKind::Dir => {
+            if to.flags & rampart_common::path_flags::HAS_DEEPER != 0 {
+                return true;
+            }
+            !access::RUN
+        }
+        EntryKind::File | EntryKind::Absent => access::FILE,
+    };
+    to.access & carried & !have != 0
+}
+
+fn judge_link(
+    policy: &CompiledPolicy,
+    from: &str,
+    to: &str,
+    identity: Option<FileId>,
+    dir: bool,
+) -> (Reason, Option<u32>) {
+    if let Some(rule) = pinned(policy, identity) {
+        return (Reason::ExecPinned, Some(rule));
+    }
+    let refer = if parent(from) == parent(to) {
+        0
+    } else {
+        access::REFER
+    };
+    let (source, verdict) = side(policy, from, refer);
+    if verdict.0.denies() {
+        return verdict;
+    }
+    let (target, verdict) = side(policy, to, access::CREATE | refer);
+    if verdict.0.denies() {
+        return verdict;
+    }
+    let kind = if dir { EntryKind::Dir } else { EntryKind::File };
+    if gains(kind, source, target) {
+        return (Reason::ReferGainsAccess, verdict.1);
+    }
+    verdict
+}
+
+fn judge_rename(
+    policy: &CompiledPolicy,
+    from: &str,
+    to: &str,
+    exchange: bool,
+    moved: EntryKind,
+    target_kind: EntryKind,
+) -> (Reason, Option<u32>) {
+    let refer = if parent(from) == parent(to) {
+        0
+    } else {
+        access::REFER
+    };
+    let mut source_need = access::REMOVE | refer;
+    if exchange {
+        source_need |= access::CREATE;
+    }
+    let mut target_need = access::CREATE | refer;
+    if target_kind != EntryKind::Absent {
+        target_need |= access::REMOVE;
+    }
+    let (source, verdict) = side(policy, from, source_need);
+    if verdict.0.denies() {
+        return verdict;
+    }
+    let (target, verdict) = side(policy, to, target_need);
+    if verdict.0.denies() {
+        return verdict;
+    }
+    if gains(moved, source, target) || (exchange && gains(target_kind, target, source)) {
+        return (Reason::ReferGainsAccess, verdict.1);
+    }
+    verdict
+}
+
+/// Truncation and writes: a file an exec rule pins is refused after the path allows.
+fn unless_pinned(
+    policy: &CompiledPolicy,
+    verdict: (Reason, Option<u32>),
+    identity: Option<FileId>,
+) -> (Reason, Option<u32>) {
+    match pinned(policy, identity) {
+        Some(rule) if !verdict.0.denies() => (Reason::ExecPinned, Some(rule)),
+        _ => verdict,
+    }
+}
+
 fn lookup_net(entries: &[NetEntry], addr: IpAddr) -> Option<&NetEntry> {
     entries
         .iter()
@@ -178,14 +362,72 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
                 judge_path(policy, path, access::RUN, *identity),
             )
         }
-        Request::Open { path, access } => {
+        Request::Open {
+            path,
+            access,
+            identity,
+        } => {
             let action = if access & rampart_common::access::EXEC != 0 {
                 Action::Exec
             } else {
                 Action::Open
             };
-            file(action, "file_open", judge_path(policy, path, *access, None))
+            let verdict = judge_path(policy, path, *access, None);
+            let verdict = if access & rampart_common::access::WRITE != 0 {
+                unless_pinned(policy, verdict, *identity)
+            } else {
+                verdict
+            };
+            file(action, "file_open", verdict)
         }
+        Request::Create { path, need, hook } => {
+            file(Action::Create, hook, judge_path(policy, path, *need, None))
+        }
+        Request::Remove { path, dir } => file(
+            Action::Remove,
+            if *dir { "path_rmdir" } else { "path_unlink" },
+            judge_path(policy, path, access::REMOVE, None),
+        ),
+        Request::Link {
+            from,
+            to,
+            identity,
+            dir,
+        } => file(
+            Action::Link,
+            "path_link",
+            judge_link(policy, from, to, *identity, *dir),
+        ),
+        Request::Rename {
+            from,
+            to,
+            exchange,
+            moved,
+            target,
+        } => file(
+            Action::Rename,
+            "path_rename",
+            judge_rename(policy, from, to, *exchange, *moved, *target),
+        ),
+        Request::Truncate { path, identity } => file(
+            Action::Truncate,
+            "path_truncate",
+            unless_pinned(
+                policy,
+                judge_path(policy, path, access::TRUNCATE, None),
+                *identity,
+            ),
+        ),
+        Request::Chmod { path } => file(
+            Action::Chmod,
+            "path_chmod",
+            judge_path(policy, path, access::CHMOD, None),
+        ),
+        Request::Chown { path } => file(
+            Action::Chown,
+            "path_chown",
+            judge_path(policy, path, access::CHOWN, None),
+        ),
         Request::MapExec { path } => file(
             Action::MapExec,
             "mmap_file",
@@ -214,9 +456,24 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
 
 fn target(request: &Request) -> String {
     match request {
-        Request::Exec { path, .. } | Request::MapExec { path } => path.clone(),
-        Request::Open { path, access } => {
+        Request::Exec { path, .. }
+        | Request::MapExec { path }
+        | Request::Remove { path, .. }
+        | Request::Truncate { path, .. }
+        | Request::Chmod { path }
+        | Request::Chown { path } => path.clone(),
+        Request::Open { path, access, .. } => {
             format!("{path} ({})", super::compile::access_names(*access))
+        }
+        Request::Create { path, need, .. } => {
+            format!("{path} ({})", super::compile::access_names(*need))
+        }
+        Request::Link { from, to, .. } => format!("{from} -> {to}"),
+        Request::Rename {
+            from, to, exchange, ..
+        } => {
+            let arrow = if *exchange { "<->" } else { "->" };
+            format!("{from} {arrow} {to}")
         }
         Request::Connect { addr, protocol } | Request::Send { addr, protocol } => {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())

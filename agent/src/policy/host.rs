@@ -113,3 +113,49 @@ pub fn resolve_request(path: &Path) -> Result<(String, Option<FileId>)> {
     let id = Host.identity(&s);
     Ok((s, id))
 }
+
+/// What is at an entry of a directory, for requests that act on the entry itself (create,
+/// remove, link, rename): the kernel judges the directory's resolved path and the entry's
+/// own name, so a final symlink is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntryState {
+    /// Something is there.
+    pub exists: bool,
+    /// It is a directory.
+    pub dir: bool,
+    /// Its identity (any kind of file).
+    pub identity: Option<FileId>,
+}
+
+/// The canonical path the kernel will report for an entry (its directory resolved, its
+/// name kept), and what is there now.
+pub fn resolve_entry(path: &Path) -> Result<(String, EntryState)> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no directory entry", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (dir, _) = resolve_request(parent)?;
+    let name = name
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))?;
+    let full = if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    };
+    let state = match std::fs::symlink_metadata(&full) {
+        Ok(meta) => EntryState {
+            exists: true,
+            dir: meta.is_dir(),
+            identity: Some(FileId {
+                dev: kernel_dev(meta.dev()),
+                ino: meta.ino(),
+            }),
+        },
+        Err(_) => EntryState::default(),
+    };
+    Ok((full, state))
+}

@@ -8,11 +8,11 @@ use rampart_common::access;
 
 use super::{
     compile::CompiledPolicy,
-    explain::{parse_endpoint, Request},
-    host::resolve_request,
+    explain::{parse_endpoint, EntryKind, Request},
+    host::{resolve_entry, resolve_request, EntryState},
 };
 
-/// Parses an access list such as `read,write`.
+/// Parses an open's access list such as `read,write`.
 pub fn parse_access(s: &str) -> Result<u32> {
     let mut bits = 0;
     for part in s.split(',') {
@@ -26,8 +26,48 @@ pub fn parse_access(s: &str) -> Result<u32> {
     Ok(bits)
 }
 
+/// The right and hook of `create PATH KIND`.
+fn create_kind(kind: &str) -> Result<(u32, &'static str)> {
+    Ok(match kind {
+        "file" | "fifo" | "socket" => (access::CREATE, "path_mknod"),
+        "dir" => (access::CREATE, "path_mkdir"),
+        "symlink" => (access::CREATE, "path_symlink"),
+        "char" => (access::MAKE_CHAR, "path_mknod"),
+        "block" => (access::MAKE_BLOCK, "path_mknod"),
+        other => {
+            bail!("unknown kind `{other}`: use file, dir, symlink, fifo, socket, char or block")
+        }
+    })
+}
+
+fn entry_kind(state: EntryState) -> EntryKind {
+    match (state.exists, state.dir) {
+        (false, _) => EntryKind::Absent,
+        (true, true) => EntryKind::Dir,
+        (true, false) => EntryKind::File,
+    }
+}
+
+fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
+    let (from, moved) = resolve_entry(Path::new(from))?;
+    let (to, target) = resolve_entry(Path::new(to))?;
+    if !moved.exists {
+        bail!("{from} does not exist on this host");
+    }
+    Ok(Request::Rename {
+        from,
+        to,
+        exchange,
+        moved: entry_kind(moved),
+        target: entry_kind(target),
+    })
+}
+
 /// Parses one request line: `exec PATH`, `open PATH ACCESS`, `map-exec PATH`,
-/// `connect ADDR:PORT/PROTO` or `send ADDR:PORT/PROTO`. Paths are resolved on this host.
+/// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
+/// `truncate PATH`, `chmod PATH`, `chown PATH`, `connect ADDR:PORT/PROTO` or
+/// `send ADDR:PORT/PROTO`. Paths are resolved on this host; the entry a create, remove,
+/// link or rename acts on is not followed if it is a symlink.
 pub fn parse_request(line: &str) -> Result<Request> {
     let words: Vec<&str> = line.split_whitespace().collect();
     Ok(match words.as_slice() {
@@ -35,9 +75,49 @@ pub fn parse_request(line: &str) -> Result<Request> {
             let (path, identity) = resolve_request(Path::new(path))?;
             Request::Exec { path, identity }
         }
-        ["open", path, acc] => Request::Open {
+        ["open", path, acc] => {
+            let (path, identity) = resolve_request(Path::new(path))?;
+            Request::Open {
+                path,
+                access: parse_access(acc)?,
+                identity,
+            }
+        }
+        ["create", path, kind] => {
+            let (need, hook) = create_kind(kind)?;
+            Request::Create {
+                path: resolve_entry(Path::new(path))?.0,
+                need,
+                hook,
+            }
+        }
+        ["remove", path] => {
+            let (path, state) = resolve_entry(Path::new(path))?;
+            Request::Remove {
+                path,
+                dir: state.dir,
+            }
+        }
+        ["link", from, to] => {
+            let (from, state) = resolve_entry(Path::new(from))?;
+            Request::Link {
+                from,
+                to: resolve_entry(Path::new(to))?.0,
+                identity: state.identity,
+                dir: state.dir,
+            }
+        }
+        ["rename", from, to] => rename(from, to, false)?,
+        ["exchange", from, to] => rename(from, to, true)?,
+        ["truncate", path] => {
+            let (path, identity) = resolve_request(Path::new(path))?;
+            Request::Truncate { path, identity }
+        }
+        ["chmod", path] => Request::Chmod {
             path: resolve_request(Path::new(path))?.0,
-            access: parse_access(acc)?,
+        },
+        ["chown", path] => Request::Chown {
+            path: resolve_request(Path::new(path))?.0,
         },
         ["map-exec", path] => Request::MapExec {
             path: resolve_request(Path::new(path))?.0,
@@ -52,7 +132,9 @@ pub fn parse_request(line: &str) -> Result<Request> {
         }
         _ => bail!(
             "`{line}`: expected `exec PATH`, `open PATH read,write`, `map-exec PATH`, \
-             `connect ADDR:PORT/tcp` or `send ADDR:PORT/udp`"
+             `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`, \
+             `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
+             `chmod PATH`, `chown PATH`, `connect ADDR:PORT/tcp` or `send ADDR:PORT/udp`"
         ),
     })
 }

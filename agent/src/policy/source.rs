@@ -191,12 +191,49 @@ impl UniqueKey for FileRuleSource {
     }
 }
 
+/// A right of a file rule (docs/policy-reference.md has the table: right, calls, hooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Access {
     Read,
     Write,
     Exec,
+    Create,
+    MakeChar,
+    MakeBlock,
+    Remove,
+    Refer,
+    Truncate,
+    Chmod,
+    Chown,
+}
+
+impl Access {
+    /// The kernel's bit for this right.
+    pub fn bit(self) -> u32 {
+        use rampart_common::access;
+        match self {
+            Access::Read => access::READ,
+            Access::Write => access::WRITE,
+            Access::Exec => access::EXEC,
+            Access::Create => access::CREATE,
+            Access::MakeChar => access::MAKE_CHAR,
+            Access::MakeBlock => access::MAKE_BLOCK,
+            Access::Remove => access::REMOVE,
+            Access::Refer => access::REFER,
+            Access::Truncate => access::TRUNCATE,
+            Access::Chmod => access::CHMOD,
+            Access::Chown => access::CHOWN,
+        }
+    }
+
+    /// The right's name as written in a policy.
+    pub fn name(self) -> &'static str {
+        rampart_common::access::NAMES
+            .iter()
+            .find(|(bit, _)| *bit == self.bit())
+            .map_or("unknown", |(_, name)| name)
+    }
 }
 
 /// A non-empty list of distinct accesses.
@@ -208,13 +245,17 @@ impl<'de> Deserialize<'de> for AccessList {
         let list = Vec::<Access>::deserialize(d)?;
         if list.is_empty() {
             return Err(de::Error::custom(
-                "access must list at least one of read, write, exec",
+                "access must list at least one right (read, write, exec, create, make-char, \
+                 make-block, remove, refer, truncate, chmod, chown)",
             ));
         }
         let mut seen = HashSet::new();
         for a in &list {
             if !seen.insert(*a) {
-                return Err(de::Error::custom(format!("access {a:?} listed twice")));
+                return Err(de::Error::custom(format!(
+                    "access {} listed twice",
+                    a.name()
+                )));
             }
         }
         Ok(AccessList(list))

@@ -76,6 +76,7 @@ fn open(path: &str, acc: u32) -> Request {
     Request::Open {
         path: path.into(),
         access: acc,
+        identity: None,
     }
 }
 
