@@ -29,6 +29,12 @@ pub const PIN_DIR: &str = "/sys/fs/bpf/rampart";
 /// Where the guest writes the policy the agent enforces.
 pub const POLICY_FILE: &str = "/etc/rampart-test-policy.yaml";
 
+/// A program an exec rule pins, in the tree of file-action rights (on /tmp's file system).
+pub const PINNED_PROGRAM: &str = "/tmp/rights-bin/pinned";
+
+/// The directory of [`PINNED_PROGRAM`]: read-only to the workload.
+pub const PINNED_PROGRAM_DIR: &str = "/tmp/rights-bin";
+
 /// Name of the enforcing test policy (the other one, `test-audit`, is in audit mode).
 pub const ENFORCE_POLICY: &str = "test-enforce";
 
@@ -119,6 +125,7 @@ spec:
       - {F}/script-ok.sh
       - {F}/script-bad-interp.sh
       - {F}/dyn-true
+      - /tmp/rights-bin/pinned
       - /lib64/ld-linux-x86-64.so.2
     libraries:
       - /lib/x86_64-linux-gnu/
@@ -131,6 +138,29 @@ spec:
       access: [read]
     - path: /dev/null
       access: [read, write]
+    # File actions (scenarios/tree.rs): one directory per right.
+    - path: /tmp/rights/ro/
+      access: [read]
+    - path: /tmp/rights/create/
+      access: [read, write, create]
+    - path: /tmp/rights/remove/
+      access: [read, remove]
+    - path: /tmp/rights/dev/
+      access: [read, create, make-char]
+    - path: /tmp/rights/trunc/
+      access: [read, write, truncate]
+    - path: /tmp/rights/meta/
+      access: [read, chmod, chown]
+    - path: /tmp/rights/a/
+      access: [read, create, remove, refer]
+    - path: /tmp/rights/b/
+      access: [read, write, create, remove, refer]
+    - path: /tmp/rights/c/
+      access: [read, create, remove, refer]
+    - path: /tmp/rights/noref/
+      access: [read, create, remove]
+    - path: /tmp/rights/hidden/
+      access: [create, remove, refer]
   network:
     - cidr: 127.0.0.1/32
       ports: ["8000-8100"]
@@ -218,6 +248,10 @@ pub fn set_up() -> Result<Env> {
     // A directory chain whose full path is longer than PATH_MAX, with a file at each depth.
     std::fs::create_dir_all("/tmp/deep")?;
     make_deep_chain(Path::new("/tmp/deep"), 24)?;
+    // A program pinned by an exec rule on the same file system as writable directories,
+    // so that other names for it can be tried (scenarios/tree.rs).
+    std::fs::create_dir_all(PINNED_PROGRAM_DIR)?;
+    std::fs::copy(&me, PINNED_PROGRAM).context("creating the pinned program fixture")?;
     write(Path::new(POLICY_FILE), &policy_text(), 0o644)?;
     std::fs::create_dir_all("/etc/rampart-test")?;
     let keygen = Command::new(AGENT)

@@ -16,6 +16,7 @@ pub mod lineage;
 pub mod network;
 pub mod pinning;
 pub mod state;
+pub mod tree;
 
 use anyhow::Result;
 
@@ -235,6 +236,18 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: files::open_by_rule,
+    },
+    Scenario {
+        name: "file-actions-each-right-denied-without-allowed-with",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: tree::each_right,
+    },
+    Scenario {
+        name: "link-and-rename-refer-never-gain-rights",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: tree::refer,
     },
     Scenario {
         name: "open-via-io-uring-judged",

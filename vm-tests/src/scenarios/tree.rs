@@ -1,0 +1,307 @@
+//! File actions beyond open (issue 16): creating, removing, linking and renaming entries,
+//! truncating, changing mode and owner, each denied without its right and allowed with it,
+//! under the rights of `/tmp/rights/` in the test policy. Refer cases: links and renames
+//! across directories with different rights, exchanges, same-directory renames, links to
+//! and writes through other names of an exec-pinned program.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::harness::env::{Env, PINNED_PROGRAM};
+use crate::harness::observe::{op_in, want, want_denied, Outcome};
+
+/// The tree the test policy grants rights in (see `policy_text`).
+pub const RIGHTS: &str = "/tmp/rights";
+
+/// One action and what the kernel must do with it.
+struct Case {
+    what: &'static str,
+    op: Vec<String>,
+    /// `None`: allowed; else the denial's (action, path, reason).
+    denied: Option<(&'static str, String, &'static str)>,
+}
+
+fn at(rel: &str) -> String {
+    format!("{RIGHTS}/{rel}")
+}
+
+fn allow(what: &'static str, op: &[&str]) -> Case {
+    Case {
+        what,
+        op: op.iter().map(|s| s.to_string()).collect(),
+        denied: None,
+    }
+}
+
+fn deny(what: &'static str, op: &[&str], event: (&'static str, &str, &'static str)) -> Case {
+    Case {
+        what,
+        op: op.iter().map(|s| s.to_string()).collect(),
+        denied: Some((event.0, event.1.to_owned(), event.2)),
+    }
+}
+
+/// Makes the tree afresh (outside governance): directories, and the files the cases act on.
+fn prepare() -> Result<()> {
+    let _ = std::fs::remove_dir_all(RIGHTS);
+    let dirs = [
+        "ro", "create", "remove", "dev", "trunc", "meta", "a", "b", "c", "noref", "hidden",
+    ];
+    for d in dirs {
+        std::fs::create_dir_all(at(d)).with_context(|| format!("making {}", at(d)))?;
+    }
+    for f in [
+        "ro/f", "create/w", "remove/f", "trunc/t", "meta/f", "a/x", "a/y", "a/z", "a/e1", "a/e4",
+        "b/e2", "c/e3", "hidden/s",
+    ] {
+        std::fs::write(at(f), b"rampart\n").with_context(|| format!("writing {}", at(f)))?;
+    }
+    for d in ["ro/d", "remove/d", "a/dir", "a/dir2"] {
+        std::fs::create_dir(at(d)).with_context(|| format!("making {}", at(d)))?;
+    }
+    Ok(())
+}
+
+fn run_cases(env: &mut Env, cases: &[Case]) -> Result<()> {
+    let g = env.governed.clone();
+    for case in cases {
+        let op: Vec<&str> = case.op.iter().map(String::as_str).collect();
+        let got = op_in(env, &g, &op)?;
+        match &case.denied {
+            None => want(case.what, got, Outcome::Ok)?,
+            Some((action, path, reason)) => {
+                want_denied(env, case.what, got, (action, path, reason))?
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn each_right(env: &mut Env) -> Result<String> {
+    prepare()?;
+    let cases = vec![
+        deny(
+            "create a file without create",
+            &["create", &at("ro/new")],
+            ("create", &at("ro/new"), "access-not-granted"),
+        ),
+        allow("create a file with create", &["create", &at("create/new")]),
+        deny(
+            "mkdir without create",
+            &["mkdir", &at("ro/newdir")],
+            ("create", &at("ro/newdir"), "access-not-granted"),
+        ),
+        allow("mkdir with create", &["mkdir", &at("create/newdir")]),
+        deny(
+            "symlink without create",
+            &["symlink", "/etc/passwd", &at("ro/link")],
+            ("create", &at("ro/link"), "access-not-granted"),
+        ),
+        allow(
+            "symlink with create",
+            &["symlink", "/etc/passwd", &at("create/link")],
+        ),
+        deny(
+            "mkfifo without create",
+            &["mkfifo", &at("ro/fifo")],
+            ("create", &at("ro/fifo"), "access-not-granted"),
+        ),
+        allow("mkfifo with create", &["mkfifo", &at("create/fifo")]),
+        deny(
+            "character device with create only",
+            &["mknod-char", &at("create/null")],
+            ("create", &at("create/null"), "access-not-granted"),
+        ),
+        allow(
+            "character device with make-char",
+            &["mknod-char", &at("dev/null")],
+        ),
+        deny(
+            "block device with make-char only",
+            &["mknod-block", &at("dev/sda")],
+            ("create", &at("dev/sda"), "access-not-granted"),
+        ),
+        deny(
+            "create outside every rule",
+            &["create", "/tmp/rampart-unruled"],
+            ("create", "/tmp/rampart-unruled", "no-rule"),
+        ),
+        deny(
+            "unlink without remove",
+            &["unlink", &at("ro/f")],
+            ("remove", &at("ro/f"), "access-not-granted"),
+        ),
+        allow("unlink with remove", &["unlink", &at("remove/f")]),
+        deny(
+            "rmdir without remove",
+            &["rmdir", &at("ro/d")],
+            ("remove", &at("ro/d"), "access-not-granted"),
+        ),
+        allow("rmdir with remove", &["rmdir", &at("remove/d")]),
+        deny(
+            "truncate(2) with write but not truncate",
+            &["truncate", &at("create/w")],
+            ("truncate", &at("create/w"), "access-not-granted"),
+        ),
+        deny(
+            "ftruncate with write but not truncate",
+            &["ftruncate", &at("create/w")],
+            ("truncate", &at("create/w"), "access-not-granted"),
+        ),
+        deny(
+            "open O_TRUNC with write but not truncate",
+            &["open-trunc", &at("create/w")],
+            ("truncate", &at("create/w"), "access-not-granted"),
+        ),
+        allow("truncate(2) with truncate", &["truncate", &at("trunc/t")]),
+        allow("ftruncate with truncate", &["ftruncate", &at("trunc/t")]),
+        allow(
+            "open O_TRUNC with truncate",
+            &["open-trunc", &at("trunc/t")],
+        ),
+        deny(
+            "chmod without chmod",
+            &["chmod", &at("ro/f")],
+            ("chmod", &at("ro/f"), "access-not-granted"),
+        ),
+        allow("chmod with chmod", &["chmod", &at("meta/f")]),
+        deny(
+            "chown without chown",
+            &["chown", &at("ro/f")],
+            ("chown", &at("ro/f"), "access-not-granted"),
+        ),
+        allow("chown with chown", &["chown", &at("meta/f")]),
+    ];
+    run_cases(env, &cases)?;
+    // A denied O_CREAT must leave nothing behind (path_mknod runs before the inode exists).
+    for left in [
+        "ro/new",
+        "ro/newdir",
+        "ro/link",
+        "ro/fifo",
+        "create/null",
+        "dev/sda",
+    ] {
+        if Path::new(&at(left)).symlink_metadata().is_ok() {
+            bail!("{} exists after its creation was denied", at(left));
+        }
+    }
+    for made in [
+        "create/new",
+        "create/newdir",
+        "create/link",
+        "create/fifo",
+        "dev/null",
+    ] {
+        if Path::new(&at(made)).symlink_metadata().is_err() {
+            bail!("{} is missing after its creation was allowed", at(made));
+        }
+    }
+    if std::fs::metadata(at("create/w"))?.len() != 8 {
+        bail!(
+            "{} was truncated although every truncation was denied",
+            at("create/w")
+        );
+    }
+    // Outside governance nothing is judged.
+    let free = env.ungoverned.clone();
+    want(
+        "unlink outside governance",
+        op_in(env, &free, &["unlink", &at("ro/f")])?,
+        Outcome::Ok,
+    )?;
+    Ok(format!(
+        "{} file actions (create, mkdir, symlink, mkfifo, char/block nodes, unlink, rmdir, \
+         truncate, ftruncate, O_TRUNC, chmod, chown) each denied without its right, allowed \
+         with it; nothing left behind by a denied create; unjudged outside governance",
+        cases.len()
+    ))
+}
+
+pub fn refer(env: &mut Env) -> Result<String> {
+    prepare()?;
+    let pinned = PINNED_PROGRAM.to_owned();
+    // Another name for the pinned program in a writable directory, made by the host.
+    let other_name = at("b/pinned-link");
+    std::fs::hard_link(&pinned, &other_name)
+        .with_context(|| format!("linking {pinned} to {other_name} (the host may)"))?;
+    let cases = vec![
+        deny(
+            "rename into a directory without refer",
+            &["rename", &at("a/x"), &at("noref/x")],
+            ("rename", &at("noref/x"), "access-not-granted"),
+        ),
+        deny(
+            "rename into a directory granting more (write)",
+            &["rename", &at("a/x"), &at("b/x")],
+            ("rename", &at("b/x"), "refer-gains-access"),
+        ),
+        allow(
+            "rename into a directory granting the same",
+            &["rename", &at("a/y"), &at("c/y")],
+        ),
+        allow(
+            "rename within one directory",
+            &["rename", &at("a/z"), &at("a/z2")],
+        ),
+        deny(
+            "link a file it may not read into a directory it may read",
+            &["link", &at("hidden/s"), &at("a/s")],
+            ("link", &at("a/s"), "refer-gains-access"),
+        ),
+        deny(
+            "link into a directory granting write",
+            &["link", &at("c/e3"), &at("b/e3")],
+            ("link", &at("b/e3"), "refer-gains-access"),
+        ),
+        deny(
+            "exchange with a directory granting more, either way",
+            &["exchange", &at("a/e1"), &at("b/e2")],
+            ("rename", &at("b/e2"), "refer-gains-access"),
+        ),
+        allow(
+            "exchange between directories granting the same",
+            &["exchange", &at("c/e3"), &at("a/e4")],
+        ),
+        allow(
+            "move a directory between equal trees",
+            &["rename", &at("a/dir"), &at("c/dir")],
+        ),
+        deny(
+            "move a directory into a tree granting more",
+            &["rename", &at("a/dir2"), &at("b/dir2")],
+            ("rename", &at("b/dir2"), "refer-gains-access"),
+        ),
+        deny(
+            "hard link to an exec-pinned program",
+            &["link", &pinned, &at("a/probe")],
+            ("link", &at("a/probe"), "exec-pinned"),
+        ),
+        deny(
+            "write to the exec-pinned program through another name",
+            &["open", &other_name, "write"],
+            ("open", &other_name, "exec-pinned"),
+        ),
+    ];
+    run_cases(env, &cases)?;
+    if Path::new(&at("a/s")).exists() {
+        bail!(
+            "{} exists: the unreadable file gained a readable name",
+            at("a/s")
+        );
+    }
+    for moved in ["c/y", "a/z2", "c/dir"] {
+        if !Path::new(&at(moved)).exists() {
+            bail!("{} is missing after an allowed rename", at(moved));
+        }
+    }
+    let _ = std::fs::remove_file(&other_name);
+    Ok(format!(
+        "{} refer cases: renames and links across directories need refer and may not gain \
+         rights (files and directories, exchanges both ways), same-directory renames and \
+         equal trees allowed; no new name for, nor write through another name of, a pinned \
+         program",
+        cases.len()
+    ))
+}
