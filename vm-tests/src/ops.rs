@@ -265,6 +265,20 @@ fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
         match op {
             "open" => drop(std::fs::File::open(target)?),
             "connect" => drop(std::net::TcpStream::connect(target)?),
+            // File actions (issue 16): a create and its unlink, a rename and back, a chmod.
+            "create-unlink" => {
+                drop(std::fs::File::create(target)?);
+                std::fs::remove_file(target)?;
+            }
+            "rename" => {
+                let other = format!("{target}.2");
+                std::fs::rename(target, &other)?;
+                std::fs::rename(&other, target)?;
+            }
+            "chmod" => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o644))?;
+            }
             "exec" => {
                 let out = Command::new(target).arg("probe").output()?;
                 if !out.status.success() {

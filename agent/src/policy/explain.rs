@@ -100,6 +100,9 @@ pub struct Explanation {
     pub rule: Option<String>,
     /// Which hook decided (an exec is judged when the file is opened, then when it runs).
     pub hook: &'static str,
+    /// The path the kernel's event for this decision carries (for a link or rename, the
+    /// side that decided); none for network requests.
+    pub path: Option<String>,
 }
 
 /// The name of an [`Action`] in output.
@@ -134,6 +137,15 @@ struct Judgement {
     hook: &'static str,
     reason: Reason,
     rule_id: Option<u32>,
+    /// The path the kernel's event carries (one side of a link or rename).
+    path: Option<String>,
+}
+
+/// Which side of a link or rename decided.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    Source,
+    Target,
 }
 
 /// Longest-prefix match over the path trie, on the key bytes the kernel builds: the path
@@ -234,9 +246,9 @@ fn judge_link(
     to: &str,
     identity: Option<FileId>,
     dir: bool,
-) -> (Reason, Option<u32>) {
+) -> ((Reason, Option<u32>), At) {
     if let Some(rule) = pinned(policy, identity) {
-        return (Reason::ExecPinned, Some(rule));
+        return ((Reason::ExecPinned, Some(rule)), At::Target);
     }
     let refer = if parent(from) == parent(to) {
         0
@@ -245,17 +257,17 @@ fn judge_link(
     };
     let (source, verdict) = side(policy, from, refer);
     if verdict.0.denies() {
-        return verdict;
+        return (verdict, At::Source);
     }
     let (target, verdict) = side(policy, to, access::CREATE | refer);
     if verdict.0.denies() {
-        return verdict;
+        return (verdict, At::Target);
     }
     let kind = if dir { EntryKind::Dir } else { EntryKind::File };
     if gains(kind, source, target) {
-        return (Reason::ReferGainsAccess, verdict.1);
+        return ((Reason::ReferGainsAccess, verdict.1), At::Target);
     }
-    verdict
+    (verdict, At::Target)
 }
 
 fn judge_rename(
@@ -265,7 +277,7 @@ fn judge_rename(
     exchange: bool,
     moved: EntryKind,
     target_kind: EntryKind,
-) -> (Reason, Option<u32>) {
+) -> ((Reason, Option<u32>), At) {
     let refer = if parent(from) == parent(to) {
         0
     } else {
@@ -281,16 +293,16 @@ fn judge_rename(
     }
     let (source, verdict) = side(policy, from, source_need);
     if verdict.0.denies() {
-        return verdict;
+        return (verdict, At::Source);
     }
     let (target, verdict) = side(policy, to, target_need);
     if verdict.0.denies() {
-        return verdict;
+        return (verdict, At::Target);
     }
     if gains(moved, source, target) || (exchange && gains(target_kind, target, source)) {
-        return (Reason::ReferGainsAccess, verdict.1);
+        return ((Reason::ReferGainsAccess, verdict.1), At::Target);
     }
-    verdict
+    (verdict, At::Target)
 }
 
 /// Truncation and writes: a file an exec rule pins is refused after the path allows.
@@ -343,11 +355,20 @@ fn judge_net(
 }
 
 fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
+    let path = request_path(request);
     let file = |action, hook, (reason, rule_id)| Judgement {
         action,
         hook,
         reason,
         rule_id,
+        path: path.clone(),
+    };
+    let two_sided = |action, hook, ((reason, rule_id), at), from: &str, to: &str| Judgement {
+        action,
+        hook,
+        reason,
+        rule_id,
+        path: Some(if at == At::Source { from } else { to }.to_owned()),
     };
     match request {
         Request::Exec { path, identity } => {
@@ -393,10 +414,12 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             to,
             identity,
             dir,
-        } => file(
+        } => two_sided(
             Action::Link,
             "path_link",
             judge_link(policy, from, to, *identity, *dir),
+            from,
+            to,
         ),
         Request::Rename {
             from,
@@ -404,10 +427,12 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             exchange,
             moved,
             target,
-        } => file(
+        } => two_sided(
             Action::Rename,
             "path_rename",
             judge_rename(policy, from, to, *exchange, *moved, *target),
+            from,
+            to,
         ),
         Request::Truncate { path, identity } => file(
             Action::Truncate,
@@ -454,6 +479,24 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
     }
 }
 
+/// The one path a request acts on (none for network requests and the two-sided ones).
+fn request_path(request: &Request) -> Option<String> {
+    match request {
+        Request::Exec { path, .. }
+        | Request::MapExec { path }
+        | Request::Remove { path, .. }
+        | Request::Truncate { path, .. }
+        | Request::Chmod { path }
+        | Request::Chown { path }
+        | Request::Open { path, .. }
+        | Request::Create { path, .. } => Some(path.clone()),
+        Request::Link { .. }
+        | Request::Rename { .. }
+        | Request::Connect { .. }
+        | Request::Send { .. } => None,
+    }
+}
+
 fn target(request: &Request) -> String {
     match request {
         Request::Exec { path, .. }
@@ -488,6 +531,7 @@ pub fn explain(policy: &CompiledPolicy, request: &Request) -> Explanation {
         hook,
         reason,
         rule_id,
+        path,
     } = judge(policy, request);
     let decision = if !reason.denies() {
         Decision::Allow
@@ -507,6 +551,7 @@ pub fn explain(policy: &CompiledPolicy, request: &Request) -> Explanation {
             .and_then(|id| policy.rule(id))
             .map(|r| r.field.clone()),
         hook,
+        path,
     }
 }
 

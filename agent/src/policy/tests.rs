@@ -6,7 +6,7 @@ use rampart_common::{access, FileId, Reason, MAX_RULE_PATH_BYTES, PATH_BUF_BYTES
 
 use super::{
     compile::{compile, CompileError, Literal, Resolver},
-    explain::{explain, parse_endpoint, Request},
+    explain::{explain, parse_endpoint, EntryKind, Request},
     source::{PolicySource, Protocol, SourceError},
 };
 
@@ -356,4 +356,319 @@ fn examples_compile() {
     let compiled = super::host::compile_files(&files, &Literal).unwrap();
     assert_eq!(compiled.len(), files.len());
     assert!(compiled.iter().all(|p| !p.paths.is_empty()));
+}
+
+const TREE: &str = r#"apiVersion: rampart.dev/v1alpha1
+kind: Policy
+metadata:
+  name: tree
+spec:
+  governs: [/t.slice]
+  exec:
+    allow: [/opt/app/bin/tool]
+  files:
+    - path: /data/a/
+      access: [read, create, remove, refer]
+    - path: /data/b/
+      access: [read, write, create, remove, refer]
+    - path: /data/c/
+      access: [read, create, remove, refer]
+    - path: /data/hidden/
+      access: [create, remove, refer]
+    - path: /data/noref/
+      access: [read, create, remove]
+    - path: /data/deep/
+      access: [read, create, remove, refer]
+    - path: /data/deep/inner/extra
+      access: [write]
+    - path: /data/dev/
+      access: [create, make-char, truncate, chmod, chown]
+"#;
+
+fn request_entry(kind: &str, path: &str) -> Request {
+    let (need, hook) = match kind {
+        "char" => (access::MAKE_CHAR, "path_mknod"),
+        "block" => (access::MAKE_BLOCK, "path_mknod"),
+        _ => (access::CREATE, "path_mknod"),
+    };
+    Request::Create {
+        path: path.into(),
+        need,
+        hook,
+    }
+}
+
+fn rename(from: &str, to: &str, exchange: bool, moved: EntryKind, target: EntryKind) -> Request {
+    Request::Rename {
+        from: from.into(),
+        to: to.into(),
+        exchange,
+        moved,
+        target,
+    }
+}
+
+fn link(from: &str, to: &str, ino: Option<u64>) -> Request {
+    Request::Link {
+        from: from.into(),
+        to: to.into(),
+        identity: ino.map(|ino| FileId { dev: 8 << 20, ino }),
+        dir: false,
+    }
+}
+
+#[test]
+fn every_right_parses_and_an_unknown_one_is_an_error() {
+    let p = policy(TREE);
+    let dev = p.paths.iter().find(|e| e.path == "/data/dev/").unwrap();
+    assert_eq!(
+        dev.access,
+        access::CREATE | access::MAKE_CHAR | access::TRUNCATE | access::CHMOD | access::CHOWN
+    );
+    assert_eq!(
+        p.rules[8].text,
+        "/data/dev/ create,make-char,truncate,chmod,chown"
+    );
+    let e = parse_err(&TREE.replace("make-char", "make-chr"));
+    assert!(e.contains("make-chr"), "{e}");
+    let e = parse_err(&TREE.replace("[create, make-char,", "[create, create,"));
+    assert!(e.contains("access create listed twice"), "{e}");
+}
+
+#[test]
+fn a_directory_rule_grants_tree_rights_below_it_not_on_itself() {
+    let p = policy(TREE);
+    let itself = p
+        .paths
+        .iter()
+        .find(|e| e.path == "/data/a" && e.exact)
+        .unwrap();
+    assert_eq!(
+        itself.access,
+        access::READ,
+        "tree rights stripped from the directory itself"
+    );
+    let remove_a = explain(
+        &p,
+        &Request::Remove {
+            path: "/data/a".into(),
+            dir: true,
+        },
+    );
+    assert_eq!(
+        (remove_a.decision, remove_a.reason),
+        ("deny", "access-not-granted")
+    );
+    let remove_in_a = explain(
+        &p,
+        &Request::Remove {
+            path: "/data/a/sub".into(),
+            dir: true,
+        },
+    );
+    assert_eq!(remove_in_a.decision, "allow");
+    assert_eq!(remove_in_a.hook, "path_rmdir");
+    // Entries of a directory inherit the tree rights of the directory rule above them.
+    let inner = p
+        .paths
+        .iter()
+        .find(|e| e.path == "/data/deep/inner/extra")
+        .unwrap();
+    assert_eq!(inner.access & access::CREATE, access::CREATE);
+}
+
+#[test]
+fn devices_need_their_own_right() {
+    let p = policy(TREE);
+    let file = explain(&p, &request_entry("file", "/data/dev/f"));
+    let chr = explain(&p, &request_entry("char", "/data/dev/null"));
+    let blk = explain(&p, &request_entry("block", "/data/dev/sda"));
+    let chr_elsewhere = explain(&p, &request_entry("char", "/data/a/null"));
+    assert_eq!(file.decision, "allow");
+    assert_eq!(chr.decision, "allow");
+    assert_eq!((blk.decision, blk.reason), ("deny", "access-not-granted"));
+    assert_eq!(
+        (chr_elsewhere.decision, chr_elsewhere.reason),
+        ("deny", "access-not-granted")
+    );
+    assert_eq!(chr.action, "create");
+}
+
+#[test]
+fn deeper_rules_are_flagged_on_the_entries_above_them() {
+    use rampart_common::path_flags::HAS_DEEPER;
+    let p = policy(TREE);
+    let flagged = |path: &str, exact: bool| {
+        p.paths
+            .iter()
+            .find(|e| e.path == path && e.exact == exact)
+            .unwrap_or_else(|| panic!("no entry {path}"))
+            .flags
+            & HAS_DEEPER
+            != 0
+    };
+    assert!(flagged("/data/deep/", false));
+    assert!(
+        flagged("/data/deep", true),
+        "its own directory rule lies below it"
+    );
+    assert!(!flagged("/data/a/", false));
+    assert!(!flagged("/data/deep/inner/extra", true));
+}
+
+#[test]
+fn links_and_renames_never_gain_rights() {
+    let p = policy(TREE);
+    let f = EntryKind::File;
+    let none = EntryKind::Absent;
+    let case = |r: Request| {
+        let e = explain(&p, &r);
+        (e.decision, e.reason)
+    };
+    assert_eq!(
+        case(rename("/data/a/x", "/data/noref/x", false, f, none)),
+        ("deny", "access-not-granted")
+    );
+    assert_eq!(
+        case(rename("/data/a/x", "/data/b/x", false, f, none)),
+        ("deny", "refer-gains-access")
+    );
+    assert_eq!(
+        case(rename("/data/a/x", "/data/c/x", false, f, none)),
+        ("allow", "allowed")
+    );
+    assert_eq!(
+        case(rename("/data/noref/x", "/data/noref/y", false, f, none)),
+        ("allow", "allowed"),
+        "within one directory refer is not needed"
+    );
+    assert_eq!(
+        case(link("/data/hidden/s", "/data/a/s", Some(7))),
+        ("deny", "refer-gains-access")
+    );
+    assert_eq!(
+        case(link("/data/a/s", "/data/c/s", Some(7))),
+        ("allow", "allowed")
+    );
+    // An exchange moves both ways: the file from b would lose write, the one from a gain it.
+    assert_eq!(
+        case(rename("/data/b/e", "/data/a/e", true, f, f)),
+        ("deny", "refer-gains-access")
+    );
+    assert_eq!(
+        case(rename("/data/c/e", "/data/a/e", true, f, f)),
+        ("allow", "allowed")
+    );
+    // Replacing an existing entry removes it: remove is needed at the target too.
+    assert_eq!(
+        case(rename("/data/a/x", "/data/c/y", false, f, f)),
+        ("allow", "allowed")
+    );
+    // A directory moved into a tree with more specific rules below could gain them.
+    assert_eq!(
+        case(rename(
+            "/data/a/d",
+            "/data/deep/d",
+            false,
+            EntryKind::Dir,
+            none
+        )),
+        ("deny", "refer-gains-access")
+    );
+    assert_eq!(
+        case(rename(
+            "/data/a/d",
+            "/data/c/d",
+            false,
+            EntryKind::Dir,
+            none
+        )),
+        ("allow", "allowed")
+    );
+    let files_only = explain(&p, &rename("/data/a/f", "/data/deep/f", false, f, none));
+    assert_eq!(
+        files_only.decision, "allow",
+        "a file carries only its own rights"
+    );
+}
+
+#[test]
+fn an_exec_pinned_file_gets_no_new_name_write_or_truncation() {
+    let p = policy(TREE);
+    // The Pinned resolver gives every file inode 42: the tool's pinned identity.
+    let pinned_link = explain(&p, &link("/opt/app/bin/tool", "/data/a/tool", Some(42)));
+    assert_eq!(
+        (pinned_link.decision, pinned_link.reason),
+        ("deny", "exec-pinned")
+    );
+    let write = explain(
+        &p,
+        &Request::Open {
+            path: "/data/b/tool".into(),
+            access: access::WRITE,
+            identity: Some(FileId {
+                dev: 8 << 20,
+                ino: 42,
+            }),
+        },
+    );
+    assert_eq!((write.decision, write.reason), ("deny", "exec-pinned"));
+    let other = explain(
+        &p,
+        &Request::Open {
+            path: "/data/b/other".into(),
+            access: access::WRITE,
+            identity: Some(FileId {
+                dev: 8 << 20,
+                ino: 43,
+            }),
+        },
+    );
+    assert_eq!(other.decision, "allow");
+    let truncate = explain(
+        &p,
+        &Request::Truncate {
+            path: "/data/dev/tool".into(),
+            identity: Some(FileId {
+                dev: 8 << 20,
+                ino: 42,
+            }),
+        },
+    );
+    assert_eq!(
+        (truncate.decision, truncate.reason),
+        ("deny", "exec-pinned")
+    );
+}
+
+#[test]
+fn code_the_workload_could_place_is_refused() {
+    let src = |extra: &str| format!("{TREE}    - path: {extra}\n");
+    let compile_err = |text: &str| {
+        let s = PolicySource::parse("p.yaml", text).unwrap();
+        compile(&s.documents[0], "p.yaml", &Pinned).unwrap_err()
+    };
+    let e = compile_err(&src("/opt/app/bin/\n      access: [read, create]"));
+    assert!(
+        matches!(&e, CompileError::PlaceableExecutable { path, how, .. }
+            if path == "/opt/app/bin/tool" && how == "create"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("drop `create`"), "{e}");
+    let lib = TREE.replace(
+        "allow: [/opt/app/bin/tool]",
+        "allow: [/opt/app/bin/tool]\n    libraries: [/data/c/]",
+    );
+    let e = compile_err(&lib);
+    assert!(
+        matches!(&e, CompileError::PlaceableExecutable { path, .. } if path == "/data/c/"),
+        "{e}"
+    );
+    // Removing alone cannot place code: allowed.
+    let s = PolicySource::parse(
+        "p.yaml",
+        &src("/opt/app/bin/\n      access: [read, remove]"),
+    )
+    .unwrap();
+    assert!(compile(&s.documents[0], "p.yaml", &Pinned).is_ok());
 }

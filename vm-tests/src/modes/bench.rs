@@ -150,10 +150,11 @@ fn event_path() -> Result<Value> {
 }
 
 fn policy_text(rules: usize, listener_port: u16) -> String {
-    // Four rules the workload needs (its program, /dev/null for a child's stdin, the file
-    // it opens, the port it connects to), then filler file rules up to `rules` in total.
+    // Five rules the workload needs (its program, /dev/null for a child's stdin, the file
+    // it opens, the directory of its file actions, the port it connects to), then filler
+    // file rules up to `rules` in total.
     let mut filler = String::new();
-    for i in 0..rules.saturating_sub(4) {
+    for i in 0..rules.saturating_sub(5) {
         // Flow style: 100 000 rules must fit the 4 MiB policy file limit.
         filler.push_str(&format!("    - {{path: /b/{i}, access: [read]}}\n"));
     }
@@ -161,7 +162,8 @@ fn policy_text(rules: usize, listener_port: u16) -> String {
         "apiVersion: rampart.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: bench-{rules}\nspec:\n  \
          governs: [/bench-gov]\n  exec:\n    allow: [{FIXTURES}/allowed-probe]\n  files:\n    \
          - path: {FIXTURES}/data/readable.txt\n      access: [read]\n    \
-         - path: /dev/null\n      access: [read, write]\n{filler}  network:\n    \
+         - path: /dev/null\n      access: [read, write]\n    \
+         - path: {BENCH_FILES}/\n      access: [read, write, create, remove, chmod]\n{filler}  network:\n    \
          - cidr: 127.0.0.1/32\n      ports: [{listener_port}]\n      protocol: tcp\n"
     )
 }
@@ -194,12 +196,27 @@ fn run_op(cgroup: &Path, op: &str, target: &str) -> Result<(u64, u64)> {
     Ok((get("median_ns")?, get("p99_ns")?))
 }
 
-fn targets(port: u16) -> [(&'static str, String); 3] {
+/// Where the file-action measurements act (granted create, remove and chmod).
+const BENCH_FILES: &str = "/tmp/bench-files";
+
+fn targets(port: u16) -> [(&'static str, String); 6] {
     [
         ("open", format!("{FIXTURES}/data/readable.txt")),
         ("connect", format!("127.0.0.1:{port}")),
         ("exec", format!("{FIXTURES}/allowed-probe")),
+        ("create-unlink", format!("{BENCH_FILES}/new")),
+        ("rename", format!("{BENCH_FILES}/moved")),
+        ("chmod", format!("{BENCH_FILES}/mode")),
     ]
+}
+
+/// The files the file-action measurements start from (made outside governance).
+fn prepare_files() -> Result<()> {
+    std::fs::create_dir_all(BENCH_FILES)?;
+    for f in ["moved", "mode"] {
+        std::fs::write(format!("{BENCH_FILES}/{f}"), b"bench\n")?;
+    }
+    Ok(())
 }
 
 fn record(results: &mut Vec<Value>, config: &str, cgroup: &Path, port: u16) -> Result<()> {
@@ -289,6 +306,7 @@ pub fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
+    prepare_files()?;
     let base = PathBuf::from(BASE);
     std::fs::create_dir_all(&base)?;
     let free = Path::new(CGROUP_ROOT).join("bench-free");

@@ -102,6 +102,105 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
             ],
         ));
     }
+    // File actions on the tree of `scenarios::tree` (made afresh before the table runs):
+    // each row acts on entries no other row touches.
+    let r = |rel: &str| format!("{}/{rel}", super::tree::RIGHTS);
+    let pinned = crate::harness::env::PINNED_PROGRAM.to_owned();
+    let actions: [(String, Vec<String>); 22] = [
+        (
+            format!("create {} file", r("ro/x1")),
+            vec!["create".into(), r("ro/x1")],
+        ),
+        (
+            format!("create {} file", r("create/x1")),
+            vec!["create".into(), r("create/x1")],
+        ),
+        (
+            format!("create {} dir", r("ro/d1")),
+            vec!["mkdir".into(), r("ro/d1")],
+        ),
+        (
+            format!("create {} dir", r("create/d1")),
+            vec!["mkdir".into(), r("create/d1")],
+        ),
+        (
+            format!("create {} char", r("dev/n1")),
+            vec!["mknod-char".into(), r("dev/n1")],
+        ),
+        (
+            format!("create {} block", r("dev/b1")),
+            vec!["mknod-block".into(), r("dev/b1")],
+        ),
+        (
+            format!("create {} fifo", r("a/q1")),
+            vec!["mkfifo".into(), r("a/q1")],
+        ),
+        (
+            format!("remove {}", r("ro/f")),
+            vec!["unlink".into(), r("ro/f")],
+        ),
+        (
+            format!("remove {}", r("remove/f")),
+            vec!["unlink".into(), r("remove/f")],
+        ),
+        (
+            format!("remove {}", r("ro/d")),
+            vec!["rmdir".into(), r("ro/d")],
+        ),
+        (
+            format!("rename {} {}", r("a/x"), r("b/x")),
+            vec!["rename".into(), r("a/x"), r("b/x")],
+        ),
+        (
+            format!("rename {} {}", r("a/y"), r("c/y")),
+            vec!["rename".into(), r("a/y"), r("c/y")],
+        ),
+        (
+            format!("rename {} {}", r("hidden/s"), r("noref/s")),
+            vec!["rename".into(), r("hidden/s"), r("noref/s")],
+        ),
+        (
+            format!("link {} {}", r("a/z"), r("b/z")),
+            vec!["link".into(), r("a/z"), r("b/z")],
+        ),
+        (
+            format!("link {pinned} {}", r("a/p")),
+            vec!["link".into(), pinned.clone(), r("a/p")],
+        ),
+        (
+            format!("exchange {} {}", r("a/e1"), r("b/e2")),
+            vec!["exchange".into(), r("a/e1"), r("b/e2")],
+        ),
+        (
+            format!("exchange {} {}", r("c/e3"), r("a/e4")),
+            vec!["exchange".into(), r("c/e3"), r("a/e4")],
+        ),
+        (
+            format!("truncate {}", r("create/w")),
+            vec!["truncate".into(), r("create/w")],
+        ),
+        (
+            format!("truncate {}", r("trunc/t")),
+            vec!["truncate".into(), r("trunc/t")],
+        ),
+        (
+            format!("chmod {}", r("ro/f")),
+            vec!["chmod".into(), r("ro/f")],
+        ),
+        (
+            format!("chmod {}", r("meta/f")),
+            vec!["chmod".into(), r("meta/f")],
+        ),
+        (
+            format!("chown {}", r("ro/f")),
+            vec!["chown".into(), r("ro/f")],
+        ),
+    ];
+    for (request, op) in actions {
+        let mut argv = vec![fx("allowed-probe"), "op".into()];
+        argv.extend(op);
+        rows.push((request, argv));
+    }
     for ep in [
         "127.0.0.1:5353/udp",
         "127.0.0.1:53/udp",
@@ -135,6 +234,7 @@ pub fn event_target(request: &str) -> String {
 }
 
 pub fn explain_agrees(env: &mut Env) -> Result<String> {
+    super::tree::prepare()?;
     let rows = explain_table(env);
     let requests: String = rows.iter().map(|(r, _)| format!("{r}\n")).collect();
     let file = "/tmp/explain-requests.txt";
@@ -185,7 +285,10 @@ pub fn explain_agrees(env: &mut Env) -> Result<String> {
             denies += 1;
             let action = e["action"].as_str().unwrap_or_default().to_owned();
             let reason = e["reason"].as_str().unwrap_or_default().to_owned();
-            env.expect_event(&action, &event_target(request), "deny", &reason);
+            let target = e["path"]
+                .as_str()
+                .map_or_else(|| event_target(request), str::to_owned);
+            env.expect_event(&action, &target, "deny", &reason);
         } else {
             allows += 1;
         }

@@ -43,7 +43,7 @@ fn deny(what: &'static str, op: &[&str], event: (&'static str, &str, &'static st
 }
 
 /// Makes the tree afresh (outside governance): directories, and the files the cases act on.
-fn prepare() -> Result<()> {
+pub fn prepare() -> Result<()> {
     let _ = std::fs::remove_dir_all(RIGHTS);
     let dirs = [
         "ro", "create", "remove", "dev", "trunc", "meta", "a", "b", "c", "noref", "hidden",
