@@ -127,7 +127,7 @@ pub enum PolicyCommand {
 
 /// The requests of `policy explain`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("request").required(true).multiple(true)))]
+#[command(group(clap::ArgGroup::new("requested").required(true).multiple(true)))]
 pub struct ExplainArgs {
     /// Policy files (YAML).
     #[arg(long = "policy", value_name = "FILE", required = true)]
@@ -136,26 +136,35 @@ pub struct ExplainArgs {
     #[arg(long)]
     name: Option<String>,
     /// Judge execve of this program (repeatable, as are the other requests).
-    #[arg(long, value_name = "PATH", group = "request")]
+    #[arg(long, value_name = "PATH", group = "requested")]
     exec: Vec<String>,
     /// Judge opening this file (with --access).
-    #[arg(long, value_name = "PATH", group = "request", requires = "access")]
+    #[arg(long, value_name = "PATH", group = "requested", requires = "access")]
     open: Vec<String>,
     /// Access for --open: read, write, exec, comma-separated (applies to every --open).
     #[arg(long, value_name = "LIST")]
     access: Option<String>,
     /// Judge mapping this file executable (mmap/mprotect with PROT_EXEC).
-    #[arg(long = "map-exec", value_name = "PATH", group = "request")]
+    #[arg(long = "map-exec", value_name = "PATH", group = "requested")]
     map_exec: Vec<String>,
     /// Judge connect() to ADDR:PORT/PROTO, e.g. 10.0.0.1:443/tcp or [::1]:53/udp.
-    #[arg(long, value_name = "ENDPOINT", group = "request")]
+    #[arg(long, value_name = "ENDPOINT", group = "requested")]
     connect: Vec<String>,
     /// Judge sendto() without connect to ADDR:PORT/PROTO.
-    #[arg(long, value_name = "ENDPOINT", group = "request")]
+    #[arg(long, value_name = "ENDPOINT", group = "requested")]
     send: Vec<String>,
-    /// Judge every request in FILE, one per line: `exec PATH`, `open PATH read,write`,
-    /// `map-exec PATH`, `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp` (# comments).
-    #[arg(long, value_name = "FILE", group = "request")]
+    /// Judge one request line, of any kind (see --requests), e.g. `create /srv/x file`,
+    /// `rename /data/a/f /data/b/f`, `truncate /var/log/app.log`.
+    #[arg(long, value_name = "LINE", group = "requested")]
+    request: Vec<String>,
+    /// Judge every request in FILE, one per line (# comments): `exec PATH`,
+    /// `open PATH read,write`, `map-exec PATH`,
+    /// `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`,
+    /// `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`,
+    /// `chmod PATH`, `chown PATH`, `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`. A
+    /// create, remove, link or rename acts on the entry itself (a final symlink is not
+    /// followed); paths are resolved on this host.
+    #[arg(long, value_name = "FILE", group = "requested")]
     requests: Option<PathBuf>,
     /// One JSON object per request instead of text.
     #[arg(long)]
@@ -172,6 +181,7 @@ impl ExplainArgs {
         lines.extend(self.map_exec.iter().map(|p| format!("map-exec {p}")));
         lines.extend(self.connect.iter().map(|e| format!("connect {e}")));
         lines.extend(self.send.iter().map(|e| format!("send {e}")));
+        lines.extend(self.request.iter().cloned());
         if let Some(file) = &self.requests {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -307,7 +317,8 @@ fn explain_command(
     let policy = request::select(&compiled, name)?;
     if requests.is_empty() {
         bail!(
-            "nothing to explain: give --exec, --open, --map-exec, --connect, --send or --requests"
+            "nothing to explain: give --exec, --open, --map-exec, --connect, --send, --request \
+             or --requests"
         );
     }
     let stdout = std::io::stdout();
