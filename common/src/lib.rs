@@ -116,6 +116,12 @@ pub struct KernelLayout {
     pub task_fs: u32,
     /// `struct fs_struct::root`
     pub fs_root: u32,
+    /// `struct task_struct::cred` (the subjective credentials)
+    pub task_cred: u32,
+    /// `struct task_struct::real_cred` (the objective credentials)
+    pub task_real_cred: u32,
+    /// `struct mount::mnt_ns`
+    pub mount_ns: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -150,6 +156,9 @@ impl KernelLayout {
         mount_mountpoint: 0,
         task_fs: 0,
         fs_root: 0,
+        task_cred: 0,
+        task_real_cred: 0,
+        mount_ns: 0,
         valid: 0,
     };
 }

@@ -1,14 +1,14 @@
 //! File opens (`lsm/file_open`), and the file judgement shared with exec and executable
 //! mappings: governance, the access asked for, identity, path rule, decision.
 
-use aya_ebpf::{macros::lsm, programs::LsmContext};
-use rampart_common::{access, Action, MapExecKey, Reason, NO_RULE};
+use aya_ebpf::{helpers::bpf_get_current_task, macros::lsm, programs::LsmContext};
+use rampart_common::{access, Action, KernelLayout, MapExecKey, Reason, NO_RULE};
 
 use crate::{
     decision::{conclude, lsm_verdict, Request},
     governance::governing_policy,
     maps::{layout, MAP_EXEC_ALLOWED},
-    object::{btf_ptr, btf_u32, file_identity},
+    object::{btf_ptr, btf_u32, file_identity, read_at},
     path::{exec_pinned, judge_path},
 };
 
@@ -37,6 +37,36 @@ pub enum FileFrom {
     File,
 }
 
+/// `ERR_PTR(-EINVAL)`: the `mnt_ns` of the kernel's private mounts (`clone_private_mount`,
+/// `kern_mount`).
+const MNT_NS_INTERNAL: u64 = -22i64 as u64;
+
+/// Whether this open is the kernel's own, on the workload's behalf: overlayfs opening a
+/// layer's file behind an overlay file, or copying a lower file up into a temporary file of
+/// its work directory. Such opens run with the mounter's credentials (`override_creds`:
+/// `cred` differs from `real_cred`) on a layer's private mount (`MNT_NS_INTERNAL`), which
+/// no path of the workload reaches. The workload's own open of the overlay file was judged
+/// at the overlay path first; the layer's path would name no rule and deny every write
+/// that needs a copy-up.
+fn kernel_opens_for_overlay(file: *const u8, layout: &KernelLayout) -> bool {
+    // SAFETY: a helper call without arguments; the task pointer is only probe-read.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let (Some(cred), Some(real)) = (
+        read_at::<u64>(task, layout.task_cred),
+        read_at::<u64>(task, layout.task_real_cred),
+    ) else {
+        return false;
+    };
+    if cred == real {
+        return false;
+    }
+    let Some(vfsmnt) = read_at::<*const u8>(file, layout.file_path + layout.path_mnt) else {
+        return false;
+    };
+    let mount = vfsmnt.wrapping_sub(layout.mount_mnt as usize);
+    read_at::<u64>(mount, layout.mount_ns) == Some(MNT_NS_INTERNAL)
+}
+
 /// Judges an action on a file for the current task; true to allow.
 pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) -> bool {
     let Some(policy_id) = governing_policy() else {
@@ -51,6 +81,9 @@ pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) 
         FileFrom::Binprm => btf_ptr(object, layout.binprm_file),
         FileFrom::Open | FileFrom::File => object,
     };
+    if from == FileFrom::Open && kernel_opens_for_overlay(file, layout) {
+        return true;
+    }
     if from == FileFrom::Open {
         let mode = btf_u32(file, layout.file_mode);
         let mut need = 0;

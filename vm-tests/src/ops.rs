@@ -356,7 +356,8 @@ fn file_action(op: &str, a: &str, b: Option<&str>) -> Option<std::io::Result<()>
             ("create", None) => {
                 let fd = libc::open(
                     pa.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                    // Read-only: the open itself needs only `read`, so this judges creating.
+                    libc::O_CREAT | libc::O_EXCL | libc::O_RDONLY | libc::O_CLOEXEC,
                     0o644,
                 );
                 if fd >= 0 {

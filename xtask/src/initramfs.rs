@@ -97,6 +97,66 @@ pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<
     for (name, data) in &examples {
         entries.push(Entry::File(name, data.clone(), 0o644));
     }
+    std::fs::write(out, write_entries(entries)?)
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// Kernel modules the guest may load (in load order): ext4 on a loop device and overlayfs,
+/// for the file-action scenarios on more than tmpfs. Debian builds them as modules.
+pub const GUEST_MODULES: [&str; 7] = [
+    "lib/crc16",
+    "crypto/crc32c_generic",
+    "fs/mbcache",
+    "fs/jbd2/jbd2",
+    "fs/ext4/ext4",
+    "drivers/block/loop",
+    "fs/overlayfs/overlay",
+];
+
+/// Where the guest finds them: `NAME.ko` (the last path component).
+pub const GUEST_MODULE_DIR: &str = "lib/rampart-modules";
+
+/// The initramfs for one kernel: `base` followed by a second cpio archive holding that
+/// kernel's [`GUEST_MODULES`] (uncompressed; the kernel unpacks concatenated archives in
+/// order). A module the package lacks is left out: the scenario that needs it reports so.
+pub fn for_kernel(base: &Path, kernel_root: &Path, out: &Path) -> Result<()> {
+    let modules = std::fs::read_dir(kernel_root.join("lib/modules"))
+        .with_context(|| format!("no lib/modules in {}", kernel_root.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path().join("kernel")))
+        .find(|p| p.is_dir())
+        .with_context(|| format!("no module tree in {}", kernel_root.display()))?;
+    let mut entries = vec![Entry::Dir("lib"), Entry::Dir(GUEST_MODULE_DIR)];
+    let mut names = Vec::new();
+    for module in GUEST_MODULES {
+        let plain = modules.join(format!("{module}.ko"));
+        let packed = modules.join(format!("{module}.ko.xz"));
+        let bytes = if plain.exists() {
+            std::fs::read(&plain).with_context(|| format!("reading {}", plain.display()))?
+        } else if packed.exists() {
+            crate::prereq::ensure_xz()?;
+            let out = std::process::Command::new("xz")
+                .arg("-dc")
+                .arg(&packed)
+                .output()
+                .with_context(|| format!("running xz -dc {}", packed.display()))?;
+            anyhow::ensure!(out.status.success(), "xz -dc {} failed", packed.display());
+            out.stdout
+        } else {
+            continue;
+        };
+        let name = module.rsplit('/').next().unwrap_or(module);
+        names.push((format!("{GUEST_MODULE_DIR}/{name}.ko"), bytes));
+    }
+    for (name, bytes) in &names {
+        entries.push(Entry::File(name, bytes.clone(), 0o644));
+    }
+    let mut archive = std::fs::read(base).with_context(|| format!("reading {}", base.display()))?;
+    archive.extend(write_entries(entries)?);
+    std::fs::write(out, archive).with_context(|| format!("writing {}", out.display()))
+}
+
+/// One cpio archive of `entries`, in memory.
+fn write_entries(entries: Vec<Entry<'_>>) -> Result<Vec<u8>> {
     let inputs = entries.into_iter().map(|entry| match entry {
         Entry::Dir(name) => (
             cpio::NewcBuilder::new(name).mode(0o040_755).nlink(2),
@@ -107,10 +167,9 @@ pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<
             Cursor::new(data),
         ),
     });
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    cpio::write_cpio(inputs, std::io::BufWriter::new(file))
-        .with_context(|| format!("writing {}", out.display()))?;
-    Ok(())
+    let mut out = Vec::new();
+    cpio::write_cpio(inputs, &mut out).context("writing a cpio archive")?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -168,6 +168,14 @@ pub fn ensure_musl_target() -> Result<()> {
 }
 
 /// Ensures QEMU for x86-64 guests is available.
+/// `xz`, to unpack the compressed kernel modules of newer Debian kernels for the guest.
+pub fn ensure_xz() -> Result<()> {
+    if on_path("xz") {
+        return Ok(());
+    }
+    apt_install(&["xz-utils"], "unpacking the guest's kernel modules")
+}
+
 pub fn ensure_qemu() -> Result<()> {
     if on_path("qemu-system-x86_64") {
         return Ok(());

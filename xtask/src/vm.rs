@@ -152,6 +152,19 @@ struct Boot {
 }
 
 fn boot(kernel: &Path, lsm: &str, initrd: &Path, args: &VmTestArgs, log: &Path) -> Result<Boot> {
+    // The kernel package's root is two levels above its vmlinuz (ROOT/boot/vmlinuz-X): add
+    // that kernel's modules to the initramfs.
+    let root = kernel
+        .parent()
+        .and_then(Path::parent)
+        .context("vmlinuz outside a package root")?;
+    let name = kernel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let with_modules = initrd.with_file_name(format!("initramfs-{name}.cpio"));
+    initramfs::for_kernel(initrd, root, &with_modules)?;
+    let initrd = with_modules.as_path();
     let mut append = format!("console=ttyS0 quiet panic=-1 lsm={lsm}");
     if !args.scenario.is_empty() {
         append.push_str(&format!(" rampart.only={}", args.scenario.join(",")));

@@ -5,7 +5,7 @@ use rampart_common::KernelLayout;
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 27] = [
+pub const MEMBERS: [(&str, &str); 30] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -33,6 +33,9 @@ pub const MEMBERS: [(&str, &str); 27] = [
     ("mount", "mnt_mountpoint"),
     ("task_struct", "fs"),
     ("fs_struct", "root"),
+    ("task_struct", "cred"),
+    ("task_struct", "real_cred"),
+    ("mount", "mnt_ns"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
@@ -41,7 +44,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
     for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
         *slot = btf.member_offset(s, m)?;
     }
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns] =
         offsets;
     Ok(KernelLayout {
         binprm_file,
@@ -71,6 +74,9 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         mount_mountpoint,
         task_fs,
         fs_root,
+        task_cred,
+        task_real_cred,
+        mount_ns,
         valid: 1,
     })
 }
@@ -147,9 +153,19 @@ mod tests {
                 ("mnt_parent", p, 8 * 16),
                 ("mnt_mountpoint", p, 8 * 24),
                 ("mnt", long, 8 * 32),
+                ("mnt_ns", p, 8 * 56),
             ],
         );
-        b.composite(false, "task_struct", 64, &[("fs", p, 8 * 56)]);
+        b.composite(
+            false,
+            "task_struct",
+            128,
+            &[
+                ("real_cred", p, 8 * 64),
+                ("cred", p, 8 * 72),
+                ("fs", p, 8 * 96),
+            ],
+        );
         b.composite(false, "fs_struct", 64, &[("root", long, 8 * 24)]);
         let btf = Btf::parse(&b.build()).unwrap();
         assert_eq!(
@@ -180,8 +196,11 @@ mod tests {
                 mount_mnt: 32,
                 mount_parent: 16,
                 mount_mountpoint: 24,
-                task_fs: 56,
+                task_fs: 96,
                 fs_root: 24,
+                task_cred: 72,
+                task_real_cred: 64,
+                mount_ns: 56,
                 valid: 1
             }
         );

@@ -161,6 +161,20 @@ spec:
       access: [read, create, remove]
     - path: /tmp/rights/hidden/
       access: [create, remove, refer]
+    - path: /mnt/rights-ext4/ro/
+      access: [read]
+    - path: /mnt/rights-ext4/a/
+      access: [read, create, remove, refer]
+    - path: /mnt/rights-ext4/b/
+      access: [read, write, create, remove, refer]
+    - path: /mnt/rights-ovl/ro/
+      access: [read]
+    - path: /mnt/rights-ovl/rw/
+      access: [read, write, create, remove, truncate]
+    - path: /mnt/rights-ovl/a/
+      access: [read, create, remove, refer]
+    - path: /mnt/rights-ovl/b/
+      access: [read, write, create, remove, refer]
   network:
     - cidr: 127.0.0.1/32
       ports: ["8000-8100"]

@@ -250,6 +250,12 @@ pub const ALL: &[Scenario] = &[
         run: tree::refer,
     },
     Scenario {
+        name: "file-actions-on-ext4-and-overlayfs-copy-up",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: tree::other_file_systems,
+    },
+    Scenario {
         name: "open-via-io-uring-judged",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,

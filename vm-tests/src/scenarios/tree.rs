@@ -68,12 +68,19 @@ fn run_cases(env: &mut Env, cases: &[Case]) -> Result<()> {
     for case in cases {
         let op: Vec<&str> = case.op.iter().map(String::as_str).collect();
         let got = op_in(env, &g, &op)?;
-        match &case.denied {
-            None => want(case.what, got, Outcome::Ok)?,
+        let checked = match &case.denied {
+            None => want(case.what, got, Outcome::Ok),
             Some((action, path, reason)) => {
-                want_denied(env, case.what, got, (action, path, reason))?
+                want_denied(env, case.what, got, (action, path, reason))
             }
-        }
+        };
+        // On a surprise, show what the kernel recorded last (its path, reason and rule).
+        checked.map_err(|e| {
+            let events =
+                std::fs::read_to_string(crate::harness::agent::AGENT_EVENTS).unwrap_or_default();
+            let last: Vec<&str> = events.lines().rev().take(2).collect();
+            e.context(format!("last events: {}", last.join(" | ")))
+        })?;
     }
     Ok(())
 }
@@ -302,6 +309,219 @@ pub fn refer(env: &mut Env) -> Result<String> {
          rights (files and directories, exchanges both ways), same-directory renames and \
          equal trees allowed; no new name for, nor write through another name of, a pinned \
          program",
+        cases.len()
+    ))
+}
+
+/// Where the guest's initramfs carries the kernel modules (see xtask's initramfs).
+const MODULES: &str = "/lib/rampart-modules";
+/// An ext4 file system on a loop device, and an overlay of two tmpfs directories.
+pub const EXT4: &str = "/mnt/rights-ext4";
+pub const OVERLAY: &str = "/mnt/rights-ovl";
+const OVERLAY_DIRS: &str = "/tmp/ovl";
+
+fn sh(what: &str, cmd: &mut std::process::Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("{what}: cannot run"))?;
+    if !out.status.success() {
+        let dmesg = std::process::Command::new("dmesg").output().ok();
+        let tail: Vec<String> = dmesg
+            .map(|d| {
+                String::from_utf8_lossy(&d.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!(
+            "{what}: {}{}; kernel log: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail[tail.len().saturating_sub(8)..].join(" | ")
+        );
+    }
+    Ok(())
+}
+
+/// Loads the modules ext4, the loop device and overlayfs need (a module already loaded or
+/// built in is fine).
+fn load_modules() -> Result<()> {
+    for name in [
+        "crc16",
+        "crc32c_generic",
+        "mbcache",
+        "jbd2",
+        "ext4",
+        "loop",
+        "overlay",
+    ] {
+        let ko = format!("{MODULES}/{name}.ko");
+        if !Path::new(&ko).exists() {
+            bail!("{ko} is missing from the initramfs");
+        }
+        let out = std::process::Command::new("insmod").arg(&ko).output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && !err.contains("exists") {
+            bail!("insmod {ko}: {err}");
+        }
+    }
+    Ok(())
+}
+
+/// Mounts a fresh ext4 (made by busybox mke2fs, mounted by the ext4 driver) and a fresh
+/// overlay with files in its lower layer.
+fn mount_file_systems() -> Result<()> {
+    use std::process::Command;
+    load_modules()?;
+    for m in [EXT4, OVERLAY] {
+        let _ = Command::new("umount").arg(m).output();
+        std::fs::create_dir_all(m)?;
+    }
+    let image = "/tmp/rights-ext4.img";
+    let device = "/dev/loop0";
+    std::fs::write(image, vec![0u8; 16 << 20])?;
+    let _ = Command::new("losetup").args(["-d", device]).output();
+    sh("losetup", Command::new("losetup").args([device, image]))?;
+    sh("mke2fs", Command::new("mke2fs").args(["-q", device]))?;
+    sh(
+        "mount ext4",
+        Command::new("mount").args(["-t", "ext4", device, EXT4]),
+    )?;
+    for d in ["a", "b", "ro"] {
+        std::fs::create_dir_all(format!("{EXT4}/{d}"))?;
+    }
+    for f in ["a/x", "ro/f"] {
+        std::fs::write(format!("{EXT4}/{f}"), b"rampart\n")?;
+    }
+    let _ = std::fs::remove_dir_all(OVERLAY_DIRS);
+    for d in [
+        "lower/ro", "lower/rw", "lower/a", "lower/b", "upper", "work",
+    ] {
+        std::fs::create_dir_all(format!("{OVERLAY_DIRS}/{d}"))?;
+    }
+    for f in ["ro/f", "ro/g", "rw/f", "rw/t", "rw/gone", "a/x"] {
+        std::fs::write(format!("{OVERLAY_DIRS}/lower/{f}"), b"rampart\n")?;
+    }
+    let options = format!(
+        "lowerdir={OVERLAY_DIRS}/lower,upperdir={OVERLAY_DIRS}/upper,workdir={OVERLAY_DIRS}/work"
+    );
+    sh(
+        "mount overlay",
+        Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options, OVERLAY]),
+    )
+}
+
+pub fn other_file_systems(env: &mut Env) -> Result<String> {
+    mount_file_systems()?;
+    let e = |rel: &str| format!("{EXT4}/{rel}");
+    let o = |rel: &str| format!("{OVERLAY}/{rel}");
+    let cases = vec![
+        deny(
+            "ext4: create without create",
+            &["create", &e("ro/new")],
+            ("create", &e("ro/new"), "access-not-granted"),
+        ),
+        allow("ext4: create with create", &["create", &e("a/new")]),
+        allow("ext4: mkdir with create", &["mkdir", &e("a/dir")]),
+        deny(
+            "ext4: unlink without remove",
+            &["unlink", &e("ro/f")],
+            ("remove", &e("ro/f"), "access-not-granted"),
+        ),
+        deny(
+            "ext4: truncate without truncate",
+            &["truncate", &e("ro/f")],
+            ("truncate", &e("ro/f"), "access-not-granted"),
+        ),
+        deny(
+            "ext4: chmod without chmod",
+            &["chmod", &e("ro/f")],
+            ("chmod", &e("ro/f"), "access-not-granted"),
+        ),
+        deny(
+            "ext4: rename into a directory granting write",
+            &["rename", &e("a/x"), &e("b/x")],
+            ("rename", &e("b/x"), "refer-gains-access"),
+        ),
+        allow("ext4: unlink with remove", &["unlink", &e("a/new")]),
+        allow("overlay: read a lower file", &["open", &o("ro/f"), "read"]),
+        deny(
+            "overlay: write a lower file it may only read (would copy it up)",
+            &["open", &o("ro/f"), "write"],
+            ("open", &o("ro/f"), "access-not-granted"),
+        ),
+        deny(
+            "overlay: chmod a lower file it may only read (would copy it up)",
+            &["chmod", &o("ro/g")],
+            ("chmod", &o("ro/g"), "access-not-granted"),
+        ),
+        deny(
+            "overlay: unlink a lower file without remove (would leave a whiteout)",
+            &["unlink", &o("ro/f")],
+            ("remove", &o("ro/f"), "access-not-granted"),
+        ),
+        deny(
+            "overlay: create without create",
+            &["create", &o("ro/new")],
+            ("create", &o("ro/new"), "access-not-granted"),
+        ),
+        allow(
+            "overlay: write a lower file it may write (copied up)",
+            &["open", &o("rw/f"), "write"],
+        ),
+        allow(
+            "overlay: truncate a lower file with truncate",
+            &["truncate", &o("rw/t")],
+        ),
+        allow("overlay: create with create", &["create", &o("rw/new")]),
+        allow(
+            "overlay: unlink a lower file with remove",
+            &["unlink", &o("rw/gone")],
+        ),
+        deny(
+            "overlay: rename into a directory granting write",
+            &["rename", &o("a/x"), &o("b/x")],
+            ("rename", &o("b/x"), "refer-gains-access"),
+        ),
+    ];
+    run_cases(env, &cases)?;
+    let upper = |rel: &str| Path::new(OVERLAY_DIRS).join("upper").join(rel);
+    for (rel, want) in [
+        ("ro/f", false),
+        ("ro/g", false),
+        ("ro/new", false),
+        ("rw/f", true),
+        ("rw/t", true),
+        ("rw/new", true),
+    ] {
+        let there = upper(rel).symlink_metadata().is_ok();
+        if there != want {
+            bail!(
+                "overlay upper layer: {} {} (expected {})",
+                upper(rel).display(),
+                if there { "exists" } else { "is missing" },
+                if want {
+                    "a copy-up"
+                } else {
+                    "none: the action was denied"
+                }
+            );
+        }
+    }
+    if Path::new(&e("ro/new")).exists() || !Path::new(&e("a/dir")).is_dir() {
+        bail!("ext4: the denied create left a file, or the allowed mkdir made nothing");
+    }
+    for m in [OVERLAY, EXT4] {
+        let _ = std::process::Command::new("umount").arg(m).output();
+    }
+    let _ = std::process::Command::new("losetup")
+        .args(["-d", "/dev/loop0"])
+        .output();
+    Ok(format!(
+        "{} cases on ext4 (loop device) and overlayfs: each denied without its right, allowed \
+         with it; a lower file the workload may only read is never copied up (write open, \
+         chmod denied first), one it may write is",
         cases.len()
     ))
 }
