@@ -5,41 +5,28 @@
 //! supported kernel). A file an exec rule pins is never truncated.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use rampart_common::{access, Action, Reason, NO_RULE};
+use rampart_common::{access, Action, Reason};
 
 use crate::{
-    decision::{conclude, lsm_verdict, Request},
-    governance::governing_policy,
+    decision::{conclude, governed, lsm_verdict, Request},
     maps::layout,
     object::{btf_ptr, dentry_identity},
-    path::{check, exec_pinned, lookup},
+    path::{exec_pinned, judge_resolved},
     walk::walk_path,
 };
 
 /// Judges `need` on the file at a BTF-typed `struct path *`; true to allow.
 fn judge_at(path: *const u8, action: Action, need: u32) -> bool {
-    let Some(policy_id) = governing_policy() else {
-        return true;
+    let (policy_id, layout) = match governed(action, need) {
+        Ok(start) => start,
+        Err(verdict) => return verdict,
     };
-    let layout = layout();
     let mut request = Request::new(action, need);
-    if layout.valid == 0 {
-        return conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE);
-    }
     let dentry = btf_ptr(path, layout.path_dentry);
     if let Some(id) = dentry_identity(dentry, layout) {
         request.file = id;
     }
-    let (mut reason, mut rule) = match walk_path(path, layout) {
-        Ok(len) => {
-            request.path_len = len;
-            match lookup(policy_id, len) {
-                Ok(found) => check(found, &request),
-                Err(reason) => (reason, NO_RULE),
-            }
-        }
-        Err(reason) => (reason, NO_RULE),
-    };
+    let (mut reason, mut rule) = judge_resolved(walk_path(path, layout), policy_id, &mut request);
     if need & access::TRUNCATE != 0 && !reason.denies() {
         if let Some(pinned) = exec_pinned(policy_id, request.file) {
             (reason, rule) = (Reason::ExecPinned, pinned);
@@ -48,13 +35,19 @@ fn judge_at(path: *const u8, action: Action, need: u32) -> bool {
     conclude(policy_id, &request, reason, rule)
 }
 
-#[lsm(hook = "path_truncate")]
-pub fn path_truncate(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(1);
+/// A hook on a `struct path *` (its first argument): `args` arguments come before the
+/// verdict of the programs before this one, which is never turned into an allow.
+fn path_hook(ctx: &LsmContext, args: usize, action: Action, need: u32) -> i32 {
+    let previous: i32 = ctx.arg(args);
     if previous != 0 {
         return previous;
     }
-    lsm_verdict(judge_at(ctx.arg(0), Action::Truncate, access::TRUNCATE))
+    lsm_verdict(judge_at(ctx.arg(0), action, need))
+}
+
+#[lsm(hook = "path_truncate")]
+pub fn path_truncate(ctx: LsmContext) -> i32 {
+    path_hook(&ctx, 1, Action::Truncate, access::TRUNCATE)
 }
 
 #[lsm(hook = "file_truncate")]
@@ -77,18 +70,10 @@ pub fn file_truncate(ctx: LsmContext) -> i32 {
 
 #[lsm(hook = "path_chmod")]
 pub fn path_chmod(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    lsm_verdict(judge_at(ctx.arg(0), Action::Chmod, access::CHMOD))
+    path_hook(&ctx, 2, Action::Chmod, access::CHMOD)
 }
 
 #[lsm(hook = "path_chown")]
 pub fn path_chown(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    lsm_verdict(judge_at(ctx.arg(0), Action::Chown, access::CHOWN))
+    path_hook(&ctx, 3, Action::Chown, access::CHOWN)
 }

@@ -12,12 +12,12 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 use rampart_common::{
-    policy_flags, Action, Decision, Event, FileId, Reason, EVENT_PATH_BYTES, NO_RULE,
+    policy_flags, Action, Decision, Event, FileId, KernelLayout, Reason, EVENT_PATH_BYTES, NO_RULE,
 };
 
 use crate::{
-    governance::policy,
-    maps::{DECISIONS, EVENTS, EVENT_DROPS, PATH_SCRATCH},
+    governance::{governing_policy, policy},
+    maps::{layout, DECISIONS, EVENTS, EVENT_DROPS, PATH_SCRATCH},
 };
 
 /// `-EPERM` for LSM hooks.
@@ -55,6 +55,21 @@ impl Request {
             addr: [0; 16],
         }
     }
+}
+
+/// The start every file judgement shares: which policy governs the task, and the layout.
+/// `Err` carries the verdict already reached: allow for an ungoverned task, the (recorded)
+/// `layout-unset` denial of `action` when the agent never wrote the struct layout.
+pub fn governed(action: Action, access: u32) -> Result<(u32, &'static KernelLayout), bool> {
+    let Some(policy_id) = governing_policy() else {
+        return Err(true);
+    };
+    let layout = layout();
+    if layout.valid == 0 {
+        let request = Request::new(action, access);
+        return Err(conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE));
+    }
+    Ok((policy_id, layout))
 }
 
 /// An LSM hook's return value for a decision.

@@ -5,9 +5,8 @@ use aya_ebpf::{helpers::bpf_get_current_task, macros::lsm, programs::LsmContext}
 use rampart_common::{access, Action, KernelLayout, MapExecKey, Reason, NO_RULE};
 
 use crate::{
-    decision::{conclude, lsm_verdict, Request},
-    governance::governing_policy,
-    maps::{layout, MAP_EXEC_ALLOWED},
+    decision::{conclude, governed, lsm_verdict, Request},
+    maps::MAP_EXEC_ALLOWED,
     object::{btf_ptr, btf_u32, file_identity, read_at},
     path::{exec_pinned, judge_path},
 };
@@ -69,14 +68,11 @@ fn kernel_opens_for_overlay(file: *const u8, layout: &KernelLayout) -> bool {
 
 /// Judges an action on a file for the current task; true to allow.
 pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) -> bool {
-    let Some(policy_id) = governing_policy() else {
-        return true;
+    let (policy_id, layout) = match governed(action, need) {
+        Ok(start) => start,
+        Err(verdict) => return verdict,
     };
-    let layout = layout();
     let mut request = Request::new(action, need);
-    if layout.valid == 0 {
-        return conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE);
-    }
     let file = match from {
         FileFrom::Binprm => btf_ptr(object, layout.binprm_file),
         FileFrom::Open | FileFrom::File => object,

@@ -147,7 +147,17 @@ pub fn judge_path(
 
 /// Resolves a BTF-typed `struct path *` and judges the request against its rule.
 pub fn judge_struct_path(path: *const u8, policy_id: u32, request: &mut Request) -> (Reason, u32) {
-    let len = match d_path(path) {
+    judge_resolved(d_path(path), policy_id, request)
+}
+
+/// Judges the request against the rule of a path resolved into the scratch (its length,
+/// or why it could not be resolved).
+pub fn judge_resolved(
+    resolved: Result<u32, Reason>,
+    policy_id: u32,
+    request: &mut Request,
+) -> (Reason, u32) {
+    let len = match resolved {
         Ok(len) => len,
         Err(reason) => return (reason, NO_RULE),
     };

@@ -9,11 +9,9 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use rampart_common::{access, path_flags, Action, KernelLayout, PathRule, Reason, NO_RULE};
 
 use crate::{
-    decision::{conclude, lsm_verdict, Request},
-    governance::governing_policy,
-    maps::layout,
+    decision::{conclude, governed, lsm_verdict, Request},
     object::{btf_ptr, dentry_identity, dentry_mode},
-    path::{check, exec_pinned, lookup},
+    path::{check, exec_pinned, judge_resolved, lookup},
     walk::walk_entry,
 };
 
@@ -31,99 +29,57 @@ fn entry_path(dir: *const u8, dentry: *const u8, layout: &KernelLayout) -> Resul
 
 /// Judges one entry of a directory for `need`; true to allow.
 fn judge_entry(dir: *const u8, dentry: *const u8, action: Action, need: u32) -> bool {
-    let Some(policy_id) = governing_policy() else {
-        return true;
+    let (policy_id, layout) = match governed(action, need) {
+        Ok(start) => start,
+        Err(verdict) => return verdict,
     };
-    let layout = layout();
     let mut request = Request::new(action, need);
-    if layout.valid == 0 {
-        return conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE);
-    }
     if let Some(id) = dentry_identity(dentry, layout) {
         request.file = id;
     }
-    let (reason, rule) = match entry_path(dir, dentry, layout) {
-        Ok(len) => {
-            request.path_len = len;
-            match lookup(policy_id, len) {
-                Ok(rule) => check(rule, &request),
-                Err(reason) => (reason, NO_RULE),
-            }
-        }
-        Err(reason) => (reason, NO_RULE),
-    };
+    let (reason, rule) = judge_resolved(entry_path(dir, dentry, layout), policy_id, &mut request);
     conclude(policy_id, &request, reason, rule)
+}
+
+/// An entry hook `(dir, dentry, ...)`: `args` arguments come before the verdict of the
+/// programs before this one, which is never turned into an allow.
+fn entry_hook(ctx: &LsmContext, args: usize, action: Action, need: u32) -> i32 {
+    let previous: i32 = ctx.arg(args);
+    if previous != 0 {
+        return previous;
+    }
+    lsm_verdict(judge_entry(ctx.arg(0), ctx.arg(1), action, need))
 }
 
 #[lsm(hook = "path_mknod")]
 pub fn path_mknod(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(4);
-    if previous != 0 {
-        return previous;
-    }
     let mode: u32 = ctx.arg::<u64>(2) as u32 & 0xffff;
     let need = match mode & S_IFMT {
         S_IFCHR => access::MAKE_CHAR,
         S_IFBLK => access::MAKE_BLOCK,
         _ => access::CREATE,
     };
-    lsm_verdict(judge_entry(ctx.arg(0), ctx.arg(1), Action::Create, need))
+    entry_hook(&ctx, 4, Action::Create, need)
 }
 
 #[lsm(hook = "path_mkdir")]
 pub fn path_mkdir(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    lsm_verdict(judge_entry(
-        ctx.arg(0),
-        ctx.arg(1),
-        Action::Create,
-        access::CREATE,
-    ))
+    entry_hook(&ctx, 3, Action::Create, access::CREATE)
 }
 
 #[lsm(hook = "path_symlink")]
 pub fn path_symlink(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(3);
-    if previous != 0 {
-        return previous;
-    }
-    lsm_verdict(judge_entry(
-        ctx.arg(0),
-        ctx.arg(1),
-        Action::Create,
-        access::CREATE,
-    ))
+    entry_hook(&ctx, 3, Action::Create, access::CREATE)
 }
 
 #[lsm(hook = "path_unlink")]
 pub fn path_unlink(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    lsm_verdict(judge_entry(
-        ctx.arg(0),
-        ctx.arg(1),
-        Action::Remove,
-        access::REMOVE,
-    ))
+    entry_hook(&ctx, 2, Action::Remove, access::REMOVE)
 }
 
 #[lsm(hook = "path_rmdir")]
 pub fn path_rmdir(ctx: LsmContext) -> i32 {
-    let previous: i32 = ctx.arg(2);
-    if previous != 0 {
-        return previous;
-    }
-    lsm_verdict(judge_entry(
-        ctx.arg(0),
-        ctx.arg(1),
-        Action::Remove,
-        access::REMOVE,
-    ))
+    entry_hook(&ctx, 2, Action::Remove, access::REMOVE)
 }
 
 /// The rights a moved object must not gain: a file's own rights, or for a directory all
@@ -197,14 +153,11 @@ pub fn path_link(ctx: LsmContext) -> i32 {
 
 /// A new name `new_dentry` in `new_dir` for the file of `old_dentry` (on the same mount).
 fn judge_link(old_dentry: *const u8, new_dir: *const u8, new_dentry: *const u8) -> bool {
-    let Some(policy_id) = governing_policy() else {
-        return true;
+    let (policy_id, layout) = match governed(Action::Link, access::CREATE) {
+        Ok(start) => start,
+        Err(verdict) => return verdict,
     };
-    let layout = layout();
     let mut request = Request::new(Action::Link, access::CREATE);
-    if layout.valid == 0 {
-        return conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE);
-    }
     let Some(file) = dentry_identity(old_dentry, layout) else {
         return conclude(policy_id, &request, Reason::IdentityUnreadable, NO_RULE);
     };
@@ -261,14 +214,11 @@ fn judge_rename(
     new_dentry: *const u8,
     flags: u32,
 ) -> bool {
-    let Some(policy_id) = governing_policy() else {
-        return true;
+    let (policy_id, layout) = match governed(Action::Rename, 0) {
+        Ok(start) => start,
+        Err(verdict) => return verdict,
     };
-    let layout = layout();
     let mut request = Request::new(Action::Rename, 0);
-    if layout.valid == 0 {
-        return conclude(policy_id, &request, Reason::LayoutUnset, NO_RULE);
-    }
     let exchange = flags & RENAME_EXCHANGE != 0;
     let same_dir = btf_ptr(old_dir, layout.path_dentry) == btf_ptr(new_dir, layout.path_dentry);
     let refer = if same_dir { 0 } else { access::REFER };
