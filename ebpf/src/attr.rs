@@ -36,7 +36,10 @@ fn judge_at(path: *const u8, action: Action, need: u32) -> bool {
 }
 
 /// A hook on a `struct path *` (its first argument): `args` arguments come before the
-/// verdict of the programs before this one, which is never turned into an allow.
+/// verdict of the programs before this one, which is never turned into an allow. Always
+/// inlined, so that each hook reads its context at fixed offsets (the verifier refuses a
+/// load through a moved context pointer).
+#[inline(always)]
 fn path_hook(ctx: &LsmContext, args: usize, action: Action, need: u32) -> i32 {
     let previous: i32 = ctx.arg(args);
     if previous != 0 {

@@ -42,7 +42,10 @@ fn judge_entry(dir: *const u8, dentry: *const u8, action: Action, need: u32) -> 
 }
 
 /// An entry hook `(dir, dentry, ...)`: `args` arguments come before the verdict of the
-/// programs before this one, which is never turned into an allow.
+/// programs before this one, which is never turned into an allow. Always inlined, so that
+/// each hook reads its context at fixed offsets (the verifier refuses a load through a
+/// moved context pointer).
+#[inline(always)]
 fn entry_hook(ctx: &LsmContext, args: usize, action: Action, need: u32) -> i32 {
     let previous: i32 = ctx.arg(args);
     if previous != 0 {
