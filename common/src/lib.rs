@@ -40,6 +40,10 @@ pub const MAX_RULE_PATH_BYTES: usize = PATH_KEY_BYTES - 1;
 /// Port ranges one network rule entry can carry.
 pub const PORT_RANGES_PER_NET_RULE: usize = 8;
 
+/// Components a path may have where the kernel resolves it by walking dentries (the
+/// `path_*` hooks): a deeper path is denied with [`Reason::PathTooLong`]. A power of two.
+pub const WALK_MAX_COMPONENTS: u32 = 64;
+
 /// Path bytes copied into an event (the decision itself used the whole path).
 pub const EVENT_PATH_BYTES: usize = 256;
 

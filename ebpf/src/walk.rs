@@ -12,7 +12,7 @@ use aya_ebpf::{
     macros::map,
     maps::PerCpuArray,
 };
-use rampart_common::{KernelLayout, Reason, PATH_BUF_BYTES};
+use rampart_common::{KernelLayout, Reason, PATH_BUF_BYTES, WALK_MAX_COMPONENTS};
 
 use crate::{
     maps::layout,
@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// Components a walked path may have.
-pub const MAX_PARTS: u32 = 64;
+const MAX_PARTS: u32 = WALK_MAX_COMPONENTS;
 /// Steps of a walk: components plus mount crossings.
 const MAX_STEPS: u32 = 80;
 

@@ -6,7 +6,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use rampart_common::{access, Action, Decision, FileId, Reason, PATH_BUF_BYTES, PATH_KEY_BYTES};
+use rampart_common::{
+    access, Action, Decision, FileId, Reason, PATH_BUF_BYTES, PATH_KEY_BYTES, WALK_MAX_COMPONENTS,
+};
 use serde::Serialize;
 
 use super::{
@@ -189,6 +191,17 @@ fn judge_path(
     (Reason::Allowed, Some(entry.rule_id))
 }
 
+/// The path step of the hooks that resolve paths by walking dentries (`path_*`): a path of
+/// more than [`WALK_MAX_COMPONENTS`] components is denied before any lookup. (The walk's
+/// step limit also counts mount crossings, which a host path cannot show.)
+fn judge_walked(policy: &CompiledPolicy, path: &str, need: u32) -> (Reason, Option<u32>) {
+    let components = path.split('/').filter(|c| !c.is_empty()).count();
+    if components > WALK_MAX_COMPONENTS as usize {
+        return (Reason::PathTooLong, None);
+    }
+    judge_path(policy, path, need, None)
+}
+
 /// The rule id of the exec rule pinning `identity`, if any.
 fn pinned(policy: &CompiledPolicy, identity: Option<FileId>) -> Option<u32> {
     let identity = identity?;
@@ -216,10 +229,11 @@ fn side<'a>(
     need: u32,
 ) -> (Option<&'a PathEntry>, (Reason, Option<u32>)) {
     let entry = lookup_path(policy, path);
-    if need == 0 && entry.is_none() {
+    let verdict = judge_walked(policy, path, need);
+    if need == 0 && entry.is_none() && verdict.0 != Reason::PathTooLong {
         return (None, (Reason::Allowed, None));
     }
-    (entry, judge_path(policy, path, need, None))
+    (entry, verdict)
 }
 
 /// Refer semantics: would an object of `kind` moving from `from` to `to` gain rights?
@@ -402,12 +416,12 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             file(action, "file_open", verdict)
         }
         Request::Create { path, need, hook } => {
-            file(Action::Create, hook, judge_path(policy, path, *need, None))
+            file(Action::Create, hook, judge_walked(policy, path, *need))
         }
         Request::Remove { path, dir } => file(
             Action::Remove,
             if *dir { "path_rmdir" } else { "path_unlink" },
-            judge_path(policy, path, access::REMOVE, None),
+            judge_walked(policy, path, access::REMOVE),
         ),
         Request::Link {
             from,
@@ -439,19 +453,19 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             "path_truncate",
             unless_pinned(
                 policy,
-                judge_path(policy, path, access::TRUNCATE, None),
+                judge_walked(policy, path, access::TRUNCATE),
                 *identity,
             ),
         ),
         Request::Chmod { path } => file(
             Action::Chmod,
             "path_chmod",
-            judge_path(policy, path, access::CHMOD, None),
+            judge_walked(policy, path, access::CHMOD),
         ),
         Request::Chown { path } => file(
             Action::Chown,
             "path_chown",
-            judge_path(policy, path, access::CHOWN, None),
+            judge_walked(policy, path, access::CHOWN),
         ),
         Request::MapExec { path } => file(
             Action::MapExec,

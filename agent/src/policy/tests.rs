@@ -672,3 +672,19 @@ fn code_the_workload_could_place_is_refused() {
     .unwrap();
     assert!(compile(&s.documents[0], "p.yaml", &Pinned).is_ok());
 }
+
+#[test]
+fn walked_paths_deeper_than_the_walk_are_denied() {
+    let p = policy(TREE);
+    let deep = format!("/data/a/{}x", "d/".repeat(63));
+    let shallow = format!("/data/a/{}x", "d/".repeat(10));
+    let e = explain(&p, &request_entry("file", &deep));
+    assert_eq!((e.decision, e.reason), ("deny", "path-too-long"));
+    assert_eq!(
+        explain(&p, &request_entry("file", &shallow)).decision,
+        "allow"
+    );
+    // Opens resolve with bpf_d_path: depth alone does not deny them.
+    let opened = explain(&p, &open(&deep, access::READ));
+    assert_eq!(opened.decision, "allow");
+}

@@ -60,7 +60,17 @@ pub fn prepare() -> Result<()> {
     for d in ["ro/d", "remove/d", "a/dir", "a/dir2"] {
         std::fs::create_dir(at(d)).with_context(|| format!("making {}", at(d)))?;
     }
+    std::fs::create_dir_all(deep_dir(DEEPEST))?;
     Ok(())
+}
+
+/// Directory levels below `create/` made for the walk's depth limit: with `/tmp/rights/
+/// create/` (3 components) and the new name, 60 levels make a 64-component path (the most
+/// the dentry walk follows) and 62 a 66-component one.
+const DEEPEST: usize = 62;
+
+fn deep_dir(levels: usize) -> String {
+    format!("{}{}", at("create"), "/d".repeat(levels))
 }
 
 fn run_cases(env: &mut Env, cases: &[Case]) -> Result<()> {
@@ -179,6 +189,15 @@ pub fn each_right(env: &mut Env) -> Result<String> {
             ("chown", &at("ro/f"), "access-not-granted"),
         ),
         allow("chown with chown", &["chown", &at("meta/f")]),
+        allow(
+            "create at 64 path components (the walk's limit)",
+            &["create", &format!("{}/x", deep_dir(60))],
+        ),
+        deny(
+            "create at 66 path components (past the walk's limit)",
+            &["create", &format!("{}/x", deep_dir(DEEPEST))],
+            ("create", "", "path-too-long"),
+        ),
     ];
     run_cases(env, &cases)?;
     // A denied O_CREAT must leave nothing behind (path_mknod runs before the inode exists).
