@@ -80,6 +80,7 @@ impl Daemon {
             "this kernel's struct layout is not one Rampart can read; please report the kernel \
              version",
         )?;
+        let hooks = layout::lsm_hooks(&btf);
         let hierarchy = cgroup::hierarchy_root()?;
         // The lineage's anchor as pinned by an earlier agent: a lineage cut back while no
         // agent ran is recorded as truncated when it opens.
@@ -113,8 +114,8 @@ impl Daemon {
             },
         };
         let mut enforcer = match &config.pin_dir {
-            Some(dir) => Enforcer::load_pinned(&layout, &hierarchy, dir)?,
-            None => Enforcer::load(&layout, &hierarchy)?,
+            Some(dir) => Enforcer::load_pinned(&layout, &hooks, &hierarchy, dir)?,
+            None => Enforcer::load(&layout, &hooks, &hierarchy)?,
         };
         // What an earlier agent left pinned stays in force until the switch below replaces it.
         let adopted = if enforcer.pinned() {

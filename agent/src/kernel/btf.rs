@@ -352,6 +352,11 @@ pub(crate) mod tests {
             self.push("", KIND_PTR, 0, to)
         }
 
+        /// A function of this name (its prototype is not modelled: type 0).
+        pub(crate) fn func(&mut self, name: &str) -> u32 {
+            self.push(name, KIND_FUNC, 0, 0)
+        }
+
         /// A struct or union with `(name, type, bit offset)` members.
         pub(crate) fn composite(
             &mut self,

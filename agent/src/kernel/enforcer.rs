@@ -181,28 +181,14 @@ pub fn synchronize() -> Result<()> {
     Ok(())
 }
 
-/// The LSM hooks to attach on this kernel: every one of [`programs::LSM`], and the optional
-/// ones the kernel has (`file_truncate` from 6.2; before it, `ftruncate` and `O_TRUNC` reach
-/// `path_truncate`).
-fn lsm_hooks() -> Result<Vec<&'static str>> {
-    let raw = super::btf::Btf::from_sys_fs().context("reading the kernel's BTF")?;
-    let kernel = super::btf::Btf::parse(&raw).context("parsing the kernel's BTF")?;
-    let mut hooks = programs::LSM.to_vec();
-    hooks.extend(
-        programs::LSM_OPTIONAL
-            .into_iter()
-            .filter(|hook| kernel.has_function(&format!("bpf_lsm_{hook}"))),
-    );
-    Ok(hooks)
-}
-
 impl Enforcer {
     /// Loads the programs with the kernel struct layout written into their read-only data,
     /// attaches the LSM programs and the cgroup tracepoints, and the network programs at the
     /// cgroup v2 root `hierarchy` (they let ungoverned tasks through). Nothing is governed
-    /// until [`Enforcer::govern`].
-    pub fn load(layout: &KernelLayout, hierarchy: &Path) -> Result<Self> {
-        Self::load_with(layout, Some(hierarchy), None)
+    /// until [`Enforcer::govern`]. `hooks`: the LSM hooks this kernel has
+    /// ([`super::layout::lsm_hooks`]).
+    pub fn load(layout: &KernelLayout, hooks: &[&'static str], hierarchy: &Path) -> Result<Self> {
+        Self::load_with(layout, hooks, Some(hierarchy), None)
     }
 
     /// Loads and attaches as [`Enforcer::load`], with maps and links pinned under `dir`:
@@ -210,8 +196,13 @@ impl Enforcer {
     /// agent with the same map ABI) are reused, so the policy in force, the counters and the
     /// undelivered events carry over. The earlier agent's links stay attached until
     /// [`Enforcer::retire_previous_links`].
-    pub fn load_pinned(layout: &KernelLayout, hierarchy: &Path, dir: &Path) -> Result<Self> {
-        Self::load_with(layout, Some(hierarchy), Some(dir))
+    pub fn load_pinned(
+        layout: &KernelLayout,
+        hooks: &[&'static str],
+        hierarchy: &Path,
+        dir: &Path,
+    ) -> Result<Self> {
+        Self::load_with(layout, hooks, Some(hierarchy), Some(dir))
     }
 
     /// Loads the programs but attaches no LSM program and no tracepoint: only the cgroup
@@ -219,13 +210,14 @@ impl Enforcer {
     /// [`Enforcer::attach_network`] and governed. For kernels without BPF-LSM in host-native
     /// tests of the network path; never what `rampart run` does.
     pub fn load_network_only(layout: &KernelLayout) -> Result<Self> {
-        Self::load_with(layout, None, None)
+        Self::load_with(layout, &[], None, None)
     }
 
-    /// `hierarchy`: the full enforcer (LSM programs, tracepoints, network programs at that
-    /// cgroup v2 root); `None`: network programs only, attached per cgroup.
+    /// `hierarchy`: the full enforcer (the LSM programs of `hooks`, tracepoints, network
+    /// programs at that cgroup v2 root); `None`: network programs only, attached per cgroup.
     fn load_with(
         layout: &KernelLayout,
+        hooks: &[&'static str],
         hierarchy: Option<&Path>,
         pin: Option<&Path>,
     ) -> Result<Self> {
@@ -246,8 +238,7 @@ impl Enforcer {
             .load(object)
             .context("loading the eBPF object into the kernel (maps and programs)")?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF for the LSM attach points")?;
-        let hooks = if full { lsm_hooks()? } else { Vec::new() };
-        for hook in hooks {
+        for &hook in hooks.iter().filter(|_| full) {
             let prog: &mut Lsm = ebpf
                 .program_mut(hook)
                 .ok_or_else(|| anyhow!("program {hook} missing from the object"))?

@@ -1,6 +1,6 @@
 //! Resolves the [`KernelLayout`] the programs need from the running kernel's BTF.
 
-use rampart_common::KernelLayout;
+use rampart_common::{programs, KernelLayout};
 
 use super::btf::{Btf, BtfError};
 
@@ -79,6 +79,19 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         mount_ns,
         valid: 1,
     })
+}
+
+/// The LSM hooks to attach on this kernel: every one of [`programs::LSM`], and those of
+/// [`programs::LSM_OPTIONAL`] the kernel has (`file_truncate` from 6.2; before it,
+/// `ftruncate` and `O_TRUNC` reach `path_truncate`).
+pub fn lsm_hooks(btf: &Btf) -> Vec<&'static str> {
+    let mut hooks = programs::LSM.to_vec();
+    hooks.extend(
+        programs::LSM_OPTIONAL
+            .into_iter()
+            .filter(|hook| btf.has_function(&format!("bpf_lsm_{hook}"))),
+    );
+    hooks
 }
 
 #[cfg(test)]
@@ -204,6 +217,19 @@ mod tests {
                 valid: 1
             }
         );
+    }
+
+    #[test]
+    fn optional_lsm_hooks_only_where_the_kernel_has_them() {
+        use rampart_common::programs;
+        let without = Btf::parse(&BtfBuilder::new().build()).unwrap();
+        assert_eq!(lsm_hooks(&without), programs::LSM.to_vec());
+        let mut b = BtfBuilder::new();
+        b.func("bpf_lsm_file_truncate");
+        let with = Btf::parse(&b.build()).unwrap();
+        let hooks = lsm_hooks(&with);
+        assert_eq!(hooks.len(), programs::LSM.len() + 1);
+        assert_eq!(hooks.last(), Some(&programs::FILE_TRUNCATE));
     }
 
     #[test]

@@ -221,6 +221,15 @@ fn parent(path: &str) -> &str {
     }
 }
 
+/// `refer` when a link or rename crosses directories (within one, it is not needed).
+fn refer_needed(from: &str, to: &str) -> u32 {
+    if parent(from) == parent(to) {
+        0
+    } else {
+        access::REFER
+    }
+}
+
 /// One side of a link or rename, as the kernel judges it: the entry found and the verdict
 /// for `need` (a side that needs nothing is allowed where no rule names it).
 fn side<'a>(
@@ -264,11 +273,7 @@ fn judge_link(
     if let Some(rule) = pinned(policy, identity) {
         return ((Reason::ExecPinned, Some(rule)), At::Target);
     }
-    let refer = if parent(from) == parent(to) {
-        0
-    } else {
-        access::REFER
-    };
+    let refer = refer_needed(from, to);
     let (source, verdict) = side(policy, from, refer);
     if verdict.0.denies() {
         return (verdict, At::Source);
@@ -292,11 +297,7 @@ fn judge_rename(
     moved: EntryKind,
     target_kind: EntryKind,
 ) -> ((Reason, Option<u32>), At) {
-    let refer = if parent(from) == parent(to) {
-        0
-    } else {
-        access::REFER
-    };
+    let refer = refer_needed(from, to);
     let mut source_need = access::REMOVE | refer;
     if exchange {
         source_need |= access::CREATE;
@@ -513,12 +514,6 @@ fn request_path(request: &Request) -> Option<String> {
 
 fn target(request: &Request) -> String {
     match request {
-        Request::Exec { path, .. }
-        | Request::MapExec { path }
-        | Request::Remove { path, .. }
-        | Request::Truncate { path, .. }
-        | Request::Chmod { path }
-        | Request::Chown { path } => path.clone(),
         Request::Open { path, access, .. } => {
             format!("{path} ({})", super::compile::access_names(*access))
         }
@@ -535,6 +530,8 @@ fn target(request: &Request) -> String {
         Request::Connect { addr, protocol } | Request::Send { addr, protocol } => {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())
         }
+        // Exec, map-exec, remove, truncate, chmod, chown: the path alone.
+        _ => request_path(request).unwrap_or_default(),
     }
 }
 
