@@ -126,6 +126,22 @@ pub struct KernelLayout {
     pub task_real_cred: u32,
     /// `struct mount::mnt_ns`
     pub mount_ns: u32,
+    /// `struct dentry::d_sb`
+    pub dentry_sb: u32,
+    /// `struct super_block::s_mounts`: the superblock's mounts, a `struct list_head`
+    /// through `struct mount::mnt_instance` (to 6.16), or the first `struct mount *` of a
+    /// chain through `struct mount::mnt_next_for_sb` (from 6.17)
+    pub sb_mounts: u32,
+    /// `struct mount::mnt_instance`, or `mnt_next_for_sb` where [`Self::mounts_chained`]
+    pub mount_instance: u32,
+    /// Non-zero: `s_mounts` is a pointer chain (6.17 and later), not a list head.
+    pub mounts_chained: u32,
+    /// `struct task_struct::nsproxy`
+    pub task_nsproxy: u32,
+    /// `struct nsproxy::mnt_ns`
+    pub nsproxy_mnt_ns: u32,
+    /// `struct iattr::ia_valid`
+    pub iattr_valid: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -163,6 +179,13 @@ impl KernelLayout {
         task_cred: 0,
         task_real_cred: 0,
         mount_ns: 0,
+        dentry_sb: 0,
+        sb_mounts: 0,
+        mount_instance: 0,
+        mounts_chained: 0,
+        task_nsproxy: 0,
+        nsproxy_mnt_ns: 0,
+        iattr_valid: 0,
         valid: 0,
     };
 }
@@ -372,11 +395,20 @@ pub enum Action {
     Chmod = 11,
     /// Changing a file's owner or group (`path_chown`).
     Chown = 12,
+    /// Setting a file's timestamps (`utimensat`, `utimes`: `inode_setattr`).
+    Utimes = 13,
+    /// Setting or removing an extended attribute, POSIX ACLs included
+    /// (`inode_setxattr`, `inode_removexattr`; `inode_set_acl`, `inode_remove_acl` on 6.2
+    /// and later).
+    Xattr = 14,
+    /// An io_uring request running under credentials registered earlier
+    /// (`uring_override_creds`): always denied in governed cgroups.
+    UringCreds = 15,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 15] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -389,6 +421,9 @@ impl Action {
         Action::Truncate,
         Action::Chmod,
         Action::Chown,
+        Action::Utimes,
+        Action::Xattr,
+        Action::UringCreds,
     ];
 
     /// The action with this number, if any.
@@ -398,7 +433,7 @@ impl Action {
 
     /// Whether the action is about a file (its event has a path and access bits).
     pub const fn is_file(self) -> bool {
-        !matches!(self, Action::Connect | Action::Send)
+        !matches!(self, Action::Connect | Action::Send | Action::UringCreds)
     }
 }
 
@@ -428,14 +463,18 @@ pub mod access {
     pub const CHMOD: u32 = 0x400;
     /// Change the owner or group of the file at the path.
     pub const CHOWN: u32 = 0x800;
+    /// Set the timestamps of the file at the path.
+    pub const UTIMES: u32 = 0x1000;
+    /// Set or remove extended attributes (POSIX ACLs included) of the file at the path.
+    pub const XATTR: u32 = 0x2000;
     /// Rights that act on the tree below a directory rule, not on the directory itself:
     /// a directory rule's own entry does not get them.
     pub const TREE: u32 = CREATE | MAKE_CHAR | MAKE_BLOCK | REMOVE | REFER;
     /// Rights a file carries with it: a link or rename of a file must not gain any of them.
-    pub const FILE: u32 = READ | WRITE | EXEC | TRUNCATE | CHMOD | CHOWN;
+    pub const FILE: u32 = READ | WRITE | EXEC | TRUNCATE | CHMOD | CHOWN | UTIMES | XATTR;
     /// Every bit with its name in policies, events and explanations (`run` is not written
     /// in policies: exec rules grant it).
-    pub const NAMES: [(u32, &str); 12] = [
+    pub const NAMES: [(u32, &str); 14] = [
         (READ, "read"),
         (WRITE, "write"),
         (EXEC, "exec"),
@@ -448,6 +487,8 @@ pub mod access {
         (TRUNCATE, "truncate"),
         (CHMOD, "chmod"),
         (CHOWN, "chown"),
+        (UTIMES, "utimes"),
+        (XATTR, "xattr"),
     ];
 }
 
@@ -729,8 +770,14 @@ pub mod programs {
     pub const PATH_CHMOD: &str = "path_chmod";
     /// An owner change.
     pub const PATH_CHOWN: &str = "path_chown";
+    /// Setting or removing an extended attribute (POSIX ACLs too, before 6.2).
+    pub const INODE_SETXATTR: &str = "inode_setxattr";
+    /// Removing an extended attribute.
+    pub const INODE_REMOVEXATTR: &str = "inode_removexattr";
+    /// io_uring requests under registered credentials.
+    pub const URING_OVERRIDE_CREDS: &str = "uring_override_creds";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 14] = [
+    pub const LSM: [&str; 17] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -745,12 +792,36 @@ pub mod programs {
         PATH_TRUNCATE,
         PATH_CHMOD,
         PATH_CHOWN,
+        INODE_SETXATTR,
+        INODE_REMOVEXATTR,
+        URING_OVERRIDE_CREDS,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).
     pub const FILE_TRUNCATE: &str = "file_truncate";
+    /// Setting a POSIX ACL (6.2 and later; before, ACLs are extended attributes).
+    pub const INODE_SET_ACL: &str = "inode_set_acl";
+    /// Removing a POSIX ACL (6.2 and later).
+    pub const INODE_REMOVE_ACL: &str = "inode_remove_acl";
     /// LSM programs attached only where the kernel has their hook.
-    pub const LSM_OPTIONAL: [&str; 1] = [FILE_TRUNCATE];
+    pub const LSM_OPTIONAL: [&str; 3] = [FILE_TRUNCATE, INODE_SET_ACL, INODE_REMOVE_ACL];
+    /// The hook whose arguments differ between kernels: `inode_setattr` (timestamps) takes
+    /// `(dentry, attr)` before 6.8 and `(idmap, dentry, attr)` from 6.8.
+    pub const INODE_SETATTR: &str = "inode_setattr";
+    /// The forms of [`INODE_SETATTR`], as `(arguments, program)`: the agent attaches the
+    /// program whose argument count the kernel's BTF shows.
+    pub const INODE_SETATTR_FORMS: [(usize, &str); 2] =
+        [(2, "inode_setattr"), (3, "inode_setattr_idmap")];
+
+    /// The hook an LSM program attaches to: its own name, except for the forms of a hook
+    /// whose arguments differ between kernels.
+    pub fn lsm_hook_of(program: &str) -> &str {
+        if INODE_SETATTR_FORMS.iter().any(|(_, p)| *p == program) {
+            INODE_SETATTR
+        } else {
+            program
+        }
+    }
     /// IPv4 `connect`.
     pub const CONNECT4: &str = "connect4";
     /// IPv6 `connect`.

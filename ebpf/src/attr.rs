@@ -2,7 +2,8 @@
 //! 6.2 and later, where `ftruncate` and `open(O_TRUNC)` go; before 6.2 they reach
 //! `path_truncate`), mode (`path_chmod`) and owner (`path_chown`), each judged at the
 //! file's path (from the dentry walk: these hooks may not call `bpf_d_path` on every
-//! supported kernel). A file an exec rule pins is never truncated.
+//! supported kernel). A file an exec rule pins is never truncated, nor its mode or owner
+//! changed.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use rampart_common::{access, Action, Reason};
@@ -14,6 +15,10 @@ use crate::{
     path::{exec_pinned, judge_resolved},
     walk::walk_path,
 };
+
+/// Rights that change what an exec-pinned program is or may do when run: its content
+/// (truncation), its mode (set-user-ID bits) and owner. Never granted on a pinned identity.
+pub const PINNED_FIXES: u32 = access::TRUNCATE | access::CHMOD | access::CHOWN | access::XATTR;
 
 /// Judges `need` on the file at a BTF-typed `struct path *`; true to allow.
 fn judge_at(path: *const u8, action: Action, need: u32) -> bool {
@@ -27,7 +32,7 @@ fn judge_at(path: *const u8, action: Action, need: u32) -> bool {
         request.file = id;
     }
     let (mut reason, mut rule) = judge_resolved(walk_path(path, layout), policy_id, &mut request);
-    if need & access::TRUNCATE != 0 && !reason.denies() {
+    if need & PINNED_FIXES != 0 && !reason.denies() {
         if let Some(pinned) = exec_pinned(policy_id, request.file) {
             (reason, rule) = (Reason::ExecPinned, pinned);
         }

@@ -1,13 +1,13 @@
 //! File opens (`lsm/file_open`), and the file judgement shared with exec and executable
 //! mappings: governance, the access asked for, identity, path rule, decision.
 
-use aya_ebpf::{helpers::bpf_get_current_task, macros::lsm, programs::LsmContext};
+use aya_ebpf::{macros::lsm, programs::LsmContext};
 use rampart_common::{access, Action, KernelLayout, MapExecKey, Reason, NO_RULE};
 
 use crate::{
     decision::{conclude, governed, lsm_verdict, Request},
     maps::MAP_EXEC_ALLOWED,
-    object::{btf_ptr, btf_u32, file_identity, read_at},
+    object::{btf_ptr, btf_u32, creds_overridden, file_identity, read_at},
     path::{exec_pinned, judge_path},
 };
 
@@ -48,15 +48,7 @@ const MNT_NS_INTERNAL: u64 = -22i64 as u64;
 /// at the overlay path first; the layer's path would name no rule and deny every write
 /// that needs a copy-up.
 fn kernel_opens_for_overlay(file: *const u8, layout: &KernelLayout) -> bool {
-    // SAFETY: a helper call without arguments; the task pointer is only probe-read.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let (Some(cred), Some(real)) = (
-        read_at::<u64>(task, layout.task_cred),
-        read_at::<u64>(task, layout.task_real_cred),
-    ) else {
-        return false;
-    };
-    if cred == real {
+    if !creds_overridden(layout) {
         return false;
     }
     let Some(vfsmnt) = read_at::<*const u8>(file, layout.file_path + layout.path_mnt) else {

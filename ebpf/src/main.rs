@@ -3,8 +3,9 @@
 //! Every program is a thin entry that calls a `judge_*` function; the decision logic reads
 //! as ordinary Rust. One module per hook family (`exec`, `file`, `mmap`, `tree` for
 //! creating, removing, linking and renaming, `attr` for truncation, mode and owner,
-//! `network`, `cgroup`) over shared ones: `governance` (which policy applies), `path`,
-//! `walk` and `object` (what the target is), `decision` (mode, counters, events) and
+//! `inode` for timestamps, extended attributes and ACLs, `network`, `cgroup`) over shared
+//! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
+//! the target is), `decision` (mode, counters, events) and
 //! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
 //! the policy in force allows. Anything a program cannot establish (an unset struct layout,
 //! an unresolvable or over-long path, an unreadable identity, a missing policy) denies with
@@ -19,8 +20,10 @@ mod decision;
 mod exec;
 mod file;
 mod governance;
+mod inode;
 mod maps;
 mod mmap;
+mod mounts;
 mod network;
 mod object;
 mod path;

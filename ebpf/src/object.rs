@@ -1,7 +1,7 @@
 //! Reading kernel objects: BTF-typed member loads (kept BTF-typed for the verifier) and
 //! probe reads, and a file's identity (device, inode).
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
 use rampart_common::{FileId, KernelLayout};
 
 /// Loads the pointer member at `offset` of a BTF-typed kernel object with a plain load,
@@ -66,4 +66,21 @@ pub fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-handling path and
     // returns an error instead of faulting on a bad address.
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
+}
+
+/// Whether the task runs under overridden credentials (`override_creds`: its subjective
+/// `cred` is not its objective `real_cred`): the kernel acting on the workload's behalf,
+/// as overlayfs does on its layers with the mounter's credentials. In governed cgroups
+/// io_uring's registered credentials (the one way a workload could set this up itself) are
+/// refused (`uring_override_creds`). An unreadable task counts as not overridden.
+pub fn creds_overridden(layout: &KernelLayout) -> bool {
+    // SAFETY: a helper call without arguments; the task pointer is only probe-read.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    match (
+        read_at::<u64>(task, layout.task_cred),
+        read_at::<u64>(task, layout.task_real_cred),
+    ) {
+        (Some(cred), Some(real)) => cred != real,
+        _ => false,
+    }
 }

@@ -116,14 +116,25 @@ pub fn lookup(policy_id: u32, len: u32) -> Result<Option<PathRule>, Reason> {
 
 /// The access and identity checks of a path rule for a request.
 pub fn check(rule: Option<PathRule>, request: &Request) -> (Reason, u32) {
+    let (reason, rule_id) = grants(rule, request.access);
+    match rule {
+        Some(rule) if !reason.denies() && request.access & access::RUN != 0 => {
+            if rule.file != request.file {
+                return (Reason::IdentityMismatch, rule_id);
+            }
+            (reason, rule_id)
+        }
+        _ => (reason, rule_id),
+    }
+}
+
+/// Whether a path rule grants every right in `need` (identity aside).
+pub fn grants(rule: Option<PathRule>, need: u32) -> (Reason, u32) {
     let Some(rule) = rule else {
         return (Reason::NoRule, NO_RULE);
     };
-    if rule.access & request.access != request.access {
+    if rule.access & need != need {
         return (Reason::AccessNotGranted, rule.rule_id);
-    }
-    if request.access & access::RUN != 0 && rule.file != request.file {
-        return (Reason::IdentityMismatch, rule.rule_id);
     }
     (Reason::Allowed, rule.rule_id)
 }

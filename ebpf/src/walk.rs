@@ -4,7 +4,9 @@
 //! through `struct mount` as `d_path` does, then writes the names forwards into the path
 //! scratch. A path with more than [`MAX_PARTS`] components, or
 //! a walk longer than [`MAX_STEPS`], denies with `path-too-long`; a dentry that reaches
-//! neither root (a disconnected tree) denies with `path-unresolvable`.
+//! neither root (a disconnected tree) denies with `path-unresolvable`. [`walk_on_mount`]
+//! serves the hooks that know no mount (`mounts`): there a tree root met before the mount's
+//! root means the dentry is not under that mount.
 
 use aya_ebpf::{
     cty::c_void,
@@ -32,7 +34,9 @@ pub struct WalkParts {
     name: [u64; MAX_PARTS as usize],
     len: [u32; MAX_PARTS as usize],
     count: u32,
-    _pad: u32,
+    /// Emission: bytes written so far (here for the same reason as the count: a position
+    /// on the stack is a new verifier state at every step of the emitting loop).
+    pos: u32,
 }
 
 /// Reads the count back through a volatile load (an unknown, masked number to the
@@ -45,6 +49,16 @@ fn count_of(parts: *mut WalkParts) -> u32 {
 fn set_count(parts: *mut WalkParts, count: u32) {
     // SAFETY: this CPU's walk scratch.
     unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*parts).count), count) }
+}
+
+fn pos_of(parts: *mut WalkParts) -> u32 {
+    // SAFETY: this CPU's walk scratch.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*parts).pos)) }
+}
+
+fn set_pos(parts: *mut WalkParts, pos: u32) {
+    // SAFETY: this CPU's walk scratch.
+    unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*parts).pos), pos) }
 }
 
 #[map(name = "WALK_PARTS")]
@@ -65,7 +79,7 @@ pub fn walk_entry(dentry: *const u8, dir: *const u8, layout: &KernelLayout) -> R
     let parent: *const u8 =
         read_at(dentry, layout.dentry_parent).ok_or(Reason::PathUnresolvable)?;
     let vfsmnt: *const u8 = read_at(dir, layout.path_mnt).ok_or(Reason::PathUnresolvable)?;
-    walk_from(parts, parent, vfsmnt, layout)
+    walk_from(parts, parent, vfsmnt, false, layout)?.ok_or(Reason::PathUnresolvable)
 }
 
 /// Writes the path of a BTF-typed `struct path *` into the path scratch; returns its
@@ -75,7 +89,20 @@ pub fn walk_path(path: *const u8, layout: &KernelLayout) -> Result<u32, Reason> 
     set_count(parts, 0);
     let dentry: *const u8 = read_at(path, layout.path_dentry).ok_or(Reason::PathUnresolvable)?;
     let vfsmnt: *const u8 = read_at(path, layout.path_mnt).ok_or(Reason::PathUnresolvable)?;
-    walk_from(parts, dentry, vfsmnt, layout)
+    walk_from(parts, dentry, vfsmnt, false, layout)?.ok_or(Reason::PathUnresolvable)
+}
+
+/// Writes the path of `dentry` as seen through `vfsmnt` (a probe-read `struct vfsmount *`
+/// of the dentry's superblock) into the path scratch; its length with the NUL, or `None`
+/// if the dentry is not in that mount's tree (a bind mount of another directory).
+pub fn walk_on_mount(
+    dentry: *const u8,
+    vfsmnt: *const u8,
+    layout: &KernelLayout,
+) -> Result<Option<u32>, Reason> {
+    let parts = WALK_PARTS.get_ptr_mut(0).ok_or(Reason::PathUnresolvable)?;
+    set_count(parts, 0);
+    walk_from(parts, dentry, vfsmnt, true, layout)
 }
 
 /// Where a walk is (on the caller's stack: `bpf_loop` hands it to each step).
@@ -85,28 +112,33 @@ struct Walk {
     vfsmnt: u64,
     root_dentry: u64,
     root_mnt: u64,
-    /// [`RUNNING`], [`DONE`], or a [`Reason`] that ended it.
+    /// [`RUNNING`], [`DONE`], [`OUTSIDE`], or a [`Reason`] that ended it.
     outcome: u32,
-    /// Emission: bytes written so far.
-    pos: u32,
+    /// Non-zero: a tree root that is not the mount's root ends the walk as [`OUTSIDE`]
+    /// (otherwise it is `path-unresolvable`).
+    outside_ok: u32,
 }
 
 const RUNNING: u32 = u32::MAX;
 const DONE: u32 = u32::MAX - 1;
+/// The walk met the root of the dentry's tree without passing its mount's root.
+const OUTSIDE: u32 = u32::MAX - 2;
 /// `bpf_loop` callbacks: go on, or stop.
 const GO_ON: i64 = 0;
 const STOP: i64 = 1;
 
 /// Walks up from `dentry` on `vfsmnt` (both probe-read: plain numbers to the verifier,
 /// which allows no arithmetic on BTF-typed pointers the walk needs), after the names
-/// already in `parts`, and writes the whole path. Both loops run under `bpf_loop`, so the
-/// verifier checks each step once instead of every iteration.
+/// already in `parts`, and writes the whole path (`None`: the dentry is outside the mount's
+/// tree, reported only if `outside_ok`). Both loops run under `bpf_loop`, so the verifier
+/// checks each step once instead of every iteration.
 fn walk_from(
     parts: *mut WalkParts,
     dentry: *const u8,
     vfsmnt: *const u8,
+    outside_ok: bool,
     layout: &KernelLayout,
-) -> Result<u32, Reason> {
+) -> Result<Option<u32>, Reason> {
     let unresolvable = Reason::PathUnresolvable;
     // SAFETY: a helper call without arguments; the task pointer is only probe-read.
     let task = unsafe { bpf_get_current_task() } as *const u8;
@@ -120,7 +152,7 @@ fn walk_from(
         root_dentry: root_dentry as u64,
         root_mnt: root_mnt as u64,
         outcome: RUNNING,
-        pos: 0,
+        outside_ok: outside_ok as u32,
     };
     let ctx = &mut walk as *mut Walk as *mut c_void;
     // SAFETY: `ctx` points at `walk` on this stack frame, alive for the whole call; the
@@ -128,6 +160,7 @@ fn walk_from(
     unsafe { bpf_loop(MAX_STEPS, step as *mut c_void, ctx, 0) };
     match walk.outcome {
         DONE => {}
+        OUTSIDE => return Ok(None),
         // Steps ran out: deeper than any path this walk follows.
         RUNNING => return Err(Reason::PathTooLong),
         reason => return Err(Reason::from_raw(reason).unwrap_or(unresolvable)),
@@ -137,16 +170,21 @@ fn walk_from(
     if count == 0 {
         put_byte(base, 0, b'/');
         put_byte(base, 1, 0);
-        return Ok(2);
+        return Ok(Some(2));
     }
     walk.outcome = RUNNING;
+    set_pos(parts, 0);
     // SAFETY: as above.
     unsafe { bpf_loop(count, emit as *mut c_void, ctx, 0) };
     if walk.outcome != RUNNING {
         return Err(Reason::from_raw(walk.outcome).unwrap_or(unresolvable));
     }
-    put_byte(base, walk.pos, 0);
-    Ok(walk.pos + 1)
+    let end = pos_of(parts);
+    if end >= PATH_BUF_BYTES as u32 {
+        return Err(Reason::PathTooLong);
+    }
+    put_byte(base, end, 0);
+    Ok(Some(end + 1))
 }
 
 /// One step up: a name, or a mount crossing, or the end.
@@ -155,9 +193,18 @@ extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the `Walk` that `walk_from` passed to bpf_loop.
     let walk = unsafe { &mut *walk };
     match up(walk, layout()) {
-        Ok(true) => GO_ON,
-        Ok(false) => {
+        Ok(Up::On) => GO_ON,
+        Ok(Up::AtRoot) => {
             walk.outcome = DONE;
+            STOP
+        }
+        Ok(Up::Outside) => {
+            walk.outcome = if walk.outside_ok != 0 {
+                OUTSIDE
+            } else {
+                // A disconnected tree, where a path was expected.
+                Reason::PathUnresolvable as u32
+            };
             STOP
         }
         Err(reason) => {
@@ -167,8 +214,18 @@ extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
     }
 }
 
-/// Moves the walk one step up; false once it reached a root.
-fn up(walk: &mut Walk, layout: &KernelLayout) -> Result<bool, Reason> {
+/// Where one step up led.
+enum Up {
+    /// A name or a mount crossing further up.
+    On,
+    /// The task's root, or the root of the mount tree.
+    AtRoot,
+    /// The root of the dentry's tree, which is not the root of the mount walked.
+    Outside,
+}
+
+/// Moves the walk one step up.
+fn up(walk: &mut Walk, layout: &KernelLayout) -> Result<Up, Reason> {
     let unresolvable = Reason::PathUnresolvable;
     let parts = WALK_PARTS.get_ptr_mut(0).ok_or(unresolvable)?;
     let d = walk.dentry as *const u8;
@@ -177,7 +234,7 @@ fn up(walk: &mut Walk, layout: &KernelLayout) -> Result<bool, Reason> {
         return Err(unresolvable);
     }
     if walk.dentry == walk.root_dentry && walk.vfsmnt == walk.root_mnt {
-        return Ok(false);
+        return Ok(Up::AtRoot);
     }
     let mnt_root: *const u8 = read_at(vm, layout.vfsmount_root).ok_or(unresolvable)?;
     if d == mnt_root {
@@ -186,17 +243,18 @@ fn up(walk: &mut Walk, layout: &KernelLayout) -> Result<bool, Reason> {
         if parent == mnt {
             // The root of the mount tree: the task's root lies elsewhere (as d_path, the
             // path is then the one from the global root).
-            return Ok(false);
+            return Ok(Up::AtRoot);
         }
         let mountpoint: *const u8 = read_at(mnt, layout.mount_mountpoint).ok_or(unresolvable)?;
         walk.dentry = mountpoint as u64;
         walk.vfsmnt = parent.wrapping_add(layout.mount_mnt as usize) as u64;
-        return Ok(true);
+        return Ok(Up::On);
     }
     let parent: *const u8 = read_at(d, layout.dentry_parent).ok_or(unresolvable)?;
     if parent == d {
-        // The root of a tree that is not the root of its mount: disconnected.
-        return Err(unresolvable);
+        // The root of a tree that is not the root of its mount: disconnected, or (for a
+        // dentry judged through each mount of its superblock) not under this mount.
+        return Ok(Up::Outside);
     }
     let (name, len) = dentry_name(d, layout)?;
     let count = count_of(parts);
@@ -213,7 +271,7 @@ fn up(walk: &mut Walk, layout: &KernelLayout) -> Result<bool, Reason> {
     }
     set_count(parts, count + 1);
     walk.dentry = parent as u64;
-    Ok(true)
+    Ok(Up::On)
 }
 
 /// Writes the `index`th name from the top: `/NAME` at the walk's position.
@@ -221,7 +279,7 @@ extern "C" fn emit(index: u64, ctx: *mut c_void) -> i64 {
     let walk = ctx as *mut Walk;
     // SAFETY: `ctx` is the `Walk` that `walk_from` passed to bpf_loop.
     let walk = unsafe { &mut *walk };
-    match emit_one(walk, index as u32) {
+    match emit_one(index as u32) {
         Ok(()) => GO_ON,
         Err(reason) => {
             walk.outcome = reason as u32;
@@ -230,7 +288,7 @@ extern "C" fn emit(index: u64, ctx: *mut c_void) -> i64 {
     }
 }
 
-fn emit_one(walk: &mut Walk, j: u32) -> Result<(), Reason> {
+fn emit_one(j: u32) -> Result<(), Reason> {
     let parts = WALK_PARTS.get_ptr_mut(0).ok_or(Reason::PathUnresolvable)?;
     let base = area(scratch()?);
     let count = count_of(parts);
@@ -241,12 +299,12 @@ fn emit_one(walk: &mut Walk, j: u32) -> Result<(), Reason> {
     if j >= count || count > MAX_PARTS {
         return Err(Reason::PathUnresolvable);
     }
-    let pos = walk.pos;
+    let pos = pos_of(parts);
     if pos + 1 + len + 1 > PATH_BUF_BYTES as u32 {
         return Err(Reason::PathTooLong);
     }
     put_byte(base, pos, b'/');
     copy_name(base, pos + 1, name, len)?;
-    walk.pos = pos + 1 + len;
+    set_pos(parts, pos + 1 + len);
     Ok(())
 }

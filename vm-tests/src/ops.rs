@@ -204,6 +204,30 @@ fn uring_open(path: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// An io_uring no-op under credentials registered as a personality: the kernel asks the
+/// LSM (`uring_override_creds`) before the request runs; a refusal is the request's result.
+fn uring_personality() -> std::io::Result<()> {
+    use io_uring::{opcode, IoUring};
+    let mut ring = IoUring::new(2)?;
+    let personality = ring.submitter().register_personality()?;
+    let entry = opcode::Nop::new()
+        .build()
+        .personality(personality)
+        .user_data(1);
+    // SAFETY: a no-op names no buffer.
+    unsafe { ring.submission().push(&entry) }
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EBUSY))?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EIO))?;
+    if cqe.result() < 0 {
+        return Err(std::io::Error::from_raw_os_error(-cqe.result()));
+    }
+    Ok(())
+}
+
 fn deep_open(base: &str, depth: usize) -> std::io::Result<()> {
     std::env::set_current_dir(base)?;
     for _ in 0..depth {
@@ -338,6 +362,48 @@ fn path_call(rc: i32) -> std::io::Result<()> {
     check(rc as i64).map(drop)
 }
 
+/// The extended attribute the xattr ops set and remove (tmpfs has `trusted.*` on every
+/// supported kernel, `user.*` only from 6.6).
+const XATTR_NAME: &std::ffi::CStr = c"trusted.rampart";
+/// The access ACL's attribute name.
+const ACL_NAME: &std::ffi::CStr = c"system.posix_acl_access";
+/// An access ACL with a named user (so that it is stored, not folded into the mode): the
+/// kernel's `posix_acl_xattr` form, version 2, then (tag, perm, id) entries in tag order:
+/// owner rw, user 1000 r, group r, mask r, other r.
+const ACL_VALUE: [u8; 44] = {
+    let entries: [(u16, u16, u32); 5] = [
+        (0x01, 6, u32::MAX),
+        (0x02, 4, 1000),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ];
+    let mut out = [0u8; 44];
+    let version = 2u32.to_le_bytes();
+    let mut i = 0;
+    while i < 4 {
+        out[i] = version[i];
+        i += 1;
+    }
+    let mut e = 0;
+    while e < entries.len() {
+        let (tag, perm, id) = entries[e];
+        let at = 4 + e * 8;
+        let (tag, perm, id) = (tag.to_le_bytes(), perm.to_le_bytes(), id.to_le_bytes());
+        out[at] = tag[0];
+        out[at + 1] = tag[1];
+        out[at + 2] = perm[0];
+        out[at + 3] = perm[1];
+        let mut k = 0;
+        while k < 4 {
+            out[at + 4 + k] = id[k];
+            k += 1;
+        }
+        e += 1;
+    }
+    out
+};
+
 /// The file actions of issue 16: each is one system call on the given paths.
 fn file_action(op: &str, a: &str, b: Option<&str>) -> Option<std::io::Result<()>> {
     let pa = match cstr(a) {
@@ -410,6 +476,29 @@ fn file_action(op: &str, a: &str, b: Option<&str>) -> Option<std::io::Result<()>
             }
             ("chmod", None) => libc::chmod(pa.as_ptr(), 0o600),
             ("chown", None) => libc::chown(pa.as_ptr(), 0, 0),
+            ("utimes", None) => {
+                let t = libc::timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                };
+                libc::utimensat(libc::AT_FDCWD, pa.as_ptr(), [t, t].as_ptr(), 0)
+            }
+            // Both times "now": the kernel's ATTR_TOUCH form.
+            ("utimes-now", None) => {
+                libc::utimensat(libc::AT_FDCWD, pa.as_ptr(), std::ptr::null(), 0)
+            }
+            ("setxattr", None) => {
+                libc::setxattr(pa.as_ptr(), XATTR_NAME.as_ptr(), b"1".as_ptr().cast(), 1, 0)
+            }
+            ("removexattr", None) => libc::removexattr(pa.as_ptr(), XATTR_NAME.as_ptr()),
+            ("setacl", None) => libc::setxattr(
+                pa.as_ptr(),
+                ACL_NAME.as_ptr(),
+                ACL_VALUE.as_ptr().cast(),
+                ACL_VALUE.len(),
+                0,
+            ),
+            ("removeacl", None) => libc::removexattr(pa.as_ptr(), ACL_NAME.as_ptr()),
             _ => return None,
         }
     };
@@ -432,6 +521,7 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
     Some(report(match a.as_slice() {
         ["open", path, access] => open(path, open_flags(access)?).map(drop),
         ["uring-open", path] => uring_open(path),
+        ["uring-personality"] => uring_personality(),
         ["exec-fd", path] => exec_via_proc_fd(path),
         ["exec", path] => exec_fd_path(path),
         ["memfd-exec", src] => memfd_exec(src),

@@ -161,9 +161,9 @@ pub struct ExplainArgs {
     /// `open PATH read,write`, `map-exec PATH`,
     /// `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`,
     /// `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`,
-    /// `chmod PATH`, `chown PATH`, `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`. A
-    /// create, remove, link or rename acts on the entry itself (a final symlink is not
-    /// followed); paths are resolved on this host.
+    /// `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, `connect ADDR:PORT/tcp`,
+    /// `send ADDR:PORT/udp`. A create, remove, link or rename acts on the entry itself (a
+    /// final symlink is not followed); paths are resolved on this host.
     #[arg(long, value_name = "FILE", group = "requested")]
     requests: Option<PathBuf>,
     /// One JSON object per request instead of text.

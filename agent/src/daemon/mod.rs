@@ -80,7 +80,7 @@ impl Daemon {
             "this kernel's struct layout is not one Rampart can read; please report the kernel \
              version",
         )?;
-        let hooks = layout::lsm_hooks(&btf);
+        let hooks = layout::lsm_hooks(&btf).context("choosing the LSM programs for this kernel")?;
         let hierarchy = cgroup::hierarchy_root()?;
         // The lineage's anchor as pinned by an earlier agent: a lineage cut back while no
         // agent ran is recorded as truncated when it opens.

@@ -63,6 +63,12 @@ pub enum BtfError {
     /// The struct has no such member.
     #[error("struct {0} has no member {1}")]
     NoSuchMember(String, String),
+    /// An LSM hook the programs need has a form (argument count) they were not built for.
+    #[error(
+        "the kernel's {0} takes {1:?} arguments, a form Rampart has no program for; \
+         this kernel is not supported (see docs/ARCHITECTURE.md, supported kernels)"
+    )]
+    HookShape(String, Option<usize>),
     /// The member is a bitfield, which has no byte offset.
     #[error("struct {0} member {1} is a bitfield; only whole members can be read")]
     Bitfield(String, String),
@@ -85,6 +91,8 @@ struct Type {
     kind: u32,
     /// For modifiers, typedefs and pointers: the referenced type.
     referenced: u32,
+    /// The record's count of members, enumerators or parameters.
+    vlen: u32,
     members: Vec<Member>,
 }
 
@@ -95,7 +103,8 @@ pub struct Btf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs_by_name: HashMap<String, u32>,
-    functions: std::collections::HashSet<String>,
+    /// Functions by name, with the type id of their prototype.
+    functions: HashMap<String, u32>,
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<u16, BtfError> {
@@ -148,6 +157,7 @@ impl Btf {
             name_off: 0,
             kind: 0,
             referenced: 0,
+            vlen: 0,
             members: Vec::new(),
         }];
         let mut at = 0;
@@ -196,6 +206,7 @@ impl Btf {
                 name_off,
                 kind,
                 referenced: size_or_type,
+                vlen: vlen as u32,
                 members,
             });
         }
@@ -214,7 +225,7 @@ impl Btf {
                 btf.structs_by_name.entry(name).or_insert(id);
             } else if ty.kind == KIND_FUNC && ty.name_off != 0 {
                 let name = btf.string(ty.name_off)?.to_owned();
-                btf.functions.insert(name);
+                btf.functions.entry(name).or_insert(ty.referenced);
             }
         }
         Ok(btf)
@@ -253,7 +264,14 @@ impl Btf {
     /// Whether the kernel has a function of this name (e.g. `bpf_lsm_file_truncate`: an
     /// LSM hook a BPF program can attach to).
     pub fn has_function(&self, name: &str) -> bool {
-        self.functions.contains(name)
+        self.functions.contains_key(name)
+    }
+
+    /// How many parameters the kernel's function of this name takes (none if there is no
+    /// such function, or its prototype is not in the BTF).
+    pub fn function_params(&self, name: &str) -> Option<usize> {
+        let proto = self.types.get(*self.functions.get(name)? as usize)?;
+        (proto.kind == KIND_FUNC_PROTO).then_some(proto.vlen as usize)
     }
 
     /// Byte offset of `member` in `struct strukt`, looking into anonymous struct and union
@@ -355,6 +373,16 @@ pub(crate) mod tests {
         /// A function of this name (its prototype is not modelled: type 0).
         pub(crate) fn func(&mut self, name: &str) -> u32 {
             self.push(name, KIND_FUNC, 0, 0)
+        }
+
+        /// A function whose prototype takes `params` parameters of type `ty`.
+        pub(crate) fn func_with(&mut self, name: &str, params: &[u32]) -> u32 {
+            let proto = self.push("", KIND_FUNC_PROTO, params.len() as u32, 0);
+            for ty in params {
+                self.types.extend_from_slice(&0u32.to_le_bytes());
+                self.types.extend_from_slice(&ty.to_le_bytes());
+            }
+            self.push(name, KIND_FUNC, 0, proto)
         }
 
         /// A struct or union with `(name, type, bit offset)` members.

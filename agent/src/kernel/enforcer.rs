@@ -244,12 +244,13 @@ impl Enforcer {
                 .ok_or_else(|| anyhow!("program {hook} missing from the object"))?
                 .try_into()
                 .with_context(|| format!("{hook} is not an LSM program"))?;
-            prog.load(hook, &btf).with_context(|| {
-                format!(
-                    "the kernel refused the {hook} program (BPF-LSM needs CONFIG_BPF_LSM=y \
+            prog.load(programs::lsm_hook_of(hook), &btf)
+                .with_context(|| {
+                    format!(
+                        "the kernel refused the {hook} program (BPF-LSM needs CONFIG_BPF_LSM=y \
                      and `bpf` in the lsm= boot parameter)"
-                )
-            })?;
+                    )
+                })?;
             let link = prog
                 .attach()
                 .with_context(|| format!("attaching the LSM program to {hook}"))?;

@@ -5,7 +5,7 @@ use rampart_common::{programs, KernelLayout};
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 30] = [
+pub const MEMBERS: [(&str, &str); 35] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -36,6 +36,11 @@ pub const MEMBERS: [(&str, &str); 30] = [
     ("task_struct", "cred"),
     ("task_struct", "real_cred"),
     ("mount", "mnt_ns"),
+    ("dentry", "d_sb"),
+    ("super_block", "s_mounts"),
+    ("task_struct", "nsproxy"),
+    ("nsproxy", "mnt_ns"),
+    ("iattr", "ia_valid"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
@@ -44,8 +49,9 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
     for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
         *slot = btf.member_offset(s, m)?;
     }
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid] =
         offsets;
+    let (mount_instance, mounts_chained) = mount_links(btf)?;
     Ok(KernelLayout {
         binprm_file,
         file_inode,
@@ -77,21 +83,49 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         task_cred,
         task_real_cred,
         mount_ns,
+        dentry_sb,
+        sb_mounts,
+        mount_instance,
+        mounts_chained,
+        task_nsproxy,
+        nsproxy_mnt_ns,
+        iattr_valid,
         valid: 1,
     })
 }
 
-/// The LSM hooks to attach on this kernel: every one of [`programs::LSM`], and those of
+/// How a superblock links its mounts: `(offset, chained)`. To 6.16 a `struct list_head`
+/// (`s_mounts`) through each mount's `mnt_instance`; from 6.17 a chain of `struct mount *`
+/// through `mnt_next_for_sb`.
+fn mount_links(btf: &Btf) -> Result<(u32, u32), BtfError> {
+    match btf.member_offset("mount", "mnt_instance") {
+        Ok(offset) => Ok((offset, 0)),
+        Err(BtfError::NoSuchMember(..)) => Ok((btf.member_offset("mount", "mnt_next_for_sb")?, 1)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The LSM programs to attach on this kernel: every one of [`programs::LSM`], those of
 /// [`programs::LSM_OPTIONAL`] the kernel has (`file_truncate` from 6.2; before it,
-/// `ftruncate` and `O_TRUNC` reach `path_truncate`).
-pub fn lsm_hooks(btf: &Btf) -> Vec<&'static str> {
+/// `ftruncate` and `O_TRUNC` reach `path_truncate`; the ACL hooks from 6.2, before which
+/// ACLs are extended attributes), and the form of `inode_setattr` whose arguments match the
+/// kernel's. A kernel whose `inode_setattr` has neither form is refused: timestamps would
+/// go unjudged.
+pub fn lsm_hooks(btf: &Btf) -> Result<Vec<&'static str>, BtfError> {
     let mut hooks = programs::LSM.to_vec();
     hooks.extend(
         programs::LSM_OPTIONAL
             .into_iter()
             .filter(|hook| btf.has_function(&format!("bpf_lsm_{hook}"))),
     );
-    hooks
+    let setattr = format!("bpf_lsm_{}", programs::INODE_SETATTR);
+    let params = btf.function_params(&setattr);
+    let form = programs::INODE_SETATTR_FORMS
+        .into_iter()
+        .find(|(args, _)| Some(*args) == params)
+        .ok_or(BtfError::HookShape(setattr, params))?;
+    hooks.push(form.1);
+    Ok(hooks)
 }
 
 #[cfg(test)]
@@ -132,7 +166,12 @@ mod tests {
                 ("i_ino", long, 8 * 64),
             ],
         );
-        b.composite(false, "super_block", 64, &[("s_dev", uint, 8 * 16)]);
+        b.composite(
+            false,
+            "super_block",
+            256,
+            &[("s_dev", uint, 8 * 16), ("s_mounts", long, 8 * 224)],
+        );
         b.composite(false, "vm_area_struct", 64, &[("vm_file", p, 8 * 48)]);
         b.composite(
             false,
@@ -154,6 +193,7 @@ mod tests {
                 ("d_parent", p, 8 * 24),
                 ("d_name", qstr, 8 * 32),
                 ("d_inode", p, 8 * 48),
+                ("d_sb", p, 8 * 56),
             ],
         );
         b.composite(false, "path", 16, &[("mnt", p, 0), ("dentry", p, 64)]);
@@ -167,6 +207,7 @@ mod tests {
                 ("mnt_mountpoint", p, 8 * 24),
                 ("mnt", long, 8 * 32),
                 ("mnt_ns", p, 8 * 56),
+                ("mnt_instance", long, 8 * 120),
             ],
         );
         b.composite(
@@ -177,9 +218,12 @@ mod tests {
                 ("real_cred", p, 8 * 64),
                 ("cred", p, 8 * 72),
                 ("fs", p, 8 * 96),
+                ("nsproxy", p, 8 * 104),
             ],
         );
         b.composite(false, "fs_struct", 64, &[("root", long, 8 * 24)]);
+        b.composite(false, "nsproxy", 32, &[("mnt_ns", p, 8 * 24)]);
+        b.composite(false, "iattr", 32, &[("ia_valid", uint, 0)]);
         let btf = Btf::parse(&b.build()).unwrap();
         assert_eq!(
             resolve(&btf).unwrap(),
@@ -214,6 +258,13 @@ mod tests {
                 task_cred: 72,
                 task_real_cred: 64,
                 mount_ns: 56,
+                dentry_sb: 56,
+                sb_mounts: 224,
+                mount_instance: 120,
+                mounts_chained: 0,
+                task_nsproxy: 104,
+                nsproxy_mnt_ns: 24,
+                iattr_valid: 0,
                 valid: 1
             }
         );
@@ -222,14 +273,51 @@ mod tests {
     #[test]
     fn optional_lsm_hooks_only_where_the_kernel_has_them() {
         use rampart_common::programs;
-        let without = Btf::parse(&BtfBuilder::new().build()).unwrap();
-        assert_eq!(lsm_hooks(&without), programs::LSM.to_vec());
+        // 6.1's shapes: no file_truncate, no ACL hooks, inode_setattr(dentry, attr).
         let mut b = BtfBuilder::new();
-        b.func("bpf_lsm_file_truncate");
-        let with = Btf::parse(&b.build()).unwrap();
-        let hooks = lsm_hooks(&with);
-        assert_eq!(hooks.len(), programs::LSM.len() + 1);
-        assert_eq!(hooks.last(), Some(&programs::FILE_TRUNCATE));
+        let long = b.int("long", 8);
+        b.func_with("bpf_lsm_inode_setattr", &[long, long]);
+        let old = Btf::parse(&b.build()).unwrap();
+        let mut want = programs::LSM.to_vec();
+        want.push("inode_setattr");
+        assert_eq!(lsm_hooks(&old).unwrap(), want);
+        // 6.12's: every optional hook, inode_setattr(idmap, dentry, attr).
+        let mut b = BtfBuilder::new();
+        let long = b.int("long", 8);
+        for hook in programs::LSM_OPTIONAL {
+            b.func(&format!("bpf_lsm_{hook}"));
+        }
+        b.func_with("bpf_lsm_inode_setattr", &[long, long, long]);
+        let new = Btf::parse(&b.build()).unwrap();
+        let hooks = lsm_hooks(&new).unwrap();
+        assert_eq!(
+            hooks.len(),
+            programs::LSM.len() + programs::LSM_OPTIONAL.len() + 1
+        );
+        assert!(hooks.contains(&programs::FILE_TRUNCATE));
+        assert_eq!(hooks.last(), Some(&"inode_setattr_idmap"));
+        assert_eq!(
+            programs::lsm_hook_of("inode_setattr_idmap"),
+            "inode_setattr"
+        );
+        assert_eq!(programs::lsm_hook_of("path_chmod"), "path_chmod");
+    }
+
+    #[test]
+    fn unknown_setattr_shape_is_refused() {
+        let without = Btf::parse(&BtfBuilder::new().build()).unwrap();
+        assert!(matches!(
+            lsm_hooks(&without),
+            Err(BtfError::HookShape(_, None))
+        ));
+        let mut b = BtfBuilder::new();
+        let long = b.int("long", 8);
+        b.func_with("bpf_lsm_inode_setattr", &[long; 4]);
+        let odd = Btf::parse(&b.build()).unwrap();
+        assert!(matches!(
+            lsm_hooks(&odd),
+            Err(BtfError::HookShape(_, Some(4)))
+        ));
     }
 
     #[test]

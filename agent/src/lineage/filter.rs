@@ -71,6 +71,9 @@ pub enum ActionKind {
     Truncate,
     Chmod,
     Chown,
+    Utimes,
+    Xattr,
+    UringCreds,
 }
 
 impl ActionKind {
@@ -89,6 +92,9 @@ impl ActionKind {
             Self::Truncate => "truncate",
             Self::Chmod => "chmod",
             Self::Chown => "chown",
+            Self::Utimes => "utimes",
+            Self::Xattr => "xattr",
+            Self::UringCreds => "uring-creds",
         }
     }
 }
@@ -208,6 +214,9 @@ mod tests {
             (ActionKind::Truncate, Action::Truncate),
             (ActionKind::Chmod, Action::Chmod),
             (ActionKind::Chown, Action::Chown),
+            (ActionKind::Utimes, Action::Utimes),
+            (ActionKind::Xattr, Action::Xattr),
+            (ActionKind::UringCreds, Action::UringCreds),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

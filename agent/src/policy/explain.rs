@@ -73,9 +73,22 @@ pub enum Request {
         identity: Option<FileId>,
     },
     /// Changing a file's mode.
-    Chmod { path: String },
+    Chmod {
+        path: String,
+        identity: Option<FileId>,
+    },
     /// Changing a file's owner.
-    Chown { path: String },
+    Chown {
+        path: String,
+        identity: Option<FileId>,
+    },
+    /// Setting a file's timestamps.
+    Utimes { path: String },
+    /// Setting or removing an extended attribute (or a POSIX ACL) of a file.
+    Xattr {
+        path: String,
+        identity: Option<FileId>,
+    },
 }
 
 /// What is at one end of a rename.
@@ -122,6 +135,9 @@ pub fn action_name(action: Action) -> &'static str {
         Action::Truncate => "truncate",
         Action::Chmod => "chmod",
         Action::Chown => "chown",
+        Action::Utimes => "utimes",
+        Action::Xattr => "xattr",
+        Action::UringCreds => "uring-creds",
     }
 }
 
@@ -458,15 +474,25 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
                 *identity,
             ),
         ),
-        Request::Chmod { path } => file(
+        Request::Chmod { path, identity } => file(
             Action::Chmod,
             "path_chmod",
-            judge_walked(policy, path, access::CHMOD),
+            unless_pinned(policy, judge_walked(policy, path, access::CHMOD), *identity),
         ),
-        Request::Chown { path } => file(
+        Request::Chown { path, identity } => file(
             Action::Chown,
             "path_chown",
-            judge_walked(policy, path, access::CHOWN),
+            unless_pinned(policy, judge_walked(policy, path, access::CHOWN), *identity),
+        ),
+        Request::Utimes { path } => file(
+            Action::Utimes,
+            "inode_setattr",
+            judge_walked(policy, path, access::UTIMES),
+        ),
+        Request::Xattr { path, identity } => file(
+            Action::Xattr,
+            "inode_setxattr",
+            unless_pinned(policy, judge_walked(policy, path, access::XATTR), *identity),
         ),
         Request::MapExec { path } => file(
             Action::MapExec,
@@ -501,8 +527,10 @@ fn request_path(request: &Request) -> Option<String> {
         | Request::MapExec { path }
         | Request::Remove { path, .. }
         | Request::Truncate { path, .. }
-        | Request::Chmod { path }
-        | Request::Chown { path }
+        | Request::Chmod { path, .. }
+        | Request::Chown { path, .. }
+        | Request::Utimes { path }
+        | Request::Xattr { path, .. }
         | Request::Open { path, .. }
         | Request::Create { path, .. } => Some(path.clone()),
         Request::Link { .. }
@@ -530,7 +558,7 @@ fn target(request: &Request) -> String {
         Request::Connect { addr, protocol } | Request::Send { addr, protocol } => {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())
         }
-        // Exec, map-exec, remove, truncate, chmod, chown: the path alone.
+        // Exec, map-exec, remove, truncate, chmod, chown, utimes, xattr: the path alone.
         _ => request_path(request).unwrap_or_default(),
     }
 }

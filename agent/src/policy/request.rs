@@ -65,7 +65,8 @@ fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
 
 /// Parses one request line: `exec PATH`, `open PATH ACCESS`, `map-exec PATH`,
 /// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
-/// `truncate PATH`, `chmod PATH`, `chown PATH`, `connect ADDR:PORT/PROTO` or
+/// `truncate PATH`, `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`,
+/// `connect ADDR:PORT/PROTO` or
 /// `send ADDR:PORT/PROTO`. Paths are resolved on this host; the entry a create, remove,
 /// link or rename acts on is not followed if it is a symlink.
 pub fn parse_request(line: &str) -> Result<Request> {
@@ -113,12 +114,21 @@ pub fn parse_request(line: &str) -> Result<Request> {
             let (path, identity) = resolve_request(Path::new(path))?;
             Request::Truncate { path, identity }
         }
-        ["chmod", path] => Request::Chmod {
+        ["chmod", path] => {
+            let (path, identity) = resolve_request(Path::new(path))?;
+            Request::Chmod { path, identity }
+        }
+        ["chown", path] => {
+            let (path, identity) = resolve_request(Path::new(path))?;
+            Request::Chown { path, identity }
+        }
+        ["utimes", path] => Request::Utimes {
             path: resolve_request(Path::new(path))?.0,
         },
-        ["chown", path] => Request::Chown {
-            path: resolve_request(Path::new(path))?.0,
-        },
+        ["xattr", path] => {
+            let (path, identity) = resolve_request(Path::new(path))?;
+            Request::Xattr { path, identity }
+        }
         ["map-exec", path] => Request::MapExec {
             path: resolve_request(Path::new(path))?.0,
         },
@@ -134,7 +144,8 @@ pub fn parse_request(line: &str) -> Result<Request> {
             "`{line}`: expected `exec PATH`, `open PATH read,write`, `map-exec PATH`, \
              `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`, \
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
-             `chmod PATH`, `chown PATH`, `connect ADDR:PORT/tcp` or `send ADDR:PORT/udp`"
+             `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
+             `connect ADDR:PORT/tcp` or `send ADDR:PORT/udp`"
         ),
     })
 }

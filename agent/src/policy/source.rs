@@ -206,6 +206,8 @@ pub enum Access {
     Truncate,
     Chmod,
     Chown,
+    Utimes,
+    Xattr,
 }
 
 impl Access {
@@ -224,6 +226,8 @@ impl Access {
             Access::Truncate => access::TRUNCATE,
             Access::Chmod => access::CHMOD,
             Access::Chown => access::CHOWN,
+            Access::Utimes => access::UTIMES,
+            Access::Xattr => access::XATTR,
         }
     }
 
@@ -246,7 +250,7 @@ impl<'de> Deserialize<'de> for AccessList {
         if list.is_empty() {
             return Err(de::Error::custom(
                 "access must list at least one right (read, write, exec, create, make-char, \
-                 make-block, remove, refer, truncate, chmod, chown)",
+                 make-block, remove, refer, truncate, chmod, chown, utimes, xattr)",
             ));
         }
         let mut seen = HashSet::new();

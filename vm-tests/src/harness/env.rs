@@ -151,6 +151,8 @@ spec:
       access: [read, write, truncate]
     - path: /tmp/rights/meta/
       access: [read, chmod, chown]
+    - path: /tmp/rights/stamp/
+      access: [read, utimes, xattr]
     - path: /tmp/rights/a/
       access: [read, create, remove, refer]
     - path: /tmp/rights/b/
@@ -175,6 +177,8 @@ spec:
       access: [read, create, remove, refer]
     - path: /mnt/rights-ovl/b/
       access: [read, write, create, remove, refer]
+    - path: /mnt/rights-ovl/stamp/
+      access: [read, utimes, xattr]
   network:
     - cidr: 127.0.0.1/32
       ports: ["8000-8100"]

@@ -4,6 +4,7 @@
 //! also expected as an event with its reason.
 
 pub mod agent;
+pub mod attrs;
 pub mod bundles;
 pub mod control;
 pub mod daemon;
@@ -254,6 +255,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: tree::other_file_systems,
+    },
+    Scenario {
+        name: "file-times-xattrs-acls-denied-without-allowed-with",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: attrs::times_xattrs_acls,
     },
     Scenario {
         name: "open-via-io-uring-judged",

@@ -15,18 +15,18 @@ use crate::harness::observe::{op_in, want, want_denied, Outcome};
 pub const RIGHTS: &str = "/tmp/rights";
 
 /// One action and what the kernel must do with it.
-struct Case {
+pub(super) struct Case {
     what: &'static str,
     op: Vec<String>,
     /// `None`: allowed; else the denial's (action, path, reason).
     denied: Option<(&'static str, String, &'static str)>,
 }
 
-fn at(rel: &str) -> String {
+pub(super) fn at(rel: &str) -> String {
     format!("{RIGHTS}/{rel}")
 }
 
-fn allow(what: &'static str, op: &[&str]) -> Case {
+pub(super) fn allow(what: &'static str, op: &[&str]) -> Case {
     Case {
         what,
         op: op.iter().map(|s| s.to_string()).collect(),
@@ -34,7 +34,11 @@ fn allow(what: &'static str, op: &[&str]) -> Case {
     }
 }
 
-fn deny(what: &'static str, op: &[&str], event: (&'static str, &str, &'static str)) -> Case {
+pub(super) fn deny(
+    what: &'static str,
+    op: &[&str],
+    event: (&'static str, &str, &'static str),
+) -> Case {
     Case {
         what,
         op: op.iter().map(|s| s.to_string()).collect(),
@@ -46,14 +50,27 @@ fn deny(what: &'static str, op: &[&str], event: (&'static str, &str, &'static st
 pub fn prepare() -> Result<()> {
     let _ = std::fs::remove_dir_all(RIGHTS);
     let dirs = [
-        "ro", "create", "remove", "dev", "trunc", "meta", "a", "b", "c", "noref", "hidden",
+        "ro", "create", "remove", "dev", "trunc", "meta", "a", "b", "c", "noref", "hidden", "stamp",
     ];
     for d in dirs {
         std::fs::create_dir_all(at(d)).with_context(|| format!("making {}", at(d)))?;
     }
     for f in [
-        "ro/f", "create/w", "remove/f", "trunc/t", "meta/f", "a/x", "a/y", "a/z", "a/e1", "a/e4",
-        "b/e2", "c/e3", "hidden/s",
+        "ro/f",
+        "create/w",
+        "remove/f",
+        "trunc/t",
+        "meta/f",
+        "a/x",
+        "a/y",
+        "a/z",
+        "a/e1",
+        "a/e4",
+        "b/e2",
+        "c/e3",
+        "hidden/s",
+        "stamp/f",
+        "stamp/acl",
     ] {
         std::fs::write(at(f), b"rampart\n").with_context(|| format!("writing {}", at(f)))?;
     }
@@ -73,7 +90,7 @@ fn deep_dir(levels: usize) -> String {
     format!("{}{}", at("create"), "/d".repeat(levels))
 }
 
-fn run_cases(env: &mut Env, cases: &[Case]) -> Result<()> {
+pub(super) fn run_cases(env: &mut Env, cases: &[Case]) -> Result<()> {
     let g = env.governed.clone();
     for case in cases {
         let op: Vec<&str> = case.op.iter().map(String::as_str).collect();
@@ -390,7 +407,7 @@ fn load_modules() -> Result<()> {
 
 /// Mounts a fresh ext4 (made by busybox mke2fs, mounted by the ext4 driver) and a fresh
 /// overlay with files in its lower layer.
-fn mount_file_systems() -> Result<()> {
+pub(super) fn mount_file_systems() -> Result<()> {
     use std::process::Command;
     load_modules()?;
     for m in [EXT4, OVERLAY] {
@@ -415,11 +432,17 @@ fn mount_file_systems() -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(OVERLAY_DIRS);
     for d in [
-        "lower/ro", "lower/rw", "lower/a", "lower/b", "upper", "work",
+        "lower/ro",
+        "lower/rw",
+        "lower/a",
+        "lower/b",
+        "lower/stamp",
+        "upper",
+        "work",
     ] {
         std::fs::create_dir_all(format!("{OVERLAY_DIRS}/{d}"))?;
     }
-    for f in ["ro/f", "ro/g", "rw/f", "rw/t", "rw/gone", "a/x"] {
+    for f in ["ro/f", "ro/g", "rw/f", "rw/t", "rw/gone", "a/x", "stamp/f"] {
         std::fs::write(format!("{OVERLAY_DIRS}/lower/{f}"), b"rampart\n")?;
     }
     let options = format!(
