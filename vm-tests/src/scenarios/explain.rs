@@ -106,7 +106,7 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
     // each row acts on entries no other row touches.
     let r = |rel: &str| format!("{}/{rel}", super::tree::RIGHTS);
     let pinned = crate::harness::env::PINNED_PROGRAM.to_owned();
-    let actions: [(String, Vec<String>); 22] = [
+    let actions: [(String, Vec<String>); 26] = [
         (
             format!("create {} file", r("ro/x1")),
             vec!["create".into(), r("ro/x1")],
@@ -194,6 +194,22 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
         (
             format!("chown {}", r("ro/f")),
             vec!["chown".into(), r("ro/f")],
+        ),
+        (
+            format!("utimes {}", r("ro/f")),
+            vec!["utimes".into(), r("ro/f")],
+        ),
+        (
+            format!("utimes {}", r("stamp/f")),
+            vec!["utimes".into(), r("stamp/f")],
+        ),
+        (
+            format!("xattr {}", r("ro/f")),
+            vec!["setxattr".into(), r("ro/f")],
+        ),
+        (
+            format!("xattr {}", r("stamp/f")),
+            vec!["setxattr".into(), r("stamp/f")],
         ),
     ];
     for (request, op) in actions {
