@@ -41,6 +41,7 @@ fn decision(i: u64) -> DecisionRecord {
         file_dev: Some(2049),
         file_ino: Some(1_234_567),
         endpoint: None,
+        peer_pid: None,
     }
 }
 

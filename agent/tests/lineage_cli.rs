@@ -45,6 +45,7 @@ fn decision(i: u32, decision: &'static str) -> DecisionRecord {
         file_dev: None,
         file_ino: None,
         endpoint: None,
+        peer_pid: None,
     }
 }
 

@@ -142,6 +142,17 @@ pub struct KernelLayout {
     pub nsproxy_mnt_ns: u32,
     /// `struct iattr::ia_valid`
     pub iattr_valid: u32,
+    /// `struct task_struct::cgroups` (a `struct css_set *`)
+    pub task_cgroups: u32,
+    /// `struct css_set::dfl_cgrp`: the task's cgroup v2
+    pub css_set_dfl_cgrp: u32,
+    /// `struct cgroup::level` (0 for the root)
+    pub cgroup_level: u32,
+    /// `struct cgroup::ancestors`: `ancestors[i]` is the ancestor at level `i`, itself at
+    /// `level`
+    pub cgroup_ancestors: u32,
+    /// `struct task_struct::tgid`
+    pub task_tgid: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -186,6 +197,11 @@ impl KernelLayout {
         task_nsproxy: 0,
         nsproxy_mnt_ns: 0,
         iattr_valid: 0,
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_level: 0,
+        cgroup_ancestors: 0,
+        task_tgid: 0,
         valid: 0,
     };
 }
@@ -404,11 +420,20 @@ pub enum Action {
     /// An io_uring request running under credentials registered earlier
     /// (`uring_override_creds`): always denied in governed cgroups.
     UringCreds = 15,
+    /// A signal to another process (`kill`, `tgkill`, `pidfd_send_signal`: `task_kill`):
+    /// allowed only to tasks governed by the same policy slot.
+    Signal = 16,
+    /// Tracing or reading another process (`ptrace`, `/proc/PID/mem`, `process_vm_*`,
+    /// `pidfd_getfd`: `ptrace_access_check`, `ptrace_traceme`): as for signals.
+    Ptrace = 17,
+    /// The `bpf()` system call (`bpf`): denied in governed cgroups, so a workload can
+    /// neither get, detach nor change Rampart's programs, links and maps.
+    Bpf = 18,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 18] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -424,6 +449,9 @@ impl Action {
         Action::Utimes,
         Action::Xattr,
         Action::UringCreds,
+        Action::Signal,
+        Action::Ptrace,
+        Action::Bpf,
     ];
 
     /// The action with this number, if any.
@@ -433,7 +461,15 @@ impl Action {
 
     /// Whether the action is about a file (its event has a path and access bits).
     pub const fn is_file(self) -> bool {
-        !matches!(self, Action::Connect | Action::Send | Action::UringCreds)
+        !matches!(
+            self,
+            Action::Connect
+                | Action::Send
+                | Action::UringCreds
+                | Action::Signal
+                | Action::Ptrace
+                | Action::Bpf
+        )
     }
 }
 
@@ -670,8 +706,8 @@ pub struct Event {
     pub port: u32,
     /// `IPPROTO_TCP` or `IPPROTO_UDP` for network actions.
     pub protocol: u32,
-    /// Zero.
-    pub _reserved: u32,
+    /// The other task of a signal or ptrace decision (its thread group id); else 0.
+    pub peer_pid: u32,
     /// Destination address, network order (IPv4 in the first four bytes).
     pub addr: [u8; 16],
     /// The task's `comm`, NUL-padded.
@@ -776,8 +812,14 @@ pub mod programs {
     pub const INODE_REMOVEXATTR: &str = "inode_removexattr";
     /// io_uring requests under registered credentials.
     pub const URING_OVERRIDE_CREDS: &str = "uring_override_creds";
+    /// Signals to another process.
+    pub const TASK_KILL: &str = "task_kill";
+    /// Tracing or reading another process's memory.
+    pub const PTRACE_ACCESS_CHECK: &str = "ptrace_access_check";
+    /// `PTRACE_TRACEME`: handing oneself to the parent as tracer.
+    pub const PTRACE_TRACEME: &str = "ptrace_traceme";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 17] = [
+    pub const LSM: [&str; 20] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -795,6 +837,9 @@ pub mod programs {
         INODE_SETXATTR,
         INODE_REMOVEXATTR,
         URING_OVERRIDE_CREDS,
+        TASK_KILL,
+        PTRACE_ACCESS_CHECK,
+        PTRACE_TRACEME,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).
@@ -812,15 +857,22 @@ pub mod programs {
     /// program whose argument count the kernel's BTF shows.
     pub const INODE_SETATTR_FORMS: [(usize, &str); 2] =
         [(2, "inode_setattr"), (3, "inode_setattr_idmap")];
+    /// The `bpf()` system call: `(cmd, attr, size)`, from 6.15 with a `kernel` flag after.
+    pub const BPF: &str = "bpf";
+    /// The forms of [`BPF`].
+    pub const BPF_FORMS: [(usize, &str); 2] = [(3, "bpf"), (4, "bpf_kernel")];
+    /// Every hook whose arguments differ between kernels, with its forms: exactly one form
+    /// of each is attached.
+    pub const HOOK_FORMS: [(&str, &[(usize, &str)]); 2] =
+        [(INODE_SETATTR, &INODE_SETATTR_FORMS), (BPF, &BPF_FORMS)];
 
     /// The hook an LSM program attaches to: its own name, except for the forms of a hook
     /// whose arguments differ between kernels.
     pub fn lsm_hook_of(program: &str) -> &str {
-        if INODE_SETATTR_FORMS.iter().any(|(_, p)| *p == program) {
-            INODE_SETATTR
-        } else {
-            program
-        }
+        HOOK_FORMS
+            .iter()
+            .find(|(_, forms)| forms.iter().any(|(_, p)| *p == program))
+            .map_or(program, |(hook, _)| hook)
     }
     /// IPv4 `connect`.
     pub const CONNECT4: &str = "connect4";

@@ -39,6 +39,11 @@ pub struct Request {
     pub port: u32,
     pub protocol: u32,
     pub addr: [u8; 16],
+    /// The other task of a signal or ptrace decision (its thread group id).
+    pub peer_pid: u32,
+    /// A probe the kernel makes without auditing (`PTRACE_MODE_NOAUDIT`): decided and
+    /// counted, but no event is written (they come in floods, e.g. from `ps`).
+    pub quiet: bool,
 }
 
 impl Request {
@@ -53,6 +58,8 @@ impl Request {
             port: 0,
             protocol: 0,
             addr: [0; 16],
+            peer_pid: 0,
+            quiet: false,
         }
     }
 }
@@ -124,7 +131,7 @@ pub fn conclude(policy_id: u32, request: &Request, reason: Reason, rule_id: u32)
     } else {
         Decision::Deny
     };
-    if decision != Decision::Allow || flags & policy_flags::EVENTS_ALL != 0 {
+    if !request.quiet && (decision != Decision::Allow || flags & policy_flags::EVENTS_ALL != 0) {
         let recorded = emit(policy_id, version, request, reason, decision, rule_id);
         if !recorded && flags & policy_flags::STRICT != 0 {
             count(Reason::EventUnrecorded);
@@ -169,7 +176,7 @@ fn emit(
         (*e).family = request.family;
         (*e).port = request.port;
         (*e).protocol = request.protocol;
-        (*e)._reserved = 0;
+        (*e).peer_pid = request.peer_pid;
         (*e).addr = request.addr;
         (*e).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         let dst = core::ptr::addr_of_mut!((*e).path) as *mut c_void;

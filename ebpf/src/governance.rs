@@ -2,9 +2,12 @@
 //! cgroup itself or any ancestor), and whether that slot is loaded.
 
 use aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id;
-use rampart_common::{PolicyInfo, MAX_CGROUP_LEVELS};
+use rampart_common::{KernelLayout, PolicyInfo, MAX_CGROUP_LEVELS};
 
-use crate::maps::{GOVERNED, POLICIES};
+use crate::{
+    maps::{GOVERNED, POLICIES},
+    object::read_at,
+};
 
 /// The policy slot governing the current task: that of its deepest governed cgroup.
 pub fn governing_policy() -> Option<u32> {
@@ -19,6 +22,51 @@ pub fn governing_policy() -> Option<u32> {
         // SAFETY: the value is copied out at once.
         if let Some(policy) = unsafe { GOVERNED.get(id) } {
             found = Some(*policy);
+        }
+        level += 1;
+    }
+    found
+}
+
+/// [`task_governor`]: no governed cgroup contains the task.
+pub const NOBODY: u32 = u32::MAX;
+/// [`task_governor`]: the task's cgroup could not be read (or is deeper than the programs
+/// look); never "the same policy" as any slot.
+pub const UNKNOWN: u32 = u32::MAX - 1;
+
+/// Who governs another task, seen from its cgroup v2 (`task->cgroups->dfl_cgrp`) and that
+/// cgroup's ancestors, as [`governing_policy`] sees the current task's: the slot of its
+/// deepest governed cgroup, [`NOBODY`] or [`UNKNOWN`]. A plain integer, not an enum: the
+/// 6.1 verifier refuses to read half of a spilled register, which an enum's return became.
+pub fn task_governor(task: *const u8, layout: &KernelLayout) -> u32 {
+    let Some(css_set) = read_at::<*const u8>(task, layout.task_cgroups) else {
+        return UNKNOWN;
+    };
+    let Some(cgrp) = read_at::<*const u8>(css_set, layout.css_set_dfl_cgrp) else {
+        return UNKNOWN;
+    };
+    let Some(depth) = read_at::<i32>(cgrp, layout.cgroup_level) else {
+        return UNKNOWN;
+    };
+    if depth < 0 || depth as u32 >= MAX_CGROUP_LEVELS {
+        return UNKNOWN;
+    }
+    let mut found = NOBODY;
+    let mut level = 0u32;
+    while level < MAX_CGROUP_LEVELS {
+        if level > depth as u32 {
+            break;
+        }
+        let slot = layout.cgroup_ancestors as usize + level as usize * 8;
+        let Some(id) = read_at::<*const u8>(cgrp, slot as u32)
+            .and_then(|ancestor| read_at::<*const u8>(ancestor, layout.cgroup_kn))
+            .and_then(|kn| read_at::<u64>(kn, layout.kn_id))
+        else {
+            return UNKNOWN;
+        };
+        // SAFETY: the value is copied out at once.
+        if let Some(policy) = unsafe { GOVERNED.get(id) } {
+            found = *policy;
         }
         level += 1;
     }

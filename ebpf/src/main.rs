@@ -3,7 +3,8 @@
 //! Every program is a thin entry that calls a `judge_*` function; the decision logic reads
 //! as ordinary Rust. One module per hook family (`exec`, `file`, `mmap`, `tree` for
 //! creating, removing, linking and renaming, `attr` for truncation, mode and owner,
-//! `inode` for timestamps, extended attributes and ACLs, `network`, `cgroup`) over shared
+//! `inode` for timestamps, extended attributes and ACLs, `scope` for signals, ptrace and
+//! `bpf()`, `network`, `cgroup`) over shared
 //! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
 //! the target is), `decision` (mode, counters, events) and
 //! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
@@ -27,6 +28,7 @@ mod mounts;
 mod network;
 mod object;
 mod path;
+mod scope;
 mod tree;
 mod walk;
 

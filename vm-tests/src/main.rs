@@ -15,6 +15,7 @@ mod harness;
 mod modes;
 mod ops;
 mod scenarios;
+mod scope_ops;
 
 use std::{os::unix::process::CommandExt, process::ExitCode};
 

@@ -278,6 +278,23 @@ pub fn iterations(op: &str) -> usize {
     }
 }
 
+/// `utimensat(path, {1 s, 1 s})`: a timestamp change by path, no open.
+fn utimes_path(target: &str) -> std::io::Result<()> {
+    let path = CString::new(target).map_err(std::io::Error::other)?;
+    let t = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `times` two valid timespecs, both alive
+    // for the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), [t, t].as_ptr(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The workload side: runs `op` `n` times and prints the sorted latencies' median and p99.
 fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
     let mut samples = Vec::with_capacity(n);
@@ -303,6 +320,8 @@ fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o644))?;
             }
+            // `inode_setattr`: the mount search and one walk per mount of the file.
+            "utimes" => utimes_path(target)?,
             "exec" => {
                 let out = Command::new(target).arg("probe").output()?;
                 if !out.status.success() {
@@ -518,6 +537,9 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         }
     }
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(result) = crate::scope_ops::run(&a) {
+        return Some(report(result));
+    }
     Some(report(match a.as_slice() {
         ["open", path, access] => open(path, open_flags(access)?).map(drop),
         ["uring-open", path] => uring_open(path),

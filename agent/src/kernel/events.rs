@@ -46,6 +46,50 @@ fn endpoint(e: &Event) -> Option<String> {
     })
 }
 
+/// The name of a `bpf()` command (`enum bpf_cmd`), as a denied `bpf` event's `access`.
+fn bpf_command(cmd: u32) -> String {
+    const NAMES: [&str; 35] = [
+        "map-create",
+        "map-lookup-elem",
+        "map-update-elem",
+        "map-delete-elem",
+        "map-get-next-key",
+        "prog-load",
+        "obj-pin",
+        "obj-get",
+        "prog-attach",
+        "prog-detach",
+        "prog-test-run",
+        "prog-get-next-id",
+        "map-get-next-id",
+        "prog-get-fd-by-id",
+        "map-get-fd-by-id",
+        "obj-get-info-by-fd",
+        "prog-query",
+        "raw-tracepoint-open",
+        "btf-load",
+        "btf-get-fd-by-id",
+        "task-fd-query",
+        "map-lookup-and-delete-elem",
+        "map-freeze",
+        "btf-get-next-id",
+        "map-lookup-batch",
+        "map-lookup-and-delete-batch",
+        "map-update-batch",
+        "map-delete-batch",
+        "link-create",
+        "link-update",
+        "link-get-fd-by-id",
+        "link-get-next-id",
+        "enable-stats",
+        "iter-create",
+        "link-detach",
+    ];
+    NAMES
+        .get(cmd as usize)
+        .map_or_else(|| format!("cmd-{cmd}"), |n| (*n).to_owned())
+}
+
 /// Decodes one ring-buffer record. Unknown action, reason or decision numbers are kept
 /// visible as "unknown" rather than rejected: a decision happened and must not vanish.
 pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
@@ -79,12 +123,16 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
         policy_version: e.policy_version,
         policy: None,
         rule: None,
-        access: is_file.then(|| access_names(e.access)),
+        access: match action {
+            Some(Action::Bpf) => Some(bpf_command(e.access)),
+            _ => is_file.then(|| access_names(e.access)),
+        },
         path,
         path_truncated: e.path_len as usize > EVENT_PATH_BYTES + 1,
         file_dev: is_file.then_some(e.file.dev),
         file_ino: is_file.then_some(e.file.ino),
         endpoint: endpoint(&e),
+        peer_pid: matches!(action, Some(Action::Signal | Action::Ptrace)).then_some(e.peer_pid),
     })
 }
 
@@ -139,11 +187,35 @@ mod tests {
             family: 0,
             port: 0,
             protocol: 0,
-            _reserved: 0,
+            peer_pid: 0,
             addr: [0; 16],
             comm,
             path,
         }
+    }
+
+    #[test]
+    fn signal_and_bpf_events_carry_their_peer_and_command() {
+        let mut e = sample();
+        e.action = Action::Signal as u32;
+        e.path_len = 0;
+        e.peer_pid = 4242;
+        let r = parse(&bytes_of(&e)).unwrap();
+        assert_eq!(
+            (r.action, r.peer_pid, r.access),
+            ("signal", Some(4242), None)
+        );
+        assert_eq!((r.file_dev, r.file_ino), (None, None));
+        e.action = Action::Bpf as u32;
+        e.access = 7;
+        let r = parse(&bytes_of(&e)).unwrap();
+        assert_eq!((r.action, r.peer_pid), ("bpf", None));
+        assert_eq!(r.access.as_deref(), Some("obj-get"));
+        e.access = 99;
+        assert_eq!(
+            parse(&bytes_of(&e)).unwrap().access.as_deref(),
+            Some("cmd-99")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use rampart_common::{programs, KernelLayout};
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 35] = [
+pub const MEMBERS: [(&str, &str); 40] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -41,6 +41,11 @@ pub const MEMBERS: [(&str, &str); 35] = [
     ("task_struct", "nsproxy"),
     ("nsproxy", "mnt_ns"),
     ("iattr", "ia_valid"),
+    ("task_struct", "cgroups"),
+    ("css_set", "dfl_cgrp"),
+    ("cgroup", "level"),
+    ("cgroup", "ancestors"),
+    ("task_struct", "tgid"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
@@ -49,7 +54,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
     for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
         *slot = btf.member_offset(s, m)?;
     }
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid] =
         offsets;
     let (mount_instance, mounts_chained) = mount_links(btf)?;
     Ok(KernelLayout {
@@ -90,6 +95,11 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         task_nsproxy,
         nsproxy_mnt_ns,
         iattr_valid,
+        task_cgroups,
+        css_set_dfl_cgrp,
+        cgroup_level,
+        cgroup_ancestors,
+        task_tgid,
         valid: 1,
     })
 }
@@ -118,13 +128,15 @@ pub fn lsm_hooks(btf: &Btf) -> Result<Vec<&'static str>, BtfError> {
             .into_iter()
             .filter(|hook| btf.has_function(&format!("bpf_lsm_{hook}"))),
     );
-    let setattr = format!("bpf_lsm_{}", programs::INODE_SETATTR);
-    let params = btf.function_params(&setattr);
-    let form = programs::INODE_SETATTR_FORMS
-        .into_iter()
-        .find(|(args, _)| Some(*args) == params)
-        .ok_or(BtfError::HookShape(setattr, params))?;
-    hooks.push(form.1);
+    for (hook, forms) in programs::HOOK_FORMS {
+        let function = format!("bpf_lsm_{hook}");
+        let params = btf.function_params(&function);
+        let form = forms
+            .iter()
+            .find(|(args, _)| Some(*args) == params)
+            .ok_or(BtfError::HookShape(function, params))?;
+        hooks.push(form.1);
+    }
     Ok(hooks)
 }
 
@@ -177,7 +189,12 @@ mod tests {
             false,
             "cgroup",
             64,
-            &[("root", p, 8 * 8), ("kn", p, 8 * 16)],
+            &[
+                ("root", p, 8 * 8),
+                ("kn", p, 8 * 16),
+                ("level", uint, 8 * 40),
+                ("ancestors", long, 8 * 200),
+            ],
         );
         b.composite(false, "kernfs_node", 64, &[("id", long, 8 * 56)]);
         b.composite(false, "cgroup_root", 64, &[("hierarchy_id", uint, 8 * 4)]);
@@ -219,8 +236,11 @@ mod tests {
                 ("cred", p, 8 * 72),
                 ("fs", p, 8 * 96),
                 ("nsproxy", p, 8 * 104),
+                ("cgroups", p, 8 * 112),
+                ("tgid", uint, 8 * 12),
             ],
         );
+        b.composite(false, "css_set", 64, &[("dfl_cgrp", p, 8 * 88)]);
         b.composite(false, "fs_struct", 64, &[("root", long, 8 * 24)]);
         b.composite(false, "nsproxy", 32, &[("mnt_ns", p, 8 * 24)]);
         b.composite(false, "iattr", 32, &[("ia_valid", uint, 0)]);
@@ -261,6 +281,11 @@ mod tests {
                 dentry_sb: 56,
                 sb_mounts: 224,
                 mount_instance: 120,
+                task_cgroups: 112,
+                css_set_dfl_cgrp: 88,
+                cgroup_level: 40,
+                cgroup_ancestors: 200,
+                task_tgid: 12,
                 mounts_chained: 0,
                 task_nsproxy: 104,
                 nsproxy_mnt_ns: 24,
@@ -277,9 +302,10 @@ mod tests {
         let mut b = BtfBuilder::new();
         let long = b.int("long", 8);
         b.func_with("bpf_lsm_inode_setattr", &[long, long]);
+        b.func_with("bpf_lsm_bpf", &[long; 3]);
         let old = Btf::parse(&b.build()).unwrap();
         let mut want = programs::LSM.to_vec();
-        want.push("inode_setattr");
+        want.extend(["inode_setattr", "bpf"]);
         assert_eq!(lsm_hooks(&old).unwrap(), want);
         // 6.12's: every optional hook, inode_setattr(idmap, dentry, attr).
         let mut b = BtfBuilder::new();
@@ -288,23 +314,29 @@ mod tests {
             b.func(&format!("bpf_lsm_{hook}"));
         }
         b.func_with("bpf_lsm_inode_setattr", &[long, long, long]);
+        // 6.15 and later: bpf(cmd, attr, size, kernel).
+        b.func_with("bpf_lsm_bpf", &[long; 4]);
         let new = Btf::parse(&b.build()).unwrap();
         let hooks = lsm_hooks(&new).unwrap();
         assert_eq!(
             hooks.len(),
-            programs::LSM.len() + programs::LSM_OPTIONAL.len() + 1
+            programs::LSM.len() + programs::LSM_OPTIONAL.len() + 2
         );
         assert!(hooks.contains(&programs::FILE_TRUNCATE));
-        assert_eq!(hooks.last(), Some(&"inode_setattr_idmap"));
+        assert_eq!(
+            hooks[hooks.len() - 2..],
+            ["inode_setattr_idmap", "bpf_kernel"]
+        );
         assert_eq!(
             programs::lsm_hook_of("inode_setattr_idmap"),
             "inode_setattr"
         );
+        assert_eq!(programs::lsm_hook_of("bpf_kernel"), "bpf");
         assert_eq!(programs::lsm_hook_of("path_chmod"), "path_chmod");
     }
 
     #[test]
-    fn unknown_setattr_shape_is_refused() {
+    fn unknown_hook_shape_is_refused() {
         let without = Btf::parse(&BtfBuilder::new().build()).unwrap();
         assert!(matches!(
             lsm_hooks(&without),
@@ -313,10 +345,20 @@ mod tests {
         let mut b = BtfBuilder::new();
         let long = b.int("long", 8);
         b.func_with("bpf_lsm_inode_setattr", &[long; 4]);
+        b.func_with("bpf_lsm_bpf", &[long; 3]);
         let odd = Btf::parse(&b.build()).unwrap();
         assert!(matches!(
             lsm_hooks(&odd),
             Err(BtfError::HookShape(_, Some(4)))
+        ));
+        let mut b = BtfBuilder::new();
+        let long = b.int("long", 8);
+        b.func_with("bpf_lsm_inode_setattr", &[long; 3]);
+        b.func_with("bpf_lsm_bpf", &[long; 2]);
+        let odd_bpf = Btf::parse(&b.build()).unwrap();
+        assert!(matches!(
+            lsm_hooks(&odd_bpf),
+            Err(BtfError::HookShape(f, Some(2))) if f == "bpf_lsm_bpf"
         ));
     }
 

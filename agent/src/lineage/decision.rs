@@ -40,4 +40,7 @@ pub struct DecisionRecord {
     /// `ADDR:PORT/PROTO` (network actions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The other process of a signal or ptrace decision (its pid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<u32>,
 }

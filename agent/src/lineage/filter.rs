@@ -74,6 +74,9 @@ pub enum ActionKind {
     Utimes,
     Xattr,
     UringCreds,
+    Signal,
+    Ptrace,
+    Bpf,
 }
 
 impl ActionKind {
@@ -95,6 +98,9 @@ impl ActionKind {
             Self::Utimes => "utimes",
             Self::Xattr => "xattr",
             Self::UringCreds => "uring-creds",
+            Self::Signal => "signal",
+            Self::Ptrace => "ptrace",
+            Self::Bpf => "bpf",
         }
     }
 }
@@ -217,6 +223,9 @@ mod tests {
             (ActionKind::Utimes, Action::Utimes),
             (ActionKind::Xattr, Action::Xattr),
             (ActionKind::UringCreds, Action::UringCreds),
+            (ActionKind::Signal, Action::Signal),
+            (ActionKind::Ptrace, Action::Ptrace),
+            (ActionKind::Bpf, Action::Bpf),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

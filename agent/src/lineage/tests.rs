@@ -41,6 +41,7 @@ pub fn decision(i: u64) -> DecisionRecord {
         file_dev: Some(2049),
         file_ino: Some(100_000 + i),
         endpoint: None,
+        peer_pid: None,
     }
 }
 

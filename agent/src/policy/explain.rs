@@ -138,6 +138,9 @@ pub fn action_name(action: Action) -> &'static str {
         Action::Utimes => "utimes",
         Action::Xattr => "xattr",
         Action::UringCreds => "uring-creds",
+        Action::Signal => "signal",
+        Action::Ptrace => "ptrace",
+        Action::Bpf => "bpf",
     }
 }
 

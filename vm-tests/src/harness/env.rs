@@ -50,9 +50,11 @@ pub struct ExpectedEvent {
 impl ExpectedEvent {
     /// Whether the recorded event `e` (agent JSON) is this expected one.
     pub fn matches(&self, e: &serde_json::Value) -> bool {
+        let peer = e["peer_pid"].as_u64().map(|pid| pid.to_string());
         let target = e["path"]
             .as_str()
             .or(e["endpoint"].as_str())
+            .or(peer.as_deref())
             .unwrap_or_default();
         e["action"] == self.action.as_str()
             && e["decision"] == self.decision.as_str()
@@ -138,6 +140,10 @@ spec:
       access: [read]
     - path: /dev/null
       access: [read, write]
+    # Process scope (scenarios/scope.rs): /proc files open, so that what denies
+    # /proc/PID/mem of another policy's task is the ptrace check, not the path.
+    - path: /proc/
+      access: [read]
     # File actions (scenarios/tree.rs): one directory per right.
     - path: /tmp/rights/ro/
       access: [read]

@@ -163,7 +163,7 @@ fn policy_text(rules: usize, listener_port: u16) -> String {
          governs: [/bench-gov]\n  exec:\n    allow: [{FIXTURES}/allowed-probe]\n  files:\n    \
          - path: {FIXTURES}/data/readable.txt\n      access: [read]\n    \
          - path: /dev/null\n      access: [read, write]\n    \
-         - path: {BENCH_FILES}/\n      access: [read, write, create, remove, chmod]\n{filler}  network:\n    \
+         - path: {BENCH_FILES}/\n      access: [read, write, create, remove, chmod, utimes]\n{filler}  network:\n    \
          - cidr: 127.0.0.1/32\n      ports: [{listener_port}]\n      protocol: tcp\n"
     )
 }
@@ -196,10 +196,10 @@ fn run_op(cgroup: &Path, op: &str, target: &str) -> Result<(u64, u64)> {
     Ok((get("median_ns")?, get("p99_ns")?))
 }
 
-/// Where the file-action measurements act (granted create, remove and chmod).
+/// Where the file-action measurements act (granted create, remove, chmod and utimes).
 const BENCH_FILES: &str = "/tmp/bench-files";
 
-fn targets(port: u16) -> [(&'static str, String); 6] {
+fn targets(port: u16) -> [(&'static str, String); 7] {
     [
         ("open", format!("{FIXTURES}/data/readable.txt")),
         ("connect", format!("127.0.0.1:{port}")),
@@ -207,6 +207,7 @@ fn targets(port: u16) -> [(&'static str, String); 6] {
         ("create-unlink", format!("{BENCH_FILES}/new")),
         ("rename", format!("{BENCH_FILES}/moved")),
         ("chmod", format!("{BENCH_FILES}/mode")),
+        ("utimes", format!("{BENCH_FILES}/mode")),
     ]
 }
 

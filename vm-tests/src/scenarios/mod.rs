@@ -16,6 +16,7 @@ pub mod governance;
 pub mod lineage;
 pub mod network;
 pub mod pinning;
+pub mod scope;
 pub mod state;
 pub mod tree;
 
@@ -261,6 +262,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: attrs::times_xattrs_acls,
+    },
+    Scenario {
+        name: "tamper-chain-denied-signals-and-ptrace-scoped-to-the-policy",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: scope::tamper_chain_and_process_scope,
     },
     Scenario {
         name: "open-via-io-uring-judged",

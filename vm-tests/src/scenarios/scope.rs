@@ -1,0 +1,246 @@
+//! Containment, self-protection and process scope (issue 17): a governed root workload runs
+//! the whole tamper chain against Rampart (its pinned maps and links through `bpf()`, the
+//! kernel's program list, unlinking and renaming the pins, signals, ptrace, memory and
+//! descriptors of the agent) and against an ungoverned process; every step is denied and
+//! recorded, and exec, file and network enforcement still hold afterwards. Towards a task
+//! governed by the same policy, signals and ptrace stay allowed.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::harness::env::{Env, PIN_DIR};
+use crate::harness::observe::{exec_target, op_in, p, want, want_denied, Outcome};
+
+/// What a tamper attempt is, its op, and the event its denial must give (action, target,
+/// reason).
+type Attempt<'a> = (&'a str, Vec<&'a str>, (&'a str, &'a str, &'a str));
+
+/// A process that sleeps, killed when dropped.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the runner's `sleep` op, inside `cgroup` (through cg-exec and the allowed probe)
+/// or, without one, in the harness's own (ungoverned) cgroup.
+fn sleeper(env: &Env, cgroup: Option<&Path>) -> Result<Sleeper> {
+    let mut cmd = Command::new(&env.runner);
+    match cgroup {
+        Some(cg) => cmd
+            .arg("cg-exec")
+            .arg(cg)
+            .arg(&env.allowed)
+            .args(["op", "sleep", "120"]),
+        None => cmd.args(["op", "sleep", "120"]),
+    };
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a sleeper")?;
+    // Let it reach its sleep (joined its cgroup, exec'd).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Ok(Sleeper(child))
+}
+
+/// The first file under `dir` (recursively) whose path contains `part`.
+fn find_pin(dir: &Path, part: &str) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_pin(&path, part) {
+                return Some(found);
+            }
+        } else if p(&path).contains(part) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+pub fn tamper_chain_and_process_scope(env: &mut Env) -> Result<String> {
+    let agent = env
+        .agent_pid()
+        .context("the agent is not running")?
+        .to_string();
+    let map_pin = find_pin(Path::new(PIN_DIR), "GOVERNED")
+        .with_context(|| format!("no GOVERNED map pinned under {PIN_DIR}"))?;
+    let link_pin = find_pin(&Path::new(PIN_DIR).join("links"), "")
+        .with_context(|| format!("no link pinned under {PIN_DIR}/links"))?;
+    let (map_pin, link_pin) = (p(&map_pin), p(&link_pin));
+    let moved = format!("{link_pin}.moved");
+    let outsider = sleeper(env, None)?;
+    let sibling = sleeper(env, Some(&env.governed.clone()))?;
+    let (out, sib) = (outsider.pid(), sibling.pid());
+    let g = env.governed.clone();
+    // (what, op, (action, target, reason)): each must fail with EPERM and be recorded.
+    let denials: Vec<Attempt> = vec![
+        (
+            "bpf(BPF_OBJ_GET) of the pinned GOVERNED map",
+            vec!["bpf-obj-get", &map_pin],
+            ("bpf", "", "no-rule"),
+        ),
+        (
+            "bpf(BPF_OBJ_GET) of a pinned link (to detach it)",
+            vec!["bpf-obj-get", &link_pin],
+            ("bpf", "", "no-rule"),
+        ),
+        (
+            "bpf(BPF_PROG_GET_NEXT_ID): the way to every program without pins",
+            vec!["bpf-next-id"],
+            ("bpf", "", "no-rule"),
+        ),
+        (
+            "unlink a pinned link",
+            vec!["unlink", &link_pin],
+            ("remove", &link_pin, "no-rule"),
+        ),
+        (
+            "rename a pinned link away",
+            vec!["rename", &link_pin, &moved],
+            ("rename", &link_pin, "no-rule"),
+        ),
+        (
+            "SIGKILL to the agent",
+            vec!["kill", &agent, "9"],
+            ("signal", &agent, "no-rule"),
+        ),
+        (
+            "SIGHUP to the agent",
+            vec!["kill", &agent, "1"],
+            ("signal", &agent, "no-rule"),
+        ),
+        (
+            "SIGSTOP to the agent through a pidfd",
+            vec!["pidfd-signal", &agent, "19"],
+            ("signal", &agent, "no-rule"),
+        ),
+        (
+            "kill(pid, 0) probe of an ungoverned process",
+            vec!["kill", &out, "0"],
+            ("signal", &out, "no-rule"),
+        ),
+        (
+            "PTRACE_ATTACH to the agent",
+            vec!["ptrace-attach", &agent],
+            ("ptrace", &agent, "no-rule"),
+        ),
+        (
+            "process_vm_readv of the agent",
+            vec!["vm-read", &agent],
+            ("ptrace", &agent, "no-rule"),
+        ),
+        (
+            "pidfd_getfd of the agent's descriptor",
+            vec!["pidfd-getfd", &agent],
+            ("ptrace", &agent, "no-rule"),
+        ),
+        (
+            "PTRACE_ATTACH to an ungoverned process",
+            vec!["ptrace-attach", &out],
+            ("ptrace", &out, "no-rule"),
+        ),
+    ];
+    for (what, op, event) in &denials {
+        let got = op_in(env, &g, op)?;
+        want_denied(env, what, got, *event)?;
+    }
+    // /proc/PID/mem and environ (the policy may read /proc): the refusal comes back
+    // through mm_access, as EPERM or EACCES depending on the kernel.
+    for (what, op) in [
+        ("open /proc/AGENT/mem", "open-mem"),
+        ("open /proc/AGENT/environ", "open-environ"),
+    ] {
+        let got = op_in(env, &g, &[op, &agent])?;
+        if got != Outcome::Errno(libc::EPERM) && got != Outcome::Errno(libc::EACCES) {
+            bail!("{what}: got {got:?}, expected EPERM or EACCES");
+        }
+    }
+    env.expect_event("ptrace", &agent, "deny", "no-rule");
+    // The same policy's tasks: allowed.
+    for (what, op) in [
+        (
+            "signal 0 to a task of the same policy",
+            vec!["kill", &sib, "0"],
+        ),
+        (
+            "SIGCONT to a task of the same policy",
+            vec!["kill", &sib, "18"],
+        ),
+        (
+            "PTRACE_ATTACH to a task of the same policy",
+            vec!["ptrace-attach", &sib],
+        ),
+        (
+            "/proc/PID/mem of a task of the same policy",
+            vec!["open-mem", &sib],
+        ),
+        (
+            "/proc/PID/environ of a task of the same policy",
+            vec!["open-environ", &sib],
+        ),
+    ] {
+        want(what, op_in(env, &g, &op)?, Outcome::Ok)?;
+    }
+    // Past the access check, the never-mapped address is what fails.
+    want(
+        "process_vm_readv of a task of the same policy",
+        op_in(env, &g, &["vm-read", &sib])?,
+        Outcome::Errno(libc::EFAULT),
+    )?;
+    // Rampart is whole: the agent runs, its pins are there, and it still enforces.
+    if !Path::new(&link_pin).exists() || Path::new(&moved).exists() {
+        bail!("{link_pin} was moved or removed");
+    }
+    let denied_probe = exec_target(env, &g, &env.denied.clone())?;
+    want_denied(
+        env,
+        "the disallowed probe after the tamper chain",
+        denied_probe,
+        ("exec", &p(&env.denied), "access-not-granted"),
+    )?;
+    want_denied(
+        env,
+        "a forbidden connect after the tamper chain",
+        op_in(env, &g, &["connect", "127.0.0.1:22/tcp"])?,
+        ("connect", "127.0.0.1:22/tcp", "access-not-granted"),
+    )?;
+    if let Some(agent) = env.agent.as_mut() {
+        if let Ok(Some(status)) = agent.try_wait() {
+            bail!("the agent exited during the tamper chain: {status}");
+        }
+    }
+    // Outside governance nothing of this is judged.
+    let free = env.ungoverned.clone();
+    want(
+        "kill(pid, 0) of the agent from outside governance",
+        op_in(env, &free, &["kill", &agent, "0"])?,
+        Outcome::Ok,
+    )?;
+    want(
+        "bpf(BPF_PROG_GET_NEXT_ID) from outside governance",
+        op_in(env, &free, &["bpf-next-id"])?,
+        Outcome::Ok,
+    )?;
+    drop(sibling);
+    drop(outsider);
+    Ok(format!(
+        "{} tamper and scope attempts denied and recorded (bpf on pins and program ids, pin unlink and rename, SIGKILL/SIGHUP/SIGSTOP, ptrace, process_vm_readv, pidfd_getfd, /proc/PID/mem of the agent; signal and ptrace of an ungoverned process); signal and ptrace within the policy allowed; exec and connect still denied afterwards",
+        denials.len() + 2
+    ))
+}

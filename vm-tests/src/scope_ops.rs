@@ -1,0 +1,168 @@
+//! Ops a contained workload tries against other processes and Rampart itself (issue 17):
+//! signals, ptrace, another process's memory and descriptors, and `bpf()` on Rampart's
+//! pinned objects. Each is one system call (or a short sequence) whose errno is reported.
+
+use std::{
+    ffi::CString,
+    os::fd::{FromRawFd, OwnedFd},
+};
+
+use std::io::{Error, Result};
+
+fn rc(ret: i64) -> Result<i64> {
+    if ret < 0 {
+        Err(Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn pid_of(s: &str) -> Result<libc::pid_t> {
+    s.parse()
+        .map_err(|_| Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `bpf(BPF_OBJ_GET, {pathname})`: a descriptor of a pinned map, program or link.
+fn bpf_obj_get(path: &str) -> Result<()> {
+    const BPF_OBJ_GET: libc::c_long = 7;
+    let p = CString::new(path).map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    // union bpf_attr for BPF_OBJ_GET: u64 pathname, u32 bpf_fd, u32 file_flags, ...
+    let mut attr = [0u64; 16];
+    attr[0] = p.as_ptr() as u64;
+    // SAFETY: `attr` is a zeroed bpf_attr-sized buffer holding a pointer to a live C string.
+    let fd = rc(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    })?;
+    // SAFETY: the kernel returned a fresh descriptor; owning it closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    Ok(())
+}
+
+/// `bpf(BPF_PROG_GET_NEXT_ID, {start_id: 0})`: the first loaded program's id (the way to
+/// every program, Rampart's included, without its pins).
+fn bpf_next_id() -> Result<()> {
+    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+    let mut attr = [0u64; 16];
+    // SAFETY: a zeroed bpf_attr-sized buffer; the kernel writes next_id into it.
+    rc(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_NEXT_ID,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    })
+    .map(drop)
+}
+
+fn kill(pid: &str, sig: &str) -> Result<()> {
+    let sig: i32 = sig
+        .parse()
+        .map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a plain system call with scalar arguments.
+    rc(unsafe { libc::kill(pid_of(pid)?, sig) } as i64).map(drop)
+}
+
+/// `pidfd_open` then `pidfd_send_signal`.
+fn pidfd_signal(pid: &str, sig: &str) -> Result<()> {
+    let sig: i32 = sig
+        .parse()
+        .map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    let pidfd = pidfd_open(pid)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a system call on our own pidfd, no siginfo.
+    rc(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+fn pidfd_open(pid: &str) -> Result<OwnedFd> {
+    // SAFETY: a system call with scalar arguments.
+    let fd = rc(unsafe { libc::syscall(libc::SYS_pidfd_open, pid_of(pid)?, 0) })?;
+    // SAFETY: a fresh descriptor the kernel returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `pidfd_getfd(pidfd, 0)`: a copy of the process's descriptor 0.
+fn pidfd_getfd(pid: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let pidfd = pidfd_open(pid)?;
+    // SAFETY: a system call on our own pidfd.
+    let fd = rc(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), 0, 0) })?;
+    // SAFETY: a fresh descriptor the kernel returned.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    Ok(())
+}
+
+/// `PTRACE_ATTACH`, wait for the stop, `PTRACE_DETACH`.
+fn ptrace_attach(pid: &str) -> Result<()> {
+    let pid = pid_of(pid)?;
+    let null = std::ptr::null_mut::<libc::c_void>();
+    // SAFETY: ptrace with scalar arguments and null pointers, as PTRACE_ATTACH takes.
+    rc(unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, null, null) })?;
+    let mut status = 0;
+    // SAFETY: waits for the tracee we just attached; `status` is a valid out pointer.
+    unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+    // SAFETY: as above, detaching the stopped tracee.
+    rc(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, null, null) }).map(drop)
+}
+
+/// Opens `/proc/PID/FILE` for reading (`mem`, `environ`: `mm_access` at open).
+fn open_proc(pid: &str, file: &str) -> Result<()> {
+    std::fs::File::open(format!("/proc/{}/{file}", pid_of(pid)?)).map(drop)
+}
+
+/// `process_vm_readv` of one byte at `0x1000` (never mapped): the kernel checks access to
+/// the process first (EPERM), then the address (EFAULT). Nothing else is touched, so the
+/// EPERM can only come from that check.
+fn vm_read(pid: &str) -> Result<()> {
+    let pid = pid_of(pid)?;
+    let start = 0x1000u64;
+    let mut byte = 0u8;
+    let local = libc::iovec {
+        iov_base: (&mut byte as *mut u8).cast(),
+        iov_len: 1,
+    };
+    let remote = libc::iovec {
+        iov_base: start as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: one local iovec over a live byte and one remote iovec the kernel checks.
+    rc(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as i64).map(drop)
+}
+
+/// Runs one scope op; `None` if `args` is not one.
+pub fn run(args: &[&str]) -> Option<Result<()>> {
+    Some(match args {
+        ["bpf-obj-get", path] => bpf_obj_get(path),
+        ["bpf-next-id"] => bpf_next_id(),
+        ["kill", pid, sig] => kill(pid, sig),
+        ["pidfd-signal", pid, sig] => pidfd_signal(pid, sig),
+        ["pidfd-getfd", pid] => pidfd_getfd(pid),
+        ["ptrace-attach", pid] => ptrace_attach(pid),
+        ["open-mem", pid] => open_proc(pid, "mem"),
+        ["open-environ", pid] => open_proc(pid, "environ"),
+        ["vm-read", pid] => vm_read(pid),
+        ["sleep", secs] => {
+            let secs: u64 = secs
+                .parse()
+                .map_err(|_| Error::from_raw_os_error(libc::EINVAL))
+                .ok()?;
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            Ok(())
+        }
+        _ => return None,
+    })
+}
