@@ -84,6 +84,7 @@ pub fn tamper_chain_and_process_scope(env: &mut Env) -> Result<String> {
         .with_context(|| format!("no link pinned under {PIN_DIR}/links"))?;
     let (map_pin, link_pin) = (p(&map_pin), p(&link_pin));
     let moved = format!("{link_pin}.moved");
+    let pins_below = format!("{PIN_DIR}/links/*");
     let outsider = sleeper(env, None)?;
     let sibling = sleeper(env, Some(&env.governed.clone()))?;
     let (out, sib) = (outsider.pid(), sibling.pid());
@@ -113,7 +114,8 @@ pub fn tamper_chain_and_process_scope(env: &mut Env) -> Result<String> {
         (
             "rename a pinned link away",
             vec!["rename", &link_pin, &moved],
-            ("rename", &link_pin, "no-rule"),
+            // The event names the side that decided (source or target): both are pins.
+            ("rename", &pins_below, "no-rule"),
         ),
         (
             "SIGKILL to the agent",
