@@ -21,11 +21,11 @@ fn report(result: std::io::Result<()>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn cstr(s: &str) -> std::io::Result<CString> {
+pub(crate) fn cstr(s: &str) -> std::io::Result<CString> {
     CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-fn check(rc: i64) -> std::io::Result<i64> {
+pub(crate) fn check(rc: i64) -> std::io::Result<i64> {
     if rc < 0 {
         Err(std::io::Error::last_os_error())
     } else {
@@ -187,18 +187,8 @@ fn uring_open(path: &str) -> std::io::Result<()> {
         .flags(libc::O_RDONLY | libc::O_CLOEXEC)
         .build()
         .user_data(1);
-    // SAFETY: the path buffer outlives the submission (we wait for completion below).
-    unsafe { ring.submission().push(&entry) }
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EBUSY))?;
-    ring.submit_and_wait(1)?;
-    let cqe = ring
-        .completion()
-        .next()
-        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EIO))?;
-    let res = cqe.result();
-    if res < 0 {
-        return Err(std::io::Error::from_raw_os_error(-res));
-    }
+    // SAFETY: the path buffer outlives the submission (complete_one waits for it).
+    let res = unsafe { complete_one(&mut ring, &entry) }?;
     // SAFETY: a successful openat returned a descriptor we now own and close.
     drop(unsafe { OwnedFd::from_raw_fd(res) });
     Ok(())
@@ -215,17 +205,30 @@ fn uring_personality() -> std::io::Result<()> {
         .personality(personality)
         .user_data(1);
     // SAFETY: a no-op names no buffer.
-    unsafe { ring.submission().push(&entry) }
+    unsafe { complete_one(&mut ring, &entry) }.map(drop)
+}
+
+/// Submits one entry, waits for its completion and returns its result (a negative result
+/// as the errno it is).
+///
+/// # Safety
+/// Every buffer the entry names must stay valid until this returns.
+unsafe fn complete_one(
+    ring: &mut io_uring::IoUring,
+    entry: &io_uring::squeue::Entry,
+) -> std::io::Result<i32> {
+    // SAFETY: the caller keeps the entry's buffers alive; we wait for completion below.
+    unsafe { ring.submission().push(entry) }
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EBUSY))?;
     ring.submit_and_wait(1)?;
     let cqe = ring
         .completion()
         .next()
         .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EIO))?;
-    if cqe.result() < 0 {
-        return Err(std::io::Error::from_raw_os_error(-cqe.result()));
+    match cqe.result() {
+        res if res < 0 => Err(std::io::Error::from_raw_os_error(-res)),
+        res => Ok(res),
     }
-    Ok(())
 }
 
 fn deep_open(base: &str, depth: usize) -> std::io::Result<()> {

@@ -2,20 +2,10 @@
 //! signals, ptrace, another process's memory and descriptors, and `bpf()` on Rampart's
 //! pinned objects. Each is one system call (or a short sequence) whose errno is reported.
 
-use std::{
-    ffi::CString,
-    os::fd::{FromRawFd, OwnedFd},
-};
-
 use std::io::{Error, Result};
+use std::os::fd::{FromRawFd, OwnedFd};
 
-fn rc(ret: i64) -> Result<i64> {
-    if ret < 0 {
-        Err(Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
+use crate::ops::{check as rc, cstr};
 
 fn pid_of(s: &str) -> Result<libc::pid_t> {
     s.parse()
@@ -25,7 +15,7 @@ fn pid_of(s: &str) -> Result<libc::pid_t> {
 /// `bpf(BPF_OBJ_GET, {pathname})`: a descriptor of a pinned map, program or link.
 fn bpf_obj_get(path: &str) -> Result<()> {
     const BPF_OBJ_GET: libc::c_long = 7;
-    let p = CString::new(path).map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    let p = cstr(path)?;
     // union bpf_attr for BPF_OBJ_GET: u64 pathname, u32 bpf_fd, u32 file_flags, ...
     let mut attr = [0u64; 16];
     attr[0] = p.as_ptr() as u64;
