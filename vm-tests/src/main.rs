@@ -16,6 +16,7 @@ mod modes;
 mod ops;
 mod scenarios;
 mod scope_ops;
+mod sys;
 
 use std::{os::unix::process::CommandExt, process::ExitCode};
 
@@ -58,10 +59,13 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("guest") => guest(),
         Some("cg-exec") => cg_exec(&args[1..]),
-        Some("op") => ops::run(&args[1..]).unwrap_or_else(|| {
-            eprintln!("usage: rampart-vm-tests op OP ARGS... (see vm-tests/src/ops.rs)");
-            ExitCode::from(2)
-        }),
+        Some("op") => scope_ops::run(&args[1..].iter().map(String::as_str).collect::<Vec<_>>())
+            .map(sys::report)
+            .or_else(|| ops::run(&args[1..]))
+            .unwrap_or_else(|| {
+                eprintln!("usage: rampart-vm-tests op OP ARGS... (see vm-tests/src/ops.rs)");
+                ExitCode::from(2)
+            }),
         Some("probe") => {
             println!("{}", harness::observe::PROBE_OK);
             ExitCode::SUCCESS

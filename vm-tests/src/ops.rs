@@ -10,28 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Prefix of an op's one-line result.
-pub const OP: &str = "rampart-op: ";
-
-fn report(result: std::io::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => println!("{OP}ok"),
-        Err(e) => println!("{OP}errno={}", e.raw_os_error().unwrap_or(-1)),
-    }
-    ExitCode::SUCCESS
-}
-
-pub(crate) fn cstr(s: &str) -> std::io::Result<CString> {
-    CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-pub(crate) fn check(rc: i64) -> std::io::Result<i64> {
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
+pub use crate::sys::OP;
+use crate::sys::{check, cstr, report};
 
 fn open(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
     let p = cstr(path)?;
@@ -538,10 +518,6 @@ pub fn run(args: &[String]) -> Option<ExitCode> {
         if let Some(result) = file_action(op, x, Some(y)) {
             return Some(report(result));
         }
-    }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    if let Some(result) = crate::scope_ops::run(&a) {
-        return Some(report(result));
     }
     Some(report(match a.as_slice() {
         ["open", path, access] => open(path, open_flags(access)?).map(drop),

@@ -5,7 +5,7 @@
 use std::io::{Error, Result};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use crate::ops::{check as rc, cstr};
+use crate::sys::{check as rc, cstr};
 
 fn pid_of(s: &str) -> Result<libc::pid_t> {
     s.parse()
