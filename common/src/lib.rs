@@ -309,10 +309,14 @@ pub enum Reason {
     /// A new name for, a write to or a truncation of a file an exec rule pins: the pinned
     /// identity's content and names are fixed while the policy is in force.
     ExecPinned = 13,
+    /// A system action (mount, chroot, a user namespace, kernel loading, perf events) the
+    /// policy's `spec.permits` does not list, or one no policy may permit
+    /// (`CLONE_INTO_CGROUP`).
+    NotPermitted = 14,
 }
 
 /// Number of [`Reason`] values; the size of the per-CPU decision counter array.
-pub const REASON_COUNT: u32 = 14;
+pub const REASON_COUNT: u32 = 15;
 
 impl Reason {
     /// All reasons, in counter-index order.
@@ -331,6 +335,7 @@ impl Reason {
         Reason::MapExecUnverified,
         Reason::ReferGainsAccess,
         Reason::ExecPinned,
+        Reason::NotPermitted,
     ];
 
     /// Stable kebab-case name used in output and docs.
@@ -350,6 +355,7 @@ impl Reason {
             Reason::MapExecUnverified => "map-exec-unverified",
             Reason::ReferGainsAccess => "refer-gains-access",
             Reason::ExecPinned => "exec-pinned",
+            Reason::NotPermitted => "not-permitted",
         }
     }
 
@@ -429,11 +435,30 @@ pub enum Action {
     /// The `bpf()` system call (`bpf`): denied in governed cgroups, so a workload can
     /// neither get, detach nor change Rampart's programs, links and maps.
     Bpf = 18,
+    /// Mounting, remounting, bind or move mounts, propagation changes (`sb_mount`),
+    /// `move_mount`, unmounting (`sb_umount`) and `pivot_root` (`sb_pivotroot`): permit
+    /// `mount`. The event's `access` says which ([`system::MOUNT_KINDS`]).
+    Mount = 19,
+    /// `chroot` (`path_chroot`): permit `chroot`.
+    Chroot = 20,
+    /// Creating a user namespace (`unshare`, `clone` with `CLONE_NEWUSER`:
+    /// `userns_create`): permit `user-namespaces`.
+    UserNamespace = 21,
+    /// Loading into the kernel: modules (`init_module`, `finit_module`), module requests
+    /// the task triggers, firmware, kexec images, IMA policies (`kernel_module_request`,
+    /// `kernel_read_file`, `kernel_load_data`): permit `kernel-load`. The event's `access`
+    /// is the kernel's read or load id; a module request's path is the module name.
+    KernelLoad = 22,
+    /// `perf_event_open` (`perf_event_open`): permit `perf-events`.
+    PerfEvent = 23,
+    /// `clone3(CLONE_INTO_CGROUP)` (`task_alloc`): the child would start in a cgroup the
+    /// hook cannot see, possibly outside the governed subtree; never permitted.
+    CloneIntoCgroup = 24,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 24] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -452,6 +477,12 @@ impl Action {
         Action::Signal,
         Action::Ptrace,
         Action::Bpf,
+        Action::Mount,
+        Action::Chroot,
+        Action::UserNamespace,
+        Action::KernelLoad,
+        Action::PerfEvent,
+        Action::CloneIntoCgroup,
     ];
 
     /// The action with this number, if any.
@@ -469,6 +500,12 @@ impl Action {
                 | Action::Signal
                 | Action::Ptrace
                 | Action::Bpf
+                | Action::Mount
+                | Action::Chroot
+                | Action::UserNamespace
+                | Action::KernelLoad
+                | Action::PerfEvent
+                | Action::CloneIntoCgroup
         )
     }
 }
@@ -564,6 +601,59 @@ pub struct PolicyInfo {
     pub flags: u32,
     /// Non-zero once the slot's rules are all in place.
     pub loaded: u32,
+    /// [`system`] permit bits: the system actions `spec.permits` lists.
+    pub permits: u32,
+    /// Zero: keeps the struct free of implicit padding.
+    pub _pad: u32,
+}
+
+/// System actions a policy may permit (`spec.permits`), and what the events of the others
+/// carry.
+pub mod system {
+    /// `mount`: every [`super::Action::Mount`] kind.
+    pub const MOUNT: u32 = 1;
+    /// `chroot`.
+    pub const CHROOT: u32 = 2;
+    /// `user-namespaces`: creating user namespaces.
+    pub const USER_NAMESPACES: u32 = 4;
+    /// `kernel-load`: modules, firmware, kexec images, policies.
+    pub const KERNEL_LOAD: u32 = 8;
+    /// `perf-events`: `perf_event_open`.
+    pub const PERF_EVENTS: u32 = 16;
+    /// Every permit with its name in `spec.permits`.
+    pub const PERMITS: [(u32, &str); 5] = [
+        (MOUNT, "mount"),
+        (CHROOT, "chroot"),
+        (USER_NAMESPACES, "user-namespaces"),
+        (KERNEL_LOAD, "kernel-load"),
+        (PERF_EVENTS, "perf-events"),
+    ];
+
+    /// `access` of a mount event: `mount(2)` (new, bind, remount, move, propagation).
+    pub const MOUNT_MOUNT: u32 = 1;
+    /// `access` of a mount event: `move_mount(2)`.
+    pub const MOUNT_MOVE: u32 = 2;
+    /// `access` of a mount event: `umount2(2)`.
+    pub const MOUNT_UMOUNT: u32 = 3;
+    /// `access` of a mount event: `pivot_root(2)`.
+    pub const MOUNT_PIVOT_ROOT: u32 = 4;
+    /// The mount kinds by `access` value, with their names in events.
+    pub const MOUNT_KINDS: [(u32, &str); 4] = [
+        (MOUNT_MOUNT, "mount"),
+        (MOUNT_MOVE, "move-mount"),
+        (MOUNT_UMOUNT, "umount"),
+        (MOUNT_PIVOT_ROOT, "pivot-root"),
+    ];
+
+    /// `access` of a kernel-load event for a module request (`request_module`).
+    pub const LOAD_MODULE_REQUEST: u32 = 0x100;
+    /// `access` of a kernel-load event from `kernel_read_file`: this plus the kernel's
+    /// `enum kernel_read_file_id` (1 firmware, 2 module, 3 kexec image, 4 kexec initramfs,
+    /// 5 IMA policy, 6 X.509 certificate).
+    pub const LOAD_READ_FILE: u32 = 0x200;
+    /// `access` of a kernel-load event from `kernel_load_data`: this plus the kernel's
+    /// `enum kernel_load_data_id` (same numbering, data passed from userspace).
+    pub const LOAD_DATA: u32 = 0x300;
 }
 
 /// Key of [`maps::MAP_EXEC_ALLOWED`]: a policy slot and a file identity.
@@ -754,7 +844,8 @@ pub mod maps {
 /// after it, so an agent with a different layout never reuses incompatible maps.
 /// 2: the path trie holds 262 144 entries (was 65 536).
 /// 3: path rules carry flags, 14 decision counters, the `EXEC_PINNED` map.
-pub const MAP_ABI_VERSION: u32 = 3;
+/// 4: policy slots carry permit bits, 15 decision counters.
+pub const MAP_ABI_VERSION: u32 = 4;
 
 /// Capacity of [`maps::EXEC_PINNED`] (all policy slots together).
 pub const MAX_EXEC_PINNED: u32 = 16384;
@@ -818,8 +909,28 @@ pub mod programs {
     pub const PTRACE_ACCESS_CHECK: &str = "ptrace_access_check";
     /// `PTRACE_TRACEME`: handing oneself to the parent as tracer.
     pub const PTRACE_TRACEME: &str = "ptrace_traceme";
+    /// `mount(2)`: new mounts, bind, remount, move, propagation changes.
+    pub const SB_MOUNT: &str = "sb_mount";
+    /// `move_mount(2)`.
+    pub const MOVE_MOUNT: &str = "move_mount";
+    /// `umount2(2)`.
+    pub const SB_UMOUNT: &str = "sb_umount";
+    /// `pivot_root(2)`.
+    pub const SB_PIVOTROOT: &str = "sb_pivotroot";
+    /// `chroot(2)`.
+    pub const PATH_CHROOT: &str = "path_chroot";
+    /// Creating a user namespace.
+    pub const USERNS_CREATE: &str = "userns_create";
+    /// `request_module` on the task's behalf.
+    pub const KERNEL_MODULE_REQUEST: &str = "kernel_module_request";
+    /// The kernel reading a file to load it (`finit_module`, firmware, `kexec_file_load`).
+    pub const KERNEL_READ_FILE: &str = "kernel_read_file";
+    /// The kernel loading data passed from userspace (`init_module`, `kexec_load`).
+    pub const KERNEL_LOAD_DATA: &str = "kernel_load_data";
+    /// A new task (`fork`, `clone`, `clone3`): `CLONE_INTO_CGROUP` is refused.
+    pub const TASK_ALLOC: &str = "task_alloc";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 20] = [
+    pub const LSM: [&str; 30] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -840,6 +951,16 @@ pub mod programs {
         TASK_KILL,
         PTRACE_ACCESS_CHECK,
         PTRACE_TRACEME,
+        SB_MOUNT,
+        MOVE_MOUNT,
+        SB_UMOUNT,
+        SB_PIVOTROOT,
+        PATH_CHROOT,
+        USERNS_CREATE,
+        KERNEL_MODULE_REQUEST,
+        KERNEL_READ_FILE,
+        KERNEL_LOAD_DATA,
+        TASK_ALLOC,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).
@@ -861,10 +982,18 @@ pub mod programs {
     pub const BPF: &str = "bpf";
     /// The forms of [`BPF`].
     pub const BPF_FORMS: [(usize, &str); 2] = [(3, "bpf"), (4, "bpf_kernel")];
+    /// `perf_event_open(2)`: `(attr, type)`, `(type)` on the newest kernels.
+    pub const PERF_EVENT_OPEN: &str = "perf_event_open";
+    /// The forms of [`PERF_EVENT_OPEN`].
+    pub const PERF_EVENT_OPEN_FORMS: [(usize, &str); 2] =
+        [(2, "perf_event_open"), (1, "perf_event_open_type")];
     /// Every hook whose arguments differ between kernels, with its forms: exactly one form
     /// of each is attached.
-    pub const HOOK_FORMS: [(&str, &[(usize, &str)]); 2] =
-        [(INODE_SETATTR, &INODE_SETATTR_FORMS), (BPF, &BPF_FORMS)];
+    pub const HOOK_FORMS: [(&str, &[(usize, &str)]); 3] = [
+        (INODE_SETATTR, &INODE_SETATTR_FORMS),
+        (BPF, &BPF_FORMS),
+        (PERF_EVENT_OPEN, &PERF_EVENT_OPEN_FORMS),
+    ];
 
     /// The hook an LSM program attaches to: its own name, except for the forms of a hook
     /// whose arguments differ between kernels.

@@ -4,7 +4,8 @@
 //! as ordinary Rust. One module per hook family (`exec`, `file`, `mmap`, `tree` for
 //! creating, removing, linking and renaming, `attr` for truncation, mode and owner,
 //! `inode` for timestamps, extended attributes and ACLs, `scope` for signals, ptrace and
-//! `bpf()`, `network`, `cgroup`) over shared
+//! `bpf()`, `system` for mounts, chroot, user namespaces, kernel loading, perf events and
+//! `CLONE_INTO_CGROUP`, `network`, `cgroup`) over shared
 //! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
 //! the target is), `decision` (mode, counters, events) and
 //! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
@@ -29,6 +30,7 @@ mod network;
 mod object;
 mod path;
 mod scope;
+mod system;
 mod tree;
 mod walk;
 

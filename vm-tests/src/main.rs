@@ -17,6 +17,7 @@ mod ops;
 mod scenarios;
 mod scope_ops;
 mod sys;
+mod system_ops;
 
 use std::{os::unix::process::CommandExt, process::ExitCode};
 
@@ -59,13 +60,17 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("guest") => guest(),
         Some("cg-exec") => cg_exec(&args[1..]),
-        Some("op") => scope_ops::run(&args[1..].iter().map(String::as_str).collect::<Vec<_>>())
-            .map(sys::report)
-            .or_else(|| ops::run(&args[1..]))
-            .unwrap_or_else(|| {
-                eprintln!("usage: rampart-vm-tests op OP ARGS... (see vm-tests/src/ops.rs)");
-                ExitCode::from(2)
-            }),
+        Some("op") => {
+            let words: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            scope_ops::run(&words)
+                .or_else(|| system_ops::run(&words))
+                .map(sys::report)
+                .or_else(|| ops::run(&args[1..]))
+                .unwrap_or_else(|| {
+                    eprintln!("usage: rampart-vm-tests op OP ARGS... (see vm-tests/src/ops.rs)");
+                    ExitCode::from(2)
+                })
+        }
         Some("probe") => {
             println!("{}", harness::observe::PROBE_OK);
             ExitCode::SUCCESS

@@ -257,6 +257,7 @@ pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
             paths: Vec::new(),
             net4: Vec::new(),
             net6: Vec::new(),
+            permits: 0,
         }],
         info: SlotInfo::default(),
         bundle: None,

@@ -472,6 +472,8 @@ impl Enforcer {
                     expires_boot_ns: info.expires_boot_ns,
                     flags: policy.flags | info.extra_flags,
                     loaded: 1,
+                    permits: policy.permits,
+                    _pad: 0,
                 },
                 0,
             )

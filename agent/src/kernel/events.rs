@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rampart_common::{Action, Decision, Event, Reason, EVENT_PATH_BYTES, NO_RULE};
 use thiserror::Error;
 
+use super::event_access;
 use crate::{
     lineage::decision::DecisionRecord,
     policy::{compile::access_names, explain},
@@ -46,50 +47,6 @@ fn endpoint(e: &Event) -> Option<String> {
     })
 }
 
-/// The name of a `bpf()` command (`enum bpf_cmd`), as a denied `bpf` event's `access`.
-fn bpf_command(cmd: u32) -> String {
-    const NAMES: [&str; 35] = [
-        "map-create",
-        "map-lookup-elem",
-        "map-update-elem",
-        "map-delete-elem",
-        "map-get-next-key",
-        "prog-load",
-        "obj-pin",
-        "obj-get",
-        "prog-attach",
-        "prog-detach",
-        "prog-test-run",
-        "prog-get-next-id",
-        "map-get-next-id",
-        "prog-get-fd-by-id",
-        "map-get-fd-by-id",
-        "obj-get-info-by-fd",
-        "prog-query",
-        "raw-tracepoint-open",
-        "btf-load",
-        "btf-get-fd-by-id",
-        "task-fd-query",
-        "map-lookup-and-delete-elem",
-        "map-freeze",
-        "btf-get-next-id",
-        "map-lookup-batch",
-        "map-lookup-and-delete-batch",
-        "map-update-batch",
-        "map-delete-batch",
-        "link-create",
-        "link-update",
-        "link-get-fd-by-id",
-        "link-get-next-id",
-        "enable-stats",
-        "iter-create",
-        "link-detach",
-    ];
-    NAMES
-        .get(cmd as usize)
-        .map_or_else(|| format!("cmd-{cmd}"), |n| (*n).to_owned())
-}
-
 /// Decodes one ring-buffer record. Unknown action, reason or decision numbers are kept
 /// visible as "unknown" rather than rejected: a decision happened and must not vanish.
 pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
@@ -124,8 +81,9 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
         policy: None,
         rule: None,
         access: match action {
-            Some(Action::Bpf) => Some(bpf_command(e.access)),
-            _ => is_file.then(|| access_names(e.access)),
+            Some(a) if a.is_file() => Some(access_names(e.access)),
+            Some(a) => event_access::describe(a, e.access),
+            None => None,
         },
         path,
         path_truncated: e.path_len as usize > EVENT_PATH_BYTES + 1,

@@ -303,9 +303,10 @@ mod tests {
         let long = b.int("long", 8);
         b.func_with("bpf_lsm_inode_setattr", &[long, long]);
         b.func_with("bpf_lsm_bpf", &[long; 3]);
+        b.func_with("bpf_lsm_perf_event_open", &[long; 2]);
         let old = Btf::parse(&b.build()).unwrap();
         let mut want = programs::LSM.to_vec();
-        want.extend(["inode_setattr", "bpf"]);
+        want.extend(["inode_setattr", "bpf", "perf_event_open"]);
         assert_eq!(lsm_hooks(&old).unwrap(), want);
         // 6.12's: every optional hook, inode_setattr(idmap, dentry, attr).
         let mut b = BtfBuilder::new();
@@ -316,16 +317,22 @@ mod tests {
         b.func_with("bpf_lsm_inode_setattr", &[long, long, long]);
         // 6.15 and later: bpf(cmd, attr, size, kernel).
         b.func_with("bpf_lsm_bpf", &[long; 4]);
+        // The newest kernels: perf_event_open(type).
+        b.func_with("bpf_lsm_perf_event_open", &[long]);
         let new = Btf::parse(&b.build()).unwrap();
         let hooks = lsm_hooks(&new).unwrap();
         assert_eq!(
             hooks.len(),
-            programs::LSM.len() + programs::LSM_OPTIONAL.len() + 2
+            programs::LSM.len() + programs::LSM_OPTIONAL.len() + 3
         );
         assert!(hooks.contains(&programs::FILE_TRUNCATE));
         assert_eq!(
-            hooks[hooks.len() - 2..],
-            ["inode_setattr_idmap", "bpf_kernel"]
+            hooks[hooks.len() - 3..],
+            ["inode_setattr_idmap", "bpf_kernel", "perf_event_open_type"]
+        );
+        assert_eq!(
+            programs::lsm_hook_of("perf_event_open_type"),
+            "perf_event_open"
         );
         assert_eq!(
             programs::lsm_hook_of("inode_setattr_idmap"),
@@ -346,6 +353,7 @@ mod tests {
         let long = b.int("long", 8);
         b.func_with("bpf_lsm_inode_setattr", &[long; 4]);
         b.func_with("bpf_lsm_bpf", &[long; 3]);
+        b.func_with("bpf_lsm_perf_event_open", &[long; 2]);
         let odd = Btf::parse(&b.build()).unwrap();
         assert!(matches!(
             lsm_hooks(&odd),
@@ -355,6 +363,7 @@ mod tests {
         let long = b.int("long", 8);
         b.func_with("bpf_lsm_inode_setattr", &[long; 3]);
         b.func_with("bpf_lsm_bpf", &[long; 2]);
+        b.func_with("bpf_lsm_perf_event_open", &[long; 2]);
         let odd_bpf = Btf::parse(&b.build()).unwrap();
         assert!(matches!(
             lsm_hooks(&odd_bpf),

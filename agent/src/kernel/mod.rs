@@ -7,6 +7,7 @@
 pub mod btf;
 pub mod cgroup;
 pub mod enforcer;
+pub mod event_access;
 pub mod events;
 pub mod file_id;
 pub mod layout;

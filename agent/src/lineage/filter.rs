@@ -77,6 +77,12 @@ pub enum ActionKind {
     Signal,
     Ptrace,
     Bpf,
+    Mount,
+    Chroot,
+    UserNamespace,
+    KernelLoad,
+    PerfEvent,
+    CloneIntoCgroup,
 }
 
 impl ActionKind {
@@ -101,6 +107,12 @@ impl ActionKind {
             Self::Signal => "signal",
             Self::Ptrace => "ptrace",
             Self::Bpf => "bpf",
+            Self::Mount => "mount",
+            Self::Chroot => "chroot",
+            Self::UserNamespace => "user-namespace",
+            Self::KernelLoad => "kernel-load",
+            Self::PerfEvent => "perf-event",
+            Self::CloneIntoCgroup => "clone-into-cgroup",
         }
     }
 }
@@ -226,6 +238,12 @@ mod tests {
             (ActionKind::Signal, Action::Signal),
             (ActionKind::Ptrace, Action::Ptrace),
             (ActionKind::Bpf, Action::Bpf),
+            (ActionKind::Mount, Action::Mount),
+            (ActionKind::Chroot, Action::Chroot),
+            (ActionKind::UserNamespace, Action::UserNamespace),
+            (ActionKind::KernelLoad, Action::KernelLoad),
+            (ActionKind::PerfEvent, Action::PerfEvent),
+            (ActionKind::CloneIntoCgroup, Action::CloneIntoCgroup),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

@@ -168,6 +168,8 @@ pub struct CompiledPolicy {
     /// Sorted by prefix.
     pub net4: Vec<NetEntry>,
     pub net6: Vec<NetEntry>,
+    /// [`rampart_common::system`] permit bits (`spec.permits`).
+    pub permits: u32,
 }
 
 impl CompiledPolicy {
@@ -301,6 +303,7 @@ pub fn compile(
         paths,
         net4,
         net6,
+        permits: spec.permits.0.iter().fold(0, |bits, p| bits | p.bit()),
     })
 }
 

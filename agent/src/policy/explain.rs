@@ -7,7 +7,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use rampart_common::{
-    access, Action, Decision, FileId, Reason, PATH_BUF_BYTES, PATH_KEY_BYTES, WALK_MAX_COMPONENTS,
+    access, system, Action, Decision, FileId, Reason, PATH_BUF_BYTES, PATH_KEY_BYTES,
+    WALK_MAX_COMPONENTS,
 };
 use serde::Serialize;
 
@@ -89,6 +90,80 @@ pub enum Request {
         path: String,
         identity: Option<FileId>,
     },
+    /// A system action (a mount, `chroot`, a user namespace, a kernel load, a perf event,
+    /// `CLONE_INTO_CGROUP`): one of [`SYSTEM_REQUESTS`].
+    System(&'static SystemRequest),
+}
+
+/// A system action as `explain` names it, with what judges it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SystemRequest {
+    /// The request's word in `explain` input, e.g. `pivot-root`.
+    pub word: &'static str,
+    pub action: Action,
+    /// The [`system`] permit that allows it (0: none can).
+    pub permit: u32,
+    /// The kernel hook that decides.
+    pub hook: &'static str,
+}
+
+const fn sys(word: &'static str, action: Action, permit: u32, hook: &'static str) -> SystemRequest {
+    SystemRequest {
+        word,
+        action,
+        permit,
+        hook,
+    }
+}
+
+/// Every system request `explain` knows.
+pub const SYSTEM_REQUESTS: [SystemRequest; 11] = [
+    sys("mount", Action::Mount, system::MOUNT, "sb_mount"),
+    sys("move-mount", Action::Mount, system::MOUNT, "move_mount"),
+    sys("umount", Action::Mount, system::MOUNT, "sb_umount"),
+    sys("pivot-root", Action::Mount, system::MOUNT, "sb_pivotroot"),
+    sys("chroot", Action::Chroot, system::CHROOT, "path_chroot"),
+    sys(
+        "user-namespace",
+        Action::UserNamespace,
+        system::USER_NAMESPACES,
+        "userns_create",
+    ),
+    sys(
+        "module-request",
+        Action::KernelLoad,
+        system::KERNEL_LOAD,
+        "kernel_module_request",
+    ),
+    sys(
+        "init-module",
+        Action::KernelLoad,
+        system::KERNEL_LOAD,
+        "kernel_load_data",
+    ),
+    sys(
+        "finit-module",
+        Action::KernelLoad,
+        system::KERNEL_LOAD,
+        "kernel_read_file",
+    ),
+    sys(
+        "perf-event-open",
+        Action::PerfEvent,
+        system::PERF_EVENTS,
+        "perf_event_open",
+    ),
+    sys(
+        "clone-into-cgroup",
+        Action::CloneIntoCgroup,
+        0,
+        "task_alloc",
+    ),
+];
+
+/// The system request named `word`.
+pub fn system_request(word: &str) -> Option<&'static SystemRequest> {
+    SYSTEM_REQUESTS.iter().find(|r| r.word == word)
 }
 
 /// What is at one end of a rename.
@@ -141,6 +216,12 @@ pub fn action_name(action: Action) -> &'static str {
         Action::Signal => "signal",
         Action::Ptrace => "ptrace",
         Action::Bpf => "bpf",
+        Action::Mount => "mount",
+        Action::Chroot => "chroot",
+        Action::UserNamespace => "user-namespace",
+        Action::KernelLoad => "kernel-load",
+        Action::PerfEvent => "perf-event",
+        Action::CloneIntoCgroup => "clone-into-cgroup",
     }
 }
 
@@ -511,6 +592,17 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             },
             judge_net(policy, addr, *protocol),
         ),
+        Request::System(r) => Judgement {
+            action: r.action,
+            hook: r.hook,
+            reason: if r.permit != 0 && policy.permits & r.permit != 0 {
+                Reason::Allowed
+            } else {
+                Reason::NotPermitted
+            },
+            rule_id: None,
+            path: None,
+        },
         Request::Send { addr, protocol } => file(
             Action::Send,
             if addr.is_ipv4() {
@@ -539,7 +631,8 @@ fn request_path(request: &Request) -> Option<String> {
         Request::Link { .. }
         | Request::Rename { .. }
         | Request::Connect { .. }
-        | Request::Send { .. } => None,
+        | Request::Send { .. }
+        | Request::System(_) => None,
     }
 }
 
@@ -561,6 +654,7 @@ fn target(request: &Request) -> String {
         Request::Connect { addr, protocol } | Request::Send { addr, protocol } => {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())
         }
+        Request::System(r) => r.word.to_owned(),
         // Exec, map-exec, remove, truncate, chmod, chown, utimes, xattr: the path alone.
         _ => request_path(request).unwrap_or_default(),
     }
@@ -589,9 +683,16 @@ pub fn explain(policy: &CompiledPolicy, request: &Request) -> Explanation {
         decision: decision_name(decision),
         reason: reason.name(),
         rule_id,
-        rule: rule_id
-            .and_then(|id| policy.rule(id))
-            .map(|r| r.field.clone()),
+        rule: match request {
+            // What allows a system action is the permit, not a numbered rule.
+            Request::System(r) if !reason.denies() => system::PERMITS
+                .iter()
+                .find(|(bit, _)| *bit == r.permit)
+                .map(|(_, name)| format!("spec.permits: {name}")),
+            _ => rule_id
+                .and_then(|id| policy.rule(id))
+                .map(|r| r.field.clone()),
+        },
         hook,
         path,
     }

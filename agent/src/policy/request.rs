@@ -8,7 +8,7 @@ use rampart_common::access;
 
 use super::{
     compile::CompiledPolicy,
-    explain::{parse_endpoint, EntryKind, Request},
+    explain::{parse_endpoint, system_request, EntryKind, Request, SYSTEM_REQUESTS},
     host::{resolve_entry, resolve_request, EntryState},
 };
 
@@ -66,8 +66,8 @@ fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
 /// Parses one request line: `exec PATH`, `open PATH ACCESS`, `map-exec PATH`,
 /// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
 /// `truncate PATH`, `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`,
-/// `connect ADDR:PORT/PROTO` or
-/// `send ADDR:PORT/PROTO`. Paths are resolved on this host; the entry a create, remove,
+/// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, or a system action alone (`mount`,
+/// `chroot`, ...: [`SYSTEM_REQUESTS`]). Paths are resolved on this host; the entry a create, remove,
 /// link or rename acts on is not followed if it is a symlink.
 pub fn parse_request(line: &str) -> Result<Request> {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -140,12 +140,16 @@ pub fn parse_request(line: &str) -> Result<Request> {
             let (addr, protocol) = parse_endpoint(ep).map_err(anyhow::Error::msg)?;
             Request::Send { addr, protocol }
         }
+        [word] if system_request(word).is_some() => {
+            Request::System(system_request(word).context("a system request")?)
+        }
         _ => bail!(
             "`{line}`: expected `exec PATH`, `open PATH read,write`, `map-exec PATH`, \
              `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`, \
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
              `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
-             `connect ADDR:PORT/tcp` or `send ADDR:PORT/udp`"
+             `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp` or a system action: {}",
+            SYSTEM_REQUESTS.map(|r| r.word).join(", ")
         ),
     })
 }

@@ -135,6 +135,59 @@ pub struct Spec {
     pub files: UniqueList<FileRuleSource>,
     #[serde(default)]
     pub network: UniqueList<NetRuleSource>,
+    /// System actions the workload may take (mounts, chroot, user namespaces, kernel
+    /// loading, perf events); every other one is denied.
+    #[serde(default)]
+    pub permits: UniqueList<Permit>,
+}
+
+/// A system action a policy may permit (docs/policy-reference.md, "System actions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permit {
+    /// `mount`, bind and move mounts, remounts, propagation changes, `move_mount`,
+    /// `umount2`, `pivot_root`.
+    Mount,
+    /// `chroot`.
+    Chroot,
+    /// Creating user namespaces.
+    UserNamespaces,
+    /// Loading modules (and the module requests a task triggers), firmware, kexec images,
+    /// IMA policies.
+    KernelLoad,
+    /// `perf_event_open`.
+    PerfEvents,
+}
+
+impl Permit {
+    /// The kernel's bit for this permit.
+    pub fn bit(self) -> u32 {
+        use rampart_common::system;
+        match self {
+            Permit::Mount => system::MOUNT,
+            Permit::Chroot => system::CHROOT,
+            Permit::UserNamespaces => system::USER_NAMESPACES,
+            Permit::KernelLoad => system::KERNEL_LOAD,
+            Permit::PerfEvents => system::PERF_EVENTS,
+        }
+    }
+}
+
+impl fmt::Display for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = rampart_common::system::PERMITS
+            .iter()
+            .find(|(bit, _)| *bit == self.bit())
+            .map_or("?", |(_, name)| name);
+        f.write_str(name)
+    }
+}
+
+impl UniqueKey for Permit {
+    type Key = Permit;
+    fn unique_key(&self) -> Permit {
+        *self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

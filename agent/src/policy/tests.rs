@@ -688,3 +688,49 @@ fn walked_paths_deeper_than_the_walk_are_denied() {
     let opened = explain(&p, &open(&deep, access::READ));
     assert_eq!(opened.decision, "allow");
 }
+
+#[test]
+fn system_actions_are_denied_unless_permitted() {
+    use super::explain::system_request;
+    use rampart_common::system;
+    let sys = |word: &str| Request::System(system_request(word).unwrap());
+    let none = policy(BASE);
+    assert_eq!(none.permits, 0);
+    for word in [
+        "mount",
+        "pivot-root",
+        "chroot",
+        "user-namespace",
+        "init-module",
+    ] {
+        let e = explain(&none, &sys(word));
+        assert_eq!(
+            (e.decision, e.reason, e.rule),
+            ("deny", "not-permitted", None)
+        );
+    }
+    let text = format!("{BASE}  permits: [mount, user-namespaces]\n");
+    let some = policy(&text);
+    assert_eq!(some.permits, system::MOUNT | system::USER_NAMESPACES);
+    let e = explain(&some, &sys("umount"));
+    assert_eq!(
+        (e.action, e.decision, e.hook, e.target.as_str()),
+        ("mount", "allow", "sb_umount", "umount")
+    );
+    assert_eq!(e.rule.as_deref(), Some("spec.permits: mount"));
+    let e = explain(&some, &sys("user-namespace"));
+    assert_eq!((e.action, e.decision), ("user-namespace", "allow"));
+    let e = explain(&some, &sys("perf-event-open"));
+    assert_eq!((e.decision, e.reason), ("deny", "not-permitted"));
+    // CLONE_INTO_CGROUP: no permit exists, so not even every permit allows it.
+    let all =
+        format!("{BASE}  permits: [mount, chroot, user-namespaces, kernel-load, perf-events]\n");
+    let e = explain(&policy(&all), &sys("clone-into-cgroup"));
+    assert_eq!(
+        (e.action, e.decision, e.hook),
+        ("clone-into-cgroup", "deny", "task_alloc")
+    );
+    assert!(parse_err(&format!("{BASE}  permits: [mount, mount]\n")).contains("mount"));
+    let unknown = parse_err(&format!("{BASE}  permits: [kexec]\n"));
+    assert!(unknown.contains("kexec"), "{unknown}");
+}

@@ -35,6 +35,12 @@ pub const PINNED_PROGRAM: &str = "/tmp/rights-bin/pinned";
 /// The directory of [`PINNED_PROGRAM`]: read-only to the workload.
 pub const PINNED_PROGRAM_DIR: &str = "/tmp/rights-bin";
 
+/// The cgroup (under the cgroup2 root) of `test-permits`: every system action permitted.
+pub const PERMITS_CGROUP: &str = "/rampart-permits";
+
+/// The cgroup of `test-userns`: only user namespaces permitted.
+pub const USERNS_CGROUP: &str = "/rampart-userns";
+
 /// Name of the enforcing test policy (the other one, `test-audit`, is in audit mode).
 pub const ENFORCE_POLICY: &str = "test-enforce";
 
@@ -205,6 +211,31 @@ spec:
   mode: audit
   exec:
     allow: [{F}/allowed-probe]
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Policy
+metadata:
+  name: test-permits
+  description: system actions (scenarios/system.rs), every one permitted
+spec:
+  governs: [{PERMITS_CGROUP}]
+  exec:
+    allow: [{F}/allowed-probe]
+  files:
+    - path: {F}/data/
+      access: [read]
+  permits: [mount, chroot, user-namespaces, kernel-load, perf-events]
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Policy
+metadata:
+  name: test-userns
+  description: root of a user namespace it may create (scenarios/system.rs)
+spec:
+  governs: [{USERNS_CGROUP}]
+  exec:
+    allow: [{F}/allowed-probe]
+  permits: [user-namespaces]
 "#,
         F = FIXTURES
     )
@@ -291,7 +322,9 @@ pub fn set_up() -> Result<Env> {
     let governed = Path::new(CGROUP_ROOT).join("rampart-governed");
     let audited = Path::new(CGROUP_ROOT).join("rampart-audit");
     let ungoverned = Path::new(CGROUP_ROOT).join("rampart-free");
-    for cg in [&governed, &audited, &ungoverned] {
+    let permits = Path::new(CGROUP_ROOT).join(PERMITS_CGROUP.trim_start_matches('/'));
+    let userns = Path::new(CGROUP_ROOT).join(USERNS_CGROUP.trim_start_matches('/'));
+    for cg in [&governed, &audited, &ungoverned, &permits, &userns] {
         std::fs::create_dir_all(cg).with_context(|| format!("creating cgroup {}", cg.display()))?;
     }
     Ok(Env {

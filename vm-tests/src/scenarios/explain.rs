@@ -217,6 +217,29 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
         argv.extend(op);
         rows.push((request, argv));
     }
+    // System actions (scenarios/system.rs): the test policy permits none. (A module
+    // request fails with EPROTONOSUPPORT whatever was decided, so its row is not here.)
+    let readable = fx("data/readable.txt");
+    let writable = fx("data/writable.txt");
+    let system: [(&str, Vec<&str>); 9] = [
+        ("mount", vec!["bind-mount", &readable, &writable]),
+        ("umount", vec!["umount", "/proc"]),
+        ("pivot-root", vec!["pivot-root", "/tmp"]),
+        ("chroot", vec!["chroot", "/"]),
+        ("user-namespace", vec!["unshare-user"]),
+        ("init-module", vec!["init-module"]),
+        ("finit-module", vec!["finit-module", &readable]),
+        ("perf-event-open", vec!["perf-open"]),
+        (
+            "clone-into-cgroup",
+            vec!["clone-into-cgroup", "/sys/fs/cgroup"],
+        ),
+    ];
+    for (request, op) in system {
+        let mut argv = vec![fx("allowed-probe"), "op".into()];
+        argv.extend(op.into_iter().map(String::from));
+        rows.push((request.to_owned(), argv));
+    }
     for ep in [
         "127.0.0.1:5353/udp",
         "127.0.0.1:53/udp",

@@ -18,6 +18,7 @@ pub mod network;
 pub mod pinning;
 pub mod scope;
 pub mod state;
+pub mod system;
 pub mod tree;
 
 use anyhow::Result;
@@ -268,6 +269,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: scope::tamper_chain_and_process_scope,
+    },
+    Scenario {
+        name: "system-actions-denied-unless-permitted-and-no-cgroup-escape",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: system::denied_unless_permitted,
     },
     Scenario {
         name: "open-via-io-uring-judged",

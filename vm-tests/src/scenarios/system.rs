@@ -1,0 +1,177 @@
+//! System actions (issue 17): mounts, `pivot_root`, `chroot`, user namespaces, kernel
+//! loading and `perf_event_open` are denied to a governed root workload unless its policy
+//! permits them, and `clone3(CLONE_INTO_CGROUP)` out of the governed subtree is denied
+//! always. Root in a user namespace it was allowed to create still cannot mount, chroot
+//! or leave its cgroup.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use crate::harness::env::{Env, CGROUP_ROOT, PERMITS_CGROUP, USERNS_CGROUP};
+use crate::harness::observe::{op_in, p, want, want_denied, Outcome};
+
+/// The module name a netlink socket of the unregistered protocol 31 asks for.
+const NETLINK_31_MODULE: &str = "net-pf-16-proto-31";
+
+fn cgroup(name: &str) -> PathBuf {
+    Path::new(CGROUP_ROOT).join(name.trim_start_matches('/'))
+}
+
+/// Fails unless `got` is an errno other than EPERM: the call got past Rampart's hook and
+/// the kernel refused it for its own reason (e.g. bytes that are no module).
+fn past_the_hook(what: &str, got: Outcome) -> Result<()> {
+    match got {
+        Outcome::Errno(e) if e != libc::EPERM => Ok(()),
+        other => bail!("{what}: got {other:?}, expected the kernel's own error (not EPERM)"),
+    }
+}
+
+pub fn denied_unless_permitted(env: &mut Env) -> Result<String> {
+    let g = env.governed.clone();
+    let readable = p(&env.fixture("data/readable.txt"));
+    let writable = p(&env.fixture("data/writable.txt"));
+    let root = CGROUP_ROOT;
+    // Every case runs and every mismatch is reported, so a run without a hook shows each
+    // case it leaves open.
+    let mut failures: Vec<String> = Vec::new();
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
+            failures.push(e.to_string());
+        }
+    };
+    // The test policy permits nothing: each must fail with EPERM and be recorded.
+    let denials: [(&str, Vec<&str>, &str); 9] = [
+        (
+            "bind mount of one file over another in a private mount namespace",
+            vec!["bind-mount", &readable, &writable],
+            "mount",
+        ),
+        (
+            "umount /proc in a new mount namespace",
+            vec!["umount", "/proc"],
+            "mount",
+        ),
+        (
+            "pivot_root in a private mount namespace",
+            vec!["pivot-root", "/tmp"],
+            "mount",
+        ),
+        ("chroot /", vec!["chroot", "/"], "chroot"),
+        (
+            "unshare(CLONE_NEWUSER)",
+            vec!["unshare-user"],
+            "user-namespace",
+        ),
+        ("init_module", vec!["init-module"], "kernel-load"),
+        (
+            "finit_module of a readable file",
+            vec!["finit-module", &readable],
+            "kernel-load",
+        ),
+        (
+            "perf_event_open of a software clock",
+            vec!["perf-open"],
+            "perf-event",
+        ),
+        (
+            "clone3(CLONE_INTO_CGROUP) into the root cgroup",
+            vec!["clone-into-cgroup", root],
+            "clone-into-cgroup",
+        ),
+    ];
+    for (what, op, action) in &denials {
+        let got = op_in(env, &g, op)?;
+        note(want_denied(env, what, got, (action, "", "not-permitted")));
+    }
+    // A module request fails whatever is decided; the denial shows in its event only.
+    note(want(
+        "a netlink socket of an unregistered protocol",
+        op_in(env, &g, &["module-request"])?,
+        Outcome::Errno(libc::EPROTONOSUPPORT),
+    ));
+    env.expect_event("kernel-load", NETLINK_31_MODULE, "deny", "not-permitted");
+
+    // Root in a user namespace it may create: still no mount, chroot or escape.
+    let userns = cgroup(USERNS_CGROUP);
+    note(want(
+        "unshare(CLONE_NEWUSER) where user-namespaces is permitted",
+        op_in(env, &userns, &["unshare-user"])?,
+        Outcome::Ok,
+    ));
+    for (what, op, action) in [
+        (
+            "mount as root of a new user namespace",
+            vec!["userns", "mount"],
+            "mount",
+        ),
+        (
+            "chroot as root of a new user namespace",
+            vec!["userns", "chroot"],
+            "chroot",
+        ),
+        (
+            "CLONE_INTO_CGROUP as root of a new user namespace",
+            vec!["userns", "clone-into-cgroup", root],
+            "clone-into-cgroup",
+        ),
+        (
+            "perf_event_open, not permitted there",
+            vec!["perf-open"],
+            "perf-event",
+        ),
+    ] {
+        let got = op_in(env, &userns, &op)?;
+        note(want_denied(env, what, got, (action, "", "not-permitted")));
+    }
+
+    // Where the policy permits them, they reach the kernel.
+    let permits = cgroup(PERMITS_CGROUP);
+    for (what, op) in [
+        ("bind mount", vec!["bind-mount", &readable, &writable]),
+        ("umount /proc", vec!["umount-private", "/proc"]),
+        ("chroot /", vec!["chroot", "/"]),
+        ("unshare(CLONE_NEWUSER)", vec!["unshare-user"]),
+        ("perf_event_open", vec!["perf-open"]),
+    ] {
+        note(want(
+            &format!("{what} where permitted"),
+            op_in(env, &permits, &op)?,
+            Outcome::Ok,
+        ));
+    }
+    note(want(
+        "pivot_root where permitted (the initramfs root has no parent mount)",
+        op_in(env, &permits, &["pivot-root", "/tmp"])?,
+        Outcome::Errno(libc::EINVAL),
+    ));
+    note(past_the_hook(
+        "init_module where permitted",
+        op_in(env, &permits, &["init-module"])?,
+    ));
+    note(past_the_hook(
+        "finit_module where permitted",
+        op_in(env, &permits, &["finit-module", &readable])?,
+    ));
+    // No permit exists for CLONE_INTO_CGROUP.
+    note(want_denied(
+        env,
+        "CLONE_INTO_CGROUP with every permit",
+        op_in(env, &permits, &["clone-into-cgroup", root])?,
+        ("clone-into-cgroup", "", "not-permitted"),
+    ));
+    // Outside governance the same clone3 works: the op is a real escape when not denied.
+    let free = env.ungoverned.clone();
+    note(want(
+        "CLONE_INTO_CGROUP from an ungoverned cgroup",
+        op_in(env, &free, &["clone-into-cgroup", root])?,
+        Outcome::Ok,
+    ));
+    if !failures.is_empty() {
+        bail!("{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(format!(
+        "{} system actions denied and recorded (mount, umount, pivot_root, chroot, user namespace, init_module, finit_module, perf_event_open, CLONE_INTO_CGROUP, module request); root of a permitted user namespace still cannot mount, chroot or clone into another cgroup; with permits each reaches the kernel; CLONE_INTO_CGROUP works ungoverned, denied governed even with every permit",
+        denials.len() + 1
+    ))
+}

@@ -1,0 +1,188 @@
+//! System actions a contained workload tries (issue 17): mounts in a private mount
+//! namespace, `pivot_root`, `chroot`, user namespaces (and what root in one may then try),
+//! loading kernel modules, a module request, `perf_event_open`, and
+//! `clone3(CLONE_INTO_CGROUP)` out of its cgroup. Each reports the errno of the step that
+//! failed, or ok. Nothing here outlives the op's process: every mount change happens in a
+//! mount namespace of its own.
+
+use std::{
+    ffi::CString,
+    io::{Error, Result},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+use crate::sys::{check, cstr};
+
+fn unshare(flags: libc::c_int) -> Result<()> {
+    // SAFETY: unshare(2) with flags only.
+    check(unsafe { libc::unshare(flags) } as i64).map(drop)
+}
+
+fn mount(src: Option<&CString>, dst: &CString, flags: libc::c_ulong) -> Result<()> {
+    let src = src.map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: mount(2) with C strings that live across the call (or null), no data.
+    check(
+        unsafe { libc::mount(src, dst.as_ptr(), std::ptr::null(), flags, std::ptr::null()) } as i64,
+    )
+    .map(drop)
+}
+
+/// A mount namespace of this process's own whose mounts no longer propagate anywhere.
+fn private_mount_ns() -> Result<()> {
+    unshare(libc::CLONE_NEWNS)?;
+    mount(None, &cstr("/")?, libc::MS_REC | libc::MS_PRIVATE)
+}
+
+/// Bind-mounts `src` over `dst` in a private mount namespace.
+fn bind_mount(src: &str, dst: &str) -> Result<()> {
+    private_mount_ns()?;
+    mount(Some(&cstr(src)?), &cstr(dst)?, libc::MS_BIND)
+}
+
+/// Detaches the mount at `path` in a new mount namespace (made private first with
+/// `private`, which itself needs the mount permit).
+fn umount(path: &str, private: bool) -> Result<()> {
+    if private {
+        private_mount_ns()?;
+    } else {
+        unshare(libc::CLONE_NEWNS)?;
+    }
+    let p = cstr(path)?;
+    // SAFETY: umount2(2) with a live C string.
+    check(unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) } as i64).map(drop)
+}
+
+/// `pivot_root(dir, dir)` in a private mount namespace: past the hook, the initramfs root
+/// (which has no parent mount) makes the kernel refuse it with EINVAL.
+fn pivot_root(dir: &str) -> Result<()> {
+    private_mount_ns()?;
+    let d = cstr(dir)?;
+    // SAFETY: pivot_root(2) with live C strings.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, d.as_ptr(), d.as_ptr()) }).map(drop)
+}
+
+fn chroot(dir: &str) -> Result<()> {
+    let d = cstr(dir)?;
+    // SAFETY: chroot(2) with a live C string.
+    check(unsafe { libc::chroot(d.as_ptr()) } as i64).map(drop)
+}
+
+/// `init_module` of bytes that are no module: past the hook, the ELF check refuses them.
+fn init_module() -> Result<()> {
+    let image = [0u8; 64];
+    let params = cstr("")?;
+    // SAFETY: init_module(2) reads `image.len()` bytes of a live buffer and a C string.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len(),
+            params.as_ptr(),
+        )
+    })
+    .map(drop)
+}
+
+/// `finit_module` of a file that is no module.
+fn finit_module(path: &str) -> Result<()> {
+    let file = std::fs::File::open(path)?;
+    let params = cstr("")?;
+    // SAFETY: finit_module(2) with an open descriptor and a C string.
+    check(unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) })
+        .map(drop)
+}
+
+/// A netlink socket of a protocol nobody registered: the kernel asks for the module
+/// `net-pf-16-proto-31` on the task's behalf, then fails with EPROTONOSUPPORT.
+fn module_request() -> Result<()> {
+    // SAFETY: socket(2) with integer arguments.
+    let fd = check(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 31) } as i64)?;
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    Ok(())
+}
+
+/// `perf_event_open` of a software clock counting this process.
+fn perf_open() -> Result<()> {
+    const PERF_TYPE_SOFTWARE: u32 = 1;
+    const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
+    // struct perf_event_attr (PERF_ATTR_SIZE_VER0 is 64 bytes): type, size, config, ...
+    let mut attr = [0u64; 16];
+    attr[0] = PERF_TYPE_SOFTWARE as u64 | (std::mem::size_of_val(&attr) as u64) << 32;
+    attr[1] = PERF_COUNT_SW_CPU_CLOCK;
+    // SAFETY: a zeroed perf_event_attr-sized buffer; pid 0 (self), cpu -1, no group.
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) })?;
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    Ok(())
+}
+
+/// `clone3(CLONE_INTO_CGROUP)` into the cgroup directory `cgroup`, through an `O_PATH`
+/// descriptor; the child exits at once. Ok means it was created there.
+fn clone_into_cgroup(cgroup: &str) -> Result<()> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let dir = cstr(cgroup)?;
+    // SAFETY: open(2) with a live C string.
+    let fd = check(unsafe {
+        libc::open(
+            dir.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    } as i64)?;
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // struct clone_args (CLONE_ARGS_SIZE_VER2, 88 bytes): flags, pidfd, child_tid,
+    // parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup.
+    let mut args = [0u64; 11];
+    args[0] = CLONE_INTO_CGROUP;
+    args[4] = libc::SIGCHLD as u64;
+    args[10] = fd.as_raw_fd() as u64;
+    // SAFETY: clone3 with a fully initialised clone_args; the child only calls _exit.
+    let pid = check(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args.as_mut_ptr(),
+            std::mem::size_of_val(&args),
+        )
+    })?;
+    if pid == 0 {
+        // SAFETY: _exit in the child: no destructors, no shared state touched.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waitpid on our own child.
+    check(unsafe { libc::waitpid(pid as i32, &mut status, 0) } as i64)?;
+    Ok(())
+}
+
+/// Root in a user namespace of its own, then `then` (`mount`, `chroot` or
+/// `clone-into-cgroup PATH`).
+fn in_user_ns(then: &[&str]) -> Result<()> {
+    unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)?;
+    match then {
+        ["mount"] => mount(None, &cstr("/")?, libc::MS_REC | libc::MS_PRIVATE),
+        ["chroot"] => chroot("/"),
+        ["clone-into-cgroup", cg] => clone_into_cgroup(cg),
+        _ => Err(Error::from_raw_os_error(libc::EINVAL)),
+    }
+}
+
+/// The op named by `args`, if it is one of these.
+pub fn run(args: &[&str]) -> Option<Result<()>> {
+    Some(match args {
+        ["bind-mount", src, dst] => bind_mount(src, dst),
+        ["umount", path] => umount(path, false),
+        ["umount-private", path] => umount(path, true),
+        ["pivot-root", dir] => pivot_root(dir),
+        ["chroot", dir] => chroot(dir),
+        ["unshare-user"] => unshare(libc::CLONE_NEWUSER),
+        ["userns", then @ ..] => in_user_ns(then),
+        ["init-module"] => init_module(),
+        ["finit-module", path] => finit_module(path),
+        ["module-request"] => module_request(),
+        ["perf-open"] => perf_open(),
+        ["clone-into-cgroup", cgroup] => clone_into_cgroup(cgroup),
+        _ => return None,
+    })
+}
