@@ -454,11 +454,16 @@ pub enum Action {
     /// `clone3(CLONE_INTO_CGROUP)` (`task_alloc`): the child would start in a cgroup the
     /// hook cannot see, possibly outside the governed subtree; never permitted.
     CloneIntoCgroup = 24,
+    /// Creating a socket (`socket`, `socketpair`: `socket_create`) of a family, type and
+    /// protocol outside the defaults (unix; TCP and UDP over IPv4 and IPv6) and the
+    /// policy's `spec.sockets`. The event carries the family, the type (`access`) and the
+    /// protocol.
+    Socket = 25,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -483,6 +488,7 @@ impl Action {
         Action::KernelLoad,
         Action::PerfEvent,
         Action::CloneIntoCgroup,
+        Action::Socket,
     ];
 
     /// The action with this number, if any.
@@ -506,6 +512,7 @@ impl Action {
                 | Action::KernelLoad
                 | Action::PerfEvent
                 | Action::CloneIntoCgroup
+                | Action::Socket
         )
     }
 }
@@ -603,8 +610,127 @@ pub struct PolicyInfo {
     pub loaded: u32,
     /// [`system`] permit bits: the system actions `spec.permits` lists.
     pub permits: u32,
+    /// Netlink protocols (bit N: protocol N) `spec.sockets` allows.
+    pub netlink_protocols: u32,
+    /// Address families (bit N: family N) `spec.sockets` allows with any type and protocol.
+    pub socket_families: u64,
+    /// [`sockets`] `INET_*` bits: the IPv4/IPv6 sockets past TCP and UDP that
+    /// `spec.sockets` allows.
+    pub inet_sockets: u32,
     /// Zero: keeps the struct free of implicit padding.
     pub _pad: u32,
+}
+
+/// Socket families, types and protocols: what `socket_create` allows by default, and the
+/// names `spec.sockets` and events use.
+pub mod sockets {
+    /// `AF_UNIX`.
+    pub const AF_UNIX: u32 = 1;
+    /// `AF_INET`.
+    pub const AF_INET: u32 = 2;
+    /// `AF_INET6`.
+    pub const AF_INET6: u32 = 10;
+    /// `AF_NETLINK`.
+    pub const AF_NETLINK: u32 = 16;
+    /// `SOCK_STREAM`.
+    pub const SOCK_STREAM: u32 = 1;
+    /// `SOCK_DGRAM`.
+    pub const SOCK_DGRAM: u32 = 2;
+    /// `SOCK_RAW`.
+    pub const SOCK_RAW: u32 = 3;
+    /// `IPPROTO_ICMP`.
+    pub const IPPROTO_ICMP: u32 = 1;
+    /// `IPPROTO_TCP`.
+    pub const IPPROTO_TCP: u32 = 6;
+    /// `IPPROTO_UDP`.
+    pub const IPPROTO_UDP: u32 = 17;
+    /// `IPPROTO_ICMPV6`.
+    pub const IPPROTO_ICMPV6: u32 = 58;
+    /// `IPPROTO_MPTCP`.
+    pub const IPPROTO_MPTCP: u32 = 262;
+    /// Netlink protocols are below this (`MAX_LINKS`).
+    pub const NETLINK_PROTOCOLS: u32 = 32;
+
+    /// `inet-raw`: `SOCK_RAW` over IPv4 or IPv6, any protocol.
+    pub const INET_RAW: u32 = 1;
+    /// `inet-ping`: ICMP (ICMPv6) datagram sockets, which no cgroup send hook sees.
+    pub const INET_PING: u32 = 2;
+    /// `inet-other`: every other IPv4/IPv6 socket (SCTP, UDP-Lite, ...).
+    pub const INET_OTHER: u32 = 4;
+
+    /// Address families by name (for `spec.sockets` and events).
+    pub const FAMILIES: [(u32, &str); 18] = [
+        (AF_UNIX, "unix"),
+        (AF_INET, "inet"),
+        (AF_INET6, "inet6"),
+        (15, "key"),
+        (AF_NETLINK, "netlink"),
+        (17, "packet"),
+        (21, "rds"),
+        (26, "llc"),
+        (29, "can"),
+        (30, "tipc"),
+        (31, "bluetooth"),
+        (38, "alg"),
+        (40, "vsock"),
+        (41, "kcm"),
+        (42, "qipcrtr"),
+        (43, "smc"),
+        (44, "xdp"),
+        (45, "mctp"),
+    ];
+    /// Socket types by name.
+    pub const TYPES: [(u32, &str); 7] = [
+        (SOCK_STREAM, "stream"),
+        (SOCK_DGRAM, "dgram"),
+        (SOCK_RAW, "raw"),
+        (4, "rdm"),
+        (5, "seqpacket"),
+        (6, "dccp"),
+        (10, "packet"),
+    ];
+    /// Netlink protocols by name (`netlink-route`, ...; `netlink-N` for the others).
+    pub const NETLINK: [(u32, &str); 10] = [
+        (0, "route"),
+        (4, "sock-diag"),
+        (6, "xfrm"),
+        (9, "audit"),
+        (11, "connector"),
+        (12, "netfilter"),
+        (15, "kobject-uevent"),
+        (16, "generic"),
+        (21, "crypto"),
+        (7, "selinux"),
+    ];
+
+    /// Whether a socket is allowed without any `spec.sockets` entry: unix sockets, and
+    /// TCP (MPTCP) streams and UDP datagrams over IPv4 and IPv6.
+    pub const fn default_allowed(family: u32, kind: u32, protocol: u32) -> bool {
+        match family {
+            AF_UNIX => true,
+            AF_INET | AF_INET6 => matches!(
+                (kind, protocol),
+                (SOCK_STREAM, 0 | IPPROTO_TCP | IPPROTO_MPTCP) | (SOCK_DGRAM, 0 | IPPROTO_UDP)
+            ),
+            _ => false,
+        }
+    }
+
+    /// Which `INET_*` bit an IPv4/IPv6 socket outside the defaults needs.
+    pub const fn inet_class(family: u32, kind: u32, protocol: u32) -> u32 {
+        let icmp = if family == AF_INET6 {
+            IPPROTO_ICMPV6
+        } else {
+            IPPROTO_ICMP
+        };
+        if kind == SOCK_RAW {
+            INET_RAW
+        } else if kind == SOCK_DGRAM && protocol == icmp {
+            INET_PING
+        } else {
+            INET_OTHER
+        }
+    }
 }
 
 /// System actions a policy may permit (`spec.permits`), and what the events of the others
@@ -844,7 +970,7 @@ pub mod maps {
 /// after it, so an agent with a different layout never reuses incompatible maps.
 /// 2: the path trie holds 262 144 entries (was 65 536).
 /// 3: path rules carry flags, 14 decision counters, the `EXEC_PINNED` map.
-/// 4: policy slots carry permit bits, 15 decision counters.
+/// 4: policy slots carry permit and socket bits, 15 decision counters.
 pub const MAP_ABI_VERSION: u32 = 4;
 
 /// Capacity of [`maps::EXEC_PINNED`] (all policy slots together).
@@ -929,8 +1055,10 @@ pub mod programs {
     pub const KERNEL_LOAD_DATA: &str = "kernel_load_data";
     /// A new task (`fork`, `clone`, `clone3`): `CLONE_INTO_CGROUP` is refused.
     pub const TASK_ALLOC: &str = "task_alloc";
+    /// A new socket (`socket`, `socketpair`).
+    pub const SOCKET_CREATE: &str = "socket_create";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 30] = [
+    pub const LSM: [&str; 31] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -961,6 +1089,7 @@ pub mod programs {
         KERNEL_READ_FILE,
         KERNEL_LOAD_DATA,
         TASK_ALLOC,
+        SOCKET_CREATE,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).

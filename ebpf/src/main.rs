@@ -5,7 +5,7 @@
 //! creating, removing, linking and renaming, `attr` for truncation, mode and owner,
 //! `inode` for timestamps, extended attributes and ACLs, `scope` for signals, ptrace and
 //! `bpf()`, `system` for mounts, chroot, user namespaces, kernel loading, perf events and
-//! `CLONE_INTO_CGROUP`, `network`, `cgroup`) over shared
+//! `CLONE_INTO_CGROUP`, `socket` for which sockets may be made, `network`, `cgroup`) over shared
 //! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
 //! the target is), `decision` (mode, counters, events) and
 //! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
@@ -30,6 +30,7 @@ mod network;
 mod object;
 mod path;
 mod scope;
+mod socket;
 mod system;
 mod tree;
 mod walk;

@@ -1,7 +1,7 @@
 //! System actions a contained workload tries (issue 17): mounts in a private mount
 //! namespace, `pivot_root`, `chroot`, user namespaces (and what root in one may then try),
 //! loading kernel modules, a module request, `perf_event_open`, and
-//! `clone3(CLONE_INTO_CGROUP)` out of its cgroup. Each reports the errno of the step that
+//! `clone3(CLONE_INTO_CGROUP)` out of its cgroup, and sockets of every family. Each reports the errno of the step that
 //! failed, or ok. Nothing here outlives the op's process: every mount change happens in a
 //! mount namespace of its own.
 
@@ -102,6 +102,19 @@ fn module_request() -> Result<()> {
     Ok(())
 }
 
+/// `socket(family, type, protocol)`, numbers as given (the protocol in host order).
+fn socket(family: &str, kind: &str, protocol: &str) -> Result<()> {
+    let num = |s: &str| {
+        s.parse::<i32>()
+            .map_err(|_| Error::from_raw_os_error(libc::EINVAL))
+    };
+    // SAFETY: socket(2) with integer arguments.
+    let fd = check(unsafe { libc::socket(num(family)?, num(kind)?, num(protocol)?) } as i64)?;
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    Ok(())
+}
+
 /// `perf_event_open` of a software clock counting this process.
 fn perf_open() -> Result<()> {
     const PERF_TYPE_SOFTWARE: u32 = 1;
@@ -181,6 +194,7 @@ pub fn run(args: &[&str]) -> Option<Result<()>> {
         ["init-module"] => init_module(),
         ["finit-module", path] => finit_module(path),
         ["module-request"] => module_request(),
+        ["socket", family, kind, protocol] => socket(family, kind, protocol),
         ["perf-open"] => perf_open(),
         ["clone-into-cgroup", cgroup] => clone_into_cgroup(cgroup),
         _ => return None,

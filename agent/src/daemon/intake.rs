@@ -258,6 +258,7 @@ pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
             net4: Vec::new(),
             net6: Vec::new(),
             permits: 0,
+            sockets: Default::default(),
         }],
         info: SlotInfo::default(),
         bundle: None,

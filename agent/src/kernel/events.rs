@@ -81,6 +81,7 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
         policy: None,
         rule: None,
         access: match action {
+            Some(Action::Socket) => Some(explain::socket_name(e.family, e.access, e.protocol)),
             Some(a) if a.is_file() => Some(access_names(e.access)),
             Some(a) => event_access::describe(a, e.access),
             None => None,
@@ -89,7 +90,10 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
         path_truncated: e.path_len as usize > EVENT_PATH_BYTES + 1,
         file_dev: is_file.then_some(e.file.dev),
         file_ino: is_file.then_some(e.file.ino),
-        endpoint: endpoint(&e),
+        // A socket event's family and protocol describe the socket, not an address.
+        endpoint: (action != Some(Action::Socket))
+            .then(|| endpoint(&e))
+            .flatten(),
         peer_pid: matches!(action, Some(Action::Signal | Action::Ptrace)).then_some(e.peer_pid),
     })
 }
@@ -174,6 +178,22 @@ mod tests {
             parse(&bytes_of(&e)).unwrap().access.as_deref(),
             Some("cmd-99")
         );
+    }
+
+    #[test]
+    fn socket_events_name_the_socket_not_an_endpoint() {
+        let mut e = sample();
+        e.action = Action::Socket as u32;
+        e.path_len = 0;
+        (e.family, e.access, e.protocol) = (2, 3, 1);
+        let r = parse(&bytes_of(&e)).unwrap();
+        assert_eq!(
+            (r.action, r.access.as_deref(), r.endpoint),
+            ("socket", Some("inet/raw/1"), None)
+        );
+        (e.family, e.access, e.protocol) = (99, 9, 0);
+        let r = parse(&bytes_of(&e)).unwrap();
+        assert_eq!(r.access.as_deref(), Some("family-99/type-9/0"));
     }
 
     #[test]

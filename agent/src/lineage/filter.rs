@@ -83,6 +83,7 @@ pub enum ActionKind {
     KernelLoad,
     PerfEvent,
     CloneIntoCgroup,
+    Socket,
 }
 
 impl ActionKind {
@@ -113,6 +114,7 @@ impl ActionKind {
             Self::KernelLoad => "kernel-load",
             Self::PerfEvent => "perf-event",
             Self::CloneIntoCgroup => "clone-into-cgroup",
+            Self::Socket => "socket",
         }
     }
 }
@@ -244,6 +246,7 @@ mod tests {
             (ActionKind::KernelLoad, Action::KernelLoad),
             (ActionKind::PerfEvent, Action::PerfEvent),
             (ActionKind::CloneIntoCgroup, Action::CloneIntoCgroup),
+            (ActionKind::Socket, Action::Socket),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::source::{
-    Access, EventsSetting, Mode, NetRuleSource, PolicyDocument, Protocol, RulePath,
+    Access, EventsSetting, Mode, NetRuleSource, PolicyDocument, Protocol, RulePath, SocketGrant,
 };
 
 /// A policy that cannot be compiled.
@@ -170,6 +170,34 @@ pub struct CompiledPolicy {
     pub net6: Vec<NetEntry>,
     /// [`rampart_common::system`] permit bits (`spec.permits`).
     pub permits: u32,
+    /// The sockets `spec.sockets` allows, as the kernel holds them.
+    pub sockets: SocketBits,
+}
+
+/// `spec.sockets` in the form of the policy slot's fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SocketBits {
+    /// Bit N: every socket of family N.
+    pub families: u64,
+    /// Bit N: netlink protocol N.
+    pub netlink_protocols: u32,
+    /// [`rampart_common::sockets`] `INET_*` bits.
+    pub inet: u32,
+}
+
+impl SocketBits {
+    fn from_grants(grants: &[SocketGrant]) -> Self {
+        let mut bits = Self::default();
+        for g in grants {
+            match *g {
+                SocketGrant::Family(f) if f < 64 => bits.families |= 1 << f,
+                SocketGrant::Family(_) => {}
+                SocketGrant::Netlink(p) => bits.netlink_protocols |= 1 << (p & 31),
+                SocketGrant::Inet(bit) => bits.inet |= bit,
+            }
+        }
+        bits
+    }
 }
 
 impl CompiledPolicy {
@@ -304,6 +332,7 @@ pub fn compile(
         net4,
         net6,
         permits: spec.permits.0.iter().fold(0, |bits, p| bits | p.bit()),
+        sockets: SocketBits::from_grants(&spec.sockets.0),
     })
 }
 

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use rampart_common::{
-    access, system, Action, Decision, FileId, Reason, PATH_BUF_BYTES, PATH_KEY_BYTES,
+    access, sockets, system, Action, Decision, FileId, Reason, PATH_BUF_BYTES, PATH_KEY_BYTES,
     WALK_MAX_COMPONENTS,
 };
 use serde::Serialize;
@@ -93,6 +93,12 @@ pub enum Request {
     /// A system action (a mount, `chroot`, a user namespace, a kernel load, a perf event,
     /// `CLONE_INTO_CGROUP`): one of [`SYSTEM_REQUESTS`].
     System(&'static SystemRequest),
+    /// `socket(family, type, protocol)`.
+    Socket {
+        family: u32,
+        kind: u32,
+        protocol: u32,
+    },
 }
 
 /// A system action as `explain` names it, with what judges it.
@@ -222,6 +228,7 @@ pub fn action_name(action: Action) -> &'static str {
         Action::KernelLoad => "kernel-load",
         Action::PerfEvent => "perf-event",
         Action::CloneIntoCgroup => "clone-into-cgroup",
+        Action::Socket => "socket",
     }
 }
 
@@ -469,6 +476,43 @@ fn judge_net(
     }
 }
 
+/// `socket_create`'s judgement: the defaults, then the policy's socket bits.
+fn judge_socket(policy: &CompiledPolicy, family: u32, kind: u32, protocol: u32) -> Reason {
+    let bits = &policy.sockets;
+    let family_listed = family < 64 && bits.families & (1 << family) != 0;
+    let listed = match family {
+        sockets::AF_INET | sockets::AF_INET6 => {
+            bits.inet & sockets::inet_class(family, kind, protocol) != 0
+        }
+        sockets::AF_NETLINK => {
+            family_listed
+                || (protocol < sockets::NETLINK_PROTOCOLS
+                    && bits.netlink_protocols & (1 << protocol) != 0)
+        }
+        _ => family_listed,
+    };
+    if sockets::default_allowed(family, kind, protocol) || listed {
+        Reason::Allowed
+    } else {
+        Reason::NoRule
+    }
+}
+
+/// A socket as events and `explain` name it: `family/type/protocol`, e.g. `inet/raw/1`.
+pub fn socket_name(family: u32, kind: u32, protocol: u32) -> String {
+    let named = |table: &[(u32, &str)], v: u32, what: &str| {
+        table
+            .iter()
+            .find(|(k, _)| *k == v)
+            .map_or_else(|| format!("{what}-{v}"), |(_, n)| (*n).to_owned())
+    };
+    format!(
+        "{}/{}/{protocol}",
+        named(&sockets::FAMILIES, family, "family"),
+        named(&sockets::TYPES, kind, "type")
+    )
+}
+
 fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
     let path = request_path(request);
     let file = |action, hook, (reason, rule_id)| Judgement {
@@ -603,6 +647,17 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             rule_id: None,
             path: None,
         },
+        Request::Socket {
+            family,
+            kind,
+            protocol,
+        } => Judgement {
+            action: Action::Socket,
+            hook: "socket_create",
+            reason: judge_socket(policy, *family, *kind, *protocol),
+            rule_id: None,
+            path: None,
+        },
         Request::Send { addr, protocol } => file(
             Action::Send,
             if addr.is_ipv4() {
@@ -632,7 +687,8 @@ fn request_path(request: &Request) -> Option<String> {
         | Request::Rename { .. }
         | Request::Connect { .. }
         | Request::Send { .. }
-        | Request::System(_) => None,
+        | Request::System(_)
+        | Request::Socket { .. } => None,
     }
 }
 
@@ -655,6 +711,11 @@ fn target(request: &Request) -> String {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())
         }
         Request::System(r) => r.word.to_owned(),
+        Request::Socket {
+            family,
+            kind,
+            protocol,
+        } => socket_name(*family, *kind, *protocol),
         // Exec, map-exec, remove, truncate, chmod, chown, utimes, xattr: the path alone.
         _ => request_path(request).unwrap_or_default(),
     }

@@ -66,7 +66,8 @@ fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
 /// Parses one request line: `exec PATH`, `open PATH ACCESS`, `map-exec PATH`,
 /// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
 /// `truncate PATH`, `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`,
-/// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, or a system action alone (`mount`,
+/// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, `socket FAMILY TYPE [PROTOCOL]`, or a
+/// system action alone (`mount`,
 /// `chroot`, ...: [`SYSTEM_REQUESTS`]). Paths are resolved on this host; the entry a create, remove,
 /// link or rename acts on is not followed if it is a symlink.
 pub fn parse_request(line: &str) -> Result<Request> {
@@ -140,6 +141,7 @@ pub fn parse_request(line: &str) -> Result<Request> {
             let (addr, protocol) = parse_endpoint(ep).map_err(anyhow::Error::msg)?;
             Request::Send { addr, protocol }
         }
+        ["socket", family, kind, protocol @ ..] => parse_socket(family, kind, protocol)?,
         [word] if system_request(word).is_some() => {
             Request::System(system_request(word).context("a system request")?)
         }
@@ -148,9 +150,35 @@ pub fn parse_request(line: &str) -> Result<Request> {
              `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`, \
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
              `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
-             `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp` or a system action: {}",
+             `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]` or a \
+             system action: {}",
             SYSTEM_REQUESTS.map(|r| r.word).join(", ")
         ),
+    })
+}
+
+/// `socket FAMILY TYPE [PROTOCOL]`: names from the socket tables or numbers.
+fn parse_socket(family: &str, kind: &str, protocol: &[&str]) -> Result<Request> {
+    use rampart_common::sockets::{FAMILIES, TYPES};
+    let number = |table: &[(u32, &str)], word: &str, what: &str| -> Result<u32> {
+        table
+            .iter()
+            .find(|(_, n)| *n == word)
+            .map(|(v, _)| *v)
+            .or_else(|| word.parse().ok())
+            .with_context(|| format!("unknown socket {what} `{word}`"))
+    };
+    let protocol = match protocol {
+        [] => 0,
+        [p] => p
+            .parse()
+            .with_context(|| format!("socket protocol `{p}` is not a number"))?,
+        _ => bail!("`socket FAMILY TYPE [PROTOCOL]` takes at most one protocol"),
+    };
+    Ok(Request::Socket {
+        family: number(&FAMILIES, family, "family")?,
+        kind: number(&TYPES, kind, "type")?,
+        protocol,
     })
 }
 

@@ -139,6 +139,102 @@ pub struct Spec {
     /// loading, perf events); every other one is denied.
     #[serde(default)]
     pub permits: UniqueList<Permit>,
+    /// Sockets past the defaults (unix; TCP and UDP over IPv4 and IPv6) the workload may
+    /// create.
+    #[serde(default)]
+    pub sockets: UniqueList<SocketGrant>,
+}
+
+/// A kind of socket a policy allows (docs/policy-reference.md, "Sockets"): a family by
+/// name (`packet`, `netlink`, `vsock`, ...), one netlink protocol (`netlink-route`,
+/// `netlink-N`), or an IPv4/IPv6 class (`inet-raw`, `inet-ping`, `inet-other`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SocketGrant {
+    /// Every socket of this address family.
+    Family(u32),
+    /// Netlink sockets of this protocol.
+    Netlink(u32),
+    /// IPv4 and IPv6 sockets of a [`rampart_common::sockets`] `INET_*` class.
+    Inet(u32),
+}
+
+const INET_CLASSES: [(u32, &str); 3] = [
+    (rampart_common::sockets::INET_RAW, "inet-raw"),
+    (rampart_common::sockets::INET_PING, "inet-ping"),
+    (rampart_common::sockets::INET_OTHER, "inet-other"),
+];
+
+impl SocketGrant {
+    /// Parses a name; the error says what is accepted.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        use rampart_common::sockets::{FAMILIES, NETLINK, NETLINK_PROTOCOLS};
+        if let Some((bit, _)) = INET_CLASSES.iter().find(|(_, n)| *n == name) {
+            return Ok(SocketGrant::Inet(*bit));
+        }
+        if let Some(proto) = name.strip_prefix("netlink-") {
+            let number = NETLINK
+                .iter()
+                .find(|(_, n)| *n == proto)
+                .map(|(p, _)| *p)
+                .or_else(|| proto.parse().ok().filter(|p| *p < NETLINK_PROTOCOLS));
+            return number.map(SocketGrant::Netlink).ok_or_else(|| {
+                format!(
+                    "unknown netlink protocol `{proto}`: use one of {} or a number below {NETLINK_PROTOCOLS}",
+                    NETLINK.map(|(_, n)| n).join(", ")
+                )
+            });
+        }
+        match name {
+            "unix" | "inet" | "inet6" => Err(format!(
+                "`{name}` sockets are allowed by default (unix; TCP and UDP over IPv4 and IPv6); \
+                 for more IPv4/IPv6 sockets list inet-raw, inet-ping or inet-other"
+            )),
+            _ => FAMILIES
+                .iter()
+                .find(|(_, n)| *n == name)
+                .map(|(f, _)| SocketGrant::Family(*f))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown socket `{name}`: use a family ({}), netlink-PROTOCOL, inet-raw, inet-ping or inet-other",
+                        FAMILIES[3..].iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+                    )
+                }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketGrant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SocketGrant::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+impl fmt::Display for SocketGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use rampart_common::sockets::{FAMILIES, NETLINK};
+        let named = |table: &[(u32, &'static str)], v: u32| {
+            table.iter().find(|(k, _)| *k == v).map(|(_, n)| *n)
+        };
+        match *self {
+            SocketGrant::Family(family) => match named(&FAMILIES, family) {
+                Some(n) => f.write_str(n),
+                None => write!(f, "family-{family}"),
+            },
+            SocketGrant::Netlink(p) => match named(&NETLINK, p) {
+                Some(n) => write!(f, "netlink-{n}"),
+                None => write!(f, "netlink-{p}"),
+            },
+            SocketGrant::Inet(bit) => f.write_str(named(&INET_CLASSES, bit).unwrap_or("inet-?")),
+        }
+    }
+}
+
+impl UniqueKey for SocketGrant {
+    type Key = SocketGrant;
+    fn unique_key(&self) -> SocketGrant {
+        *self
+    }
 }
 
 /// A system action a policy may permit (docs/policy-reference.md, "System actions").

@@ -734,3 +734,74 @@ fn system_actions_are_denied_unless_permitted() {
     let unknown = parse_err(&format!("{BASE}  permits: [kexec]\n"));
     assert!(unknown.contains("kexec"), "{unknown}");
 }
+
+#[test]
+fn sockets_past_the_defaults_need_an_entry() {
+    let sock = |family, kind, protocol| Request::Socket {
+        family,
+        kind,
+        protocol,
+    };
+    let p = policy(BASE);
+    // Defaults: unix, TCP and UDP over IPv4 and IPv6.
+    for (f, t, pr) in [
+        (1, 1, 0),
+        (1, 2, 0),
+        (2, 1, 0),
+        (2, 1, 6),
+        (10, 2, 17),
+        (10, 1, 262),
+    ] {
+        let e = explain(&p, &sock(f, t, pr));
+        assert_eq!(
+            (e.decision, e.hook),
+            ("allow", "socket_create"),
+            "{f}/{t}/{pr}"
+        );
+    }
+    // Raw, ping, SCTP, packet, netlink: denied without an entry.
+    for (f, t, pr) in [
+        (2, 3, 1),
+        (10, 3, 58),
+        (2, 2, 1),
+        (10, 2, 58),
+        (2, 1, 132),
+        (17, 3, 768),
+        (16, 3, 0),
+    ] {
+        let e = explain(&p, &sock(f, t, pr));
+        assert_eq!(
+            (e.action, e.decision, e.reason),
+            ("socket", "deny", "no-rule"),
+            "{f}/{t}/{pr}"
+        );
+    }
+    assert_eq!(explain(&p, &sock(2, 3, 1)).target, "inet/raw/1");
+    let granted = policy(&format!(
+        "{BASE}  sockets: [inet-raw, netlink-route, netlink-31, packet]\n"
+    ));
+    assert_eq!(granted.sockets.inet, rampart_common::sockets::INET_RAW);
+    assert_eq!(granted.sockets.netlink_protocols, 1 | 1 << 31);
+    let decide = |f, t, pr| explain(&granted, &sock(f, t, pr)).decision;
+    assert_eq!(decide(2, 3, 1), "allow");
+    assert_eq!(decide(10, 3, 58), "allow");
+    assert_eq!(decide(2, 2, 1), "deny", "ping is its own class");
+    assert_eq!(decide(16, 3, 0), "allow");
+    assert_eq!(decide(16, 3, 31), "allow");
+    assert_eq!(
+        decide(16, 3, 16),
+        "deny",
+        "only the listed netlink protocols"
+    );
+    assert_eq!(decide(17, 3, 768), "allow");
+    assert_eq!(decide(40, 1, 0), "deny");
+    for (bad, says) in [
+        ("inet", "allowed by default"),
+        ("netlink-nope", "unknown netlink protocol"),
+        ("netlink-32", "unknown netlink protocol"),
+        ("carrier-pigeon", "unknown socket"),
+    ] {
+        let err = parse_err(&format!("{BASE}  sockets: [{bad}]\n"));
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}

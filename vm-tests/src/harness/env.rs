@@ -201,6 +201,9 @@ spec:
     - cidr: ::1/128
       ports: [9000]
       protocol: tcp
+  # An unregistered netlink protocol, so that a module request can be triggered
+  # (scenarios/system.rs); no other socket past the defaults.
+  sockets: [netlink-31]
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Policy
@@ -225,6 +228,7 @@ spec:
     - path: {F}/data/
       access: [read]
   permits: [mount, chroot, user-namespaces, kernel-load, perf-events]
+  sockets: [inet-raw, inet-ping, packet, netlink-route]
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Policy

@@ -235,6 +235,19 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
             vec!["clone-into-cgroup", "/sys/fs/cgroup"],
         ),
     ];
+    for (request, f, t, pr) in [
+        ("socket inet raw 1", "2", "3", "1"),
+        ("socket packet raw 768", "17", "3", "768"),
+        ("socket netlink raw 0", "16", "3", "0"),
+        ("socket inet stream 0", "2", "1", "0"),
+        ("socket unix dgram 0", "1", "2", "0"),
+    ] {
+        let argv = [fx("allowed-probe"), "op".into(), "socket".into()]
+            .into_iter()
+            .chain([f, t, pr].map(String::from))
+            .collect();
+        rows.push((request.to_owned(), argv));
+    }
     for (request, op) in system {
         let mut argv = vec![fx("allowed-probe"), "op".into()];
         argv.extend(op.into_iter().map(String::from));
@@ -261,6 +274,10 @@ pub fn event_target(request: &str) -> String {
     let mut words = request.split_whitespace();
     let kind = words.next().unwrap_or_default();
     let arg = words.next().unwrap_or_default();
+    if kind == "socket" {
+        // A socket event names the socket in `access`, with no path or endpoint.
+        return String::new();
+    }
     if kind == "connect" || kind == "send" {
         if let Some(rest) = arg.strip_prefix("[::ffff:") {
             return rest.replacen("]", "", 1);

@@ -277,6 +277,12 @@ pub const ALL: &[Scenario] = &[
         run: system::denied_unless_permitted,
     },
     Scenario {
+        name: "sockets-past-the-defaults-denied-unless-listed",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: system::sockets_past_the_defaults,
+    },
+    Scenario {
         name: "open-via-io-uring-judged",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
