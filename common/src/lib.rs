@@ -315,8 +315,16 @@ pub enum Reason {
     NotPermitted = 14,
 }
 
-/// Number of [`Reason`] values; the size of the per-CPU decision counter array.
+/// Number of [`Reason`] values.
 pub const REASON_COUNT: u32 = 15;
+
+/// Index, in the per-CPU decision counters after one per [`Reason`], of the denials taken
+/// without an event because the kernel asked quietly (`CAP_OPT_NOAUDIT`,
+/// `PTRACE_MODE_NOAUDIT`): they are counted under their reason too.
+pub const QUIET_DENIALS: u32 = REASON_COUNT;
+
+/// The size of the per-CPU decision counter array.
+pub const DECISION_COUNTERS: u32 = REASON_COUNT + 1;
 
 impl Reason {
     /// All reasons, in counter-index order.
@@ -459,11 +467,15 @@ pub enum Action {
     /// policy's `spec.sockets`. The event carries the family, the type (`access`) and the
     /// protocol.
     Socket = 25,
+    /// Using a capability (`capable`, in the task's own or any child user namespace) the
+    /// policy's `spec.capabilities` does not list. The event's `access` is the capability
+    /// number; the kernel's quiet probes (`CAP_OPT_NOAUDIT`) are denied without an event.
+    Capability = 26,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -489,6 +501,7 @@ impl Action {
         Action::PerfEvent,
         Action::CloneIntoCgroup,
         Action::Socket,
+        Action::Capability,
     ];
 
     /// The action with this number, if any.
@@ -513,6 +526,7 @@ impl Action {
                 | Action::PerfEvent
                 | Action::CloneIntoCgroup
                 | Action::Socket
+                | Action::Capability
         )
     }
 }
@@ -619,7 +633,55 @@ pub struct PolicyInfo {
     pub inet_sockets: u32,
     /// Zero: keeps the struct free of implicit padding.
     pub _pad: u32,
+    /// Bit N: capability N ([`CAPABILITIES`]) is allowed (`spec.capabilities`).
+    pub capabilities: u64,
 }
+
+/// The capabilities by number (`CAP_CHOWN` is 0), as `spec.capabilities` and events name
+/// them.
+pub const CAPABILITIES: [&str; 41] = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
 
 /// Socket families, types and protocols: what `socket_create` allows by default, and the
 /// names `spec.sockets` and events use.
@@ -970,7 +1032,7 @@ pub mod maps {
 /// after it, so an agent with a different layout never reuses incompatible maps.
 /// 2: the path trie holds 262 144 entries (was 65 536).
 /// 3: path rules carry flags, 14 decision counters, the `EXEC_PINNED` map.
-/// 4: policy slots carry permit and socket bits, 15 decision counters.
+/// 4: policy slots carry permit, socket and capability bits, 15 decision counters.
 pub const MAP_ABI_VERSION: u32 = 4;
 
 /// Capacity of [`maps::EXEC_PINNED`] (all policy slots together).
@@ -1057,8 +1119,10 @@ pub mod programs {
     pub const TASK_ALLOC: &str = "task_alloc";
     /// A new socket (`socket`, `socketpair`).
     pub const SOCKET_CREATE: &str = "socket_create";
+    /// A capability check.
+    pub const CAPABLE: &str = "capable";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 31] = [
+    pub const LSM: [&str; 32] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -1090,6 +1154,7 @@ pub mod programs {
         KERNEL_LOAD_DATA,
         TASK_ALLOC,
         SOCKET_CREATE,
+        CAPABLE,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).

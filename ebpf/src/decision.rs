@@ -13,6 +13,7 @@ use aya_ebpf::{
 };
 use rampart_common::{
     policy_flags, Action, Decision, Event, FileId, KernelLayout, Reason, EVENT_PATH_BYTES, NO_RULE,
+    QUIET_DENIALS,
 };
 
 use crate::{
@@ -131,6 +132,9 @@ pub fn conclude(policy_id: u32, request: &Request, reason: Reason, rule_id: u32)
     } else {
         Decision::Deny
     };
+    if request.quiet && decision != Decision::Allow {
+        increment(&DECISIONS, QUIET_DENIALS);
+    }
     if !request.quiet && (decision != Decision::Allow || flags & policy_flags::EVENTS_ALL != 0) {
         let recorded = emit(policy_id, version, request, reason, decision, rule_id);
         if !recorded && flags & policy_flags::STRICT != 0 {

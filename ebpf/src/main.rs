@@ -5,7 +5,8 @@
 //! creating, removing, linking and renaming, `attr` for truncation, mode and owner,
 //! `inode` for timestamps, extended attributes and ACLs, `scope` for signals, ptrace and
 //! `bpf()`, `system` for mounts, chroot, user namespaces, kernel loading, perf events and
-//! `CLONE_INTO_CGROUP`, `socket` for which sockets may be made, `network`, `cgroup`) over shared
+//! `CLONE_INTO_CGROUP`, `socket` for which sockets may be made, `capability`, `network`,
+//! `cgroup`) over shared
 //! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
 //! the target is), `decision` (mode, counters, events) and
 //! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
@@ -17,6 +18,7 @@
 #![no_main]
 
 mod attr;
+mod capability;
 mod cgroup;
 mod decision;
 mod exec;

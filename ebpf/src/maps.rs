@@ -7,9 +7,9 @@ use aya_ebpf::{
 };
 use rampart_common::{
     CgroupPathKey, KernelLayout, LineageAnchor, MapExecKey, Net4Key, Net6Key, NetRule, PathKey,
-    PathRule, PolicyInfo, RollbackMark, EVENT_RING_BYTES, MAP_EXEC_CACHE_ENTRIES, MAX_EXEC_PINNED,
-    MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES,
-    PATH_KEY_BYTES, REASON_COUNT,
+    PathRule, PolicyInfo, RollbackMark, DECISION_COUNTERS, EVENT_RING_BYTES,
+    MAP_EXEC_CACHE_ENTRIES, MAX_EXEC_PINNED, MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES,
+    MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES,
 };
 
 #[map(name = "GOVERNED")]
@@ -51,7 +51,7 @@ pub static NET4_RULES: LpmTrie<Net4Key, NetRule> = LpmTrie::with_max_entries(MAX
 pub static NET6_RULES: LpmTrie<Net6Key, NetRule> = LpmTrie::with_max_entries(MAX_NET_RULES, 0);
 
 #[map(name = "DECISIONS")]
-pub static DECISIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+pub static DECISIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DECISION_COUNTERS, 0);
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENT_RING_BYTES, 0);

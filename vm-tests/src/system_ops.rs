@@ -181,6 +181,19 @@ fn in_user_ns(then: &[&str]) -> Result<()> {
     }
 }
 
+/// Raises the hard limit on open files by one: needs CAP_SYS_RESOURCE (EPERM without).
+fn raise_nofile() -> Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) into a local struct.
+    check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } as i64)?;
+    lim.rlim_max += 1;
+    // SAFETY: setrlimit(2) from a local struct, in this short-lived op process.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } as i64).map(drop)
+}
+
 /// The op named by `args`, if it is one of these.
 pub fn run(args: &[&str]) -> Option<Result<()>> {
     Some(match args {
@@ -190,6 +203,10 @@ pub fn run(args: &[&str]) -> Option<Result<()>> {
         ["pivot-root", dir] => pivot_root(dir),
         ["chroot", dir] => chroot(dir),
         ["unshare-user"] => unshare(libc::CLONE_NEWUSER),
+        ["unshare", "mnt"] => unshare(libc::CLONE_NEWNS),
+        ["unshare", "net"] => unshare(libc::CLONE_NEWNET),
+        ["unshare", "uts"] => unshare(libc::CLONE_NEWUTS),
+        ["raise-nofile"] => raise_nofile(),
         ["userns", then @ ..] => in_user_ns(then),
         ["init-module"] => init_module(),
         ["finit-module", path] => finit_module(path),

@@ -162,7 +162,11 @@ pub struct ExplainArgs {
     /// `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`,
     /// `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`,
     /// `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, `connect ADDR:PORT/tcp`,
-    /// `send ADDR:PORT/udp`. A create, remove, link or rename acts on the entry itself (a
+    /// `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]` (e.g. `socket inet raw 1`),
+    /// `capability NAME` (e.g. `capability net_bind_service`), or a system action alone:
+    /// `mount`, `move-mount`, `umount`, `pivot-root`, `chroot`, `user-namespace`,
+    /// `module-request`, `init-module`, `finit-module`, `perf-event-open`,
+    /// `clone-into-cgroup`. A create, remove, link or rename acts on the entry itself (a
     /// final symlink is not followed); paths are resolved on this host.
     #[arg(long, value_name = "FILE", group = "requested")]
     requests: Option<PathBuf>,

@@ -49,7 +49,11 @@ impl StatusArgs {
         println!("governed    {}", get("governed"));
         println!("programs    pinned {} at {}", get("pinned"), get("pin_dir"));
         println!("decisions   {}", get("decisions"));
-        println!("drops       {}", get("event_drops"));
+        println!(
+            "drops       {} (quiet denials, no event due: {})",
+            get("event_drops"),
+            get("quiet_denials")
+        );
         println!("lineage     {}", get("lineage"));
         Ok(())
     }

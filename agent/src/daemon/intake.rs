@@ -259,6 +259,7 @@ pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
             net6: Vec::new(),
             permits: 0,
             sockets: Default::default(),
+            capabilities: 0,
         }],
         info: SlotInfo::default(),
         bundle: None,

@@ -338,14 +338,15 @@ impl Daemon {
             .map(|(r, n)| format!("{}={n}", r.name()))
             .collect();
         let drops = self.enforcer.event_drops()?;
+        let quiet = self.enforcer.quiet_denials()?;
         match &self.config.pin_dir {
             Some(_) if self.released => info!(decisions = %fields.join(","), event_drops = drops,
-                "stopping after the release; nothing is enforced"),
+                quiet_denials = quiet, "stopping after the release; nothing is enforced"),
             Some(dir) => info!(decisions = %fields.join(","), event_drops = drops,
-                pin_dir = %dir.display(),
+                quiet_denials = quiet, pin_dir = %dir.display(),
                 "stopping; enforcement stays pinned (`rampart release` removes it)"),
             None => info!(decisions = %fields.join(","), event_drops = drops,
-                "stopping; enforcement ends with this process"),
+                quiet_denials = quiet, "stopping; enforcement ends with this process"),
         }
         Ok(())
     }
@@ -415,6 +416,7 @@ impl Daemon {
             "pin_dir": self.config.pin_dir.as_ref().map(|d| d.display().to_string()),
             "decisions": decisions,
             "event_drops": self.enforcer.event_drops().ok(),
+            "quiet_denials": self.enforcer.quiet_denials().ok(),
             "lineage": self.recorder.lineage_status(),
         })
     }

@@ -23,7 +23,7 @@ use ipnet::IpNet;
 use rampart_common::{
     access, maps, programs, CgroupPathKey, FileId, KernelLayout, MapExecKey, Net4Key, Net6Key,
     NetRule, PathKey, PathRule, PolicyInfo, PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES,
-    PATH_KEY_BYTES, PINNED_MAPS, PORT_RANGES_PER_NET_RULE,
+    PATH_KEY_BYTES, PINNED_MAPS, PORT_RANGES_PER_NET_RULE, QUIET_DENIALS,
 };
 
 use super::{cgroup::Cgroup, pins::Pins, sys};
@@ -477,6 +477,7 @@ impl Enforcer {
                     socket_families: policy.sockets.families,
                     inet_sockets: policy.sockets.inet,
                     _pad: 0,
+                    capabilities: policy.capabilities,
                 },
                 0,
             )
@@ -698,6 +699,15 @@ impl Enforcer {
     pub fn decisions(&self) -> Result<Vec<(Reason, u64)>> {
         let sums = self.per_cpu_sums(maps::DECISIONS, Reason::ALL.iter().map(|r| *r as u32))?;
         Ok(Reason::ALL.into_iter().zip(sums).collect())
+    }
+
+    /// Denials (and audit records) the kernel took quietly, without an event: the
+    /// `CAP_OPT_NOAUDIT` and `PTRACE_MODE_NOAUDIT` probes.
+    pub fn quiet_denials(&self) -> Result<u64> {
+        Ok(self
+            .per_cpu_sums(maps::DECISIONS, std::iter::once(QUIET_DENIALS))?
+            .iter()
+            .sum())
     }
 
     /// Events the kernel could not write because the ring buffer was full.

@@ -82,6 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
         rule: None,
         access: match action {
             Some(Action::Socket) => Some(explain::socket_name(e.family, e.access, e.protocol)),
+            Some(Action::Capability) => Some(explain::capability_name(e.access)),
             Some(a) if a.is_file() => Some(access_names(e.access)),
             Some(a) => event_access::describe(a, e.access),
             None => None,

@@ -84,6 +84,7 @@ pub enum ActionKind {
     PerfEvent,
     CloneIntoCgroup,
     Socket,
+    Capability,
 }
 
 impl ActionKind {
@@ -115,6 +116,7 @@ impl ActionKind {
             Self::PerfEvent => "perf-event",
             Self::CloneIntoCgroup => "clone-into-cgroup",
             Self::Socket => "socket",
+            Self::Capability => "capability",
         }
     }
 }
@@ -247,6 +249,7 @@ mod tests {
             (ActionKind::PerfEvent, Action::PerfEvent),
             (ActionKind::CloneIntoCgroup, Action::CloneIntoCgroup),
             (ActionKind::Socket, Action::Socket),
+            (ActionKind::Capability, Action::Capability),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

@@ -172,6 +172,8 @@ pub struct CompiledPolicy {
     pub permits: u32,
     /// The sockets `spec.sockets` allows, as the kernel holds them.
     pub sockets: SocketBits,
+    /// Bit N: capability N (`spec.capabilities`).
+    pub capabilities: u64,
 }
 
 /// `spec.sockets` in the form of the policy slot's fields.
@@ -333,6 +335,11 @@ pub fn compile(
         net6,
         permits: spec.permits.0.iter().fold(0, |bits, p| bits | p.bit()),
         sockets: SocketBits::from_grants(&spec.sockets.0),
+        capabilities: spec
+            .capabilities
+            .0
+            .iter()
+            .fold(0, |bits, c| bits | 1 << (c.0 & 63)),
     })
 }
 

@@ -93,6 +93,8 @@ pub enum Request {
     /// A system action (a mount, `chroot`, a user namespace, a kernel load, a perf event,
     /// `CLONE_INTO_CGROUP`): one of [`SYSTEM_REQUESTS`].
     System(&'static SystemRequest),
+    /// Using capability number `cap` ([`rampart_common::CAPABILITIES`]).
+    Capability { cap: u32 },
     /// `socket(family, type, protocol)`.
     Socket {
         family: u32,
@@ -229,6 +231,7 @@ pub fn action_name(action: Action) -> &'static str {
         Action::PerfEvent => "perf-event",
         Action::CloneIntoCgroup => "clone-into-cgroup",
         Action::Socket => "socket",
+        Action::Capability => "capability",
     }
 }
 
@@ -498,6 +501,13 @@ fn judge_socket(policy: &CompiledPolicy, family: u32, kind: u32, protocol: u32) 
     }
 }
 
+/// A capability's name (`cap-N` for a number past the known ones).
+pub fn capability_name(cap: u32) -> String {
+    rampart_common::CAPABILITIES
+        .get(cap as usize)
+        .map_or_else(|| format!("cap-{cap}"), |n| (*n).to_owned())
+}
+
 /// A socket as events and `explain` name it: `family/type/protocol`, e.g. `inet/raw/1`.
 pub fn socket_name(family: u32, kind: u32, protocol: u32) -> String {
     let named = |table: &[(u32, &str)], v: u32, what: &str| {
@@ -658,6 +668,17 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             rule_id: None,
             path: None,
         },
+        Request::Capability { cap } => Judgement {
+            action: Action::Capability,
+            hook: "capable",
+            reason: if *cap < 64 && policy.capabilities & (1 << cap) != 0 {
+                Reason::Allowed
+            } else {
+                Reason::NotPermitted
+            },
+            rule_id: None,
+            path: None,
+        },
         Request::Send { addr, protocol } => file(
             Action::Send,
             if addr.is_ipv4() {
@@ -688,7 +709,8 @@ fn request_path(request: &Request) -> Option<String> {
         | Request::Connect { .. }
         | Request::Send { .. }
         | Request::System(_)
-        | Request::Socket { .. } => None,
+        | Request::Socket { .. }
+        | Request::Capability { .. } => None,
     }
 }
 
@@ -711,6 +733,7 @@ fn target(request: &Request) -> String {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())
         }
         Request::System(r) => r.word.to_owned(),
+        Request::Capability { cap } => capability_name(*cap),
         Request::Socket {
             family,
             kind,
@@ -750,6 +773,9 @@ pub fn explain(policy: &CompiledPolicy, request: &Request) -> Explanation {
                 .iter()
                 .find(|(bit, _)| *bit == r.permit)
                 .map(|(_, name)| format!("spec.permits: {name}")),
+            Request::Capability { cap } if !reason.denies() => {
+                Some(format!("spec.capabilities: {}", capability_name(*cap)))
+            }
             _ => rule_id
                 .and_then(|id| policy.rule(id))
                 .map(|r| r.field.clone()),

@@ -10,6 +10,7 @@ use super::{
     compile::CompiledPolicy,
     explain::{parse_endpoint, system_request, EntryKind, Request, SYSTEM_REQUESTS},
     host::{resolve_entry, resolve_request, EntryState},
+    source::capability_number,
 };
 
 /// Parses an open's access list such as `read,write`.
@@ -66,7 +67,8 @@ fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
 /// Parses one request line: `exec PATH`, `open PATH ACCESS`, `map-exec PATH`,
 /// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
 /// `truncate PATH`, `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`,
-/// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, `socket FAMILY TYPE [PROTOCOL]`, or a
+/// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, `socket FAMILY TYPE [PROTOCOL]`,
+/// `capability NAME`, or a
 /// system action alone (`mount`,
 /// `chroot`, ...: [`SYSTEM_REQUESTS`]). Paths are resolved on this host; the entry a create, remove,
 /// link or rename acts on is not followed if it is a symlink.
@@ -142,6 +144,14 @@ pub fn parse_request(line: &str) -> Result<Request> {
             Request::Send { addr, protocol }
         }
         ["socket", family, kind, protocol @ ..] => parse_socket(family, kind, protocol)?,
+        ["capability", name] => Request::Capability {
+            cap: capability_number(name).with_context(|| {
+                format!(
+                    "unknown capability `{name}`: use one of {}",
+                    rampart_common::CAPABILITIES.join(", ")
+                )
+            })?,
+        },
         [word] if system_request(word).is_some() => {
             Request::System(system_request(word).context("a system request")?)
         }
@@ -150,7 +160,8 @@ pub fn parse_request(line: &str) -> Result<Request> {
              `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`, \
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
              `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
-             `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]` or a \
+             `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]`, \
+             `capability NAME` or a \
              system action: {}",
             SYSTEM_REQUESTS.map(|r| r.word).join(", ")
         ),

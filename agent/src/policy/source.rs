@@ -143,6 +143,50 @@ pub struct Spec {
     /// create.
     #[serde(default)]
     pub sockets: UniqueList<SocketGrant>,
+    /// Capabilities the workload may use (`net_bind_service`, `setuid`, ...); every other
+    /// one is denied, in child user namespaces too.
+    #[serde(default)]
+    pub capabilities: UniqueList<Capability>,
+}
+
+/// A capability by its name without `CAP_`, in lowercase (`net_bind_service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Capability(pub u32);
+
+impl<'de> Deserialize<'de> for Capability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        capability_number(&s).map(Capability).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown capability `{s}`: use the name without CAP_, in lowercase: {}",
+                rampart_common::CAPABILITIES.join(", ")
+            ))
+        })
+    }
+}
+
+/// The number of a capability named as in `spec.capabilities`.
+pub fn capability_number(name: &str) -> Option<u32> {
+    rampart_common::CAPABILITIES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as u32)
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match rampart_common::CAPABILITIES.get(self.0 as usize) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "cap-{}", self.0),
+        }
+    }
+}
+
+impl UniqueKey for Capability {
+    type Key = Capability;
+    fn unique_key(&self) -> Capability {
+        *self
+    }
 }
 
 /// A kind of socket a policy allows (docs/policy-reference.md, "Sockets"): a family by

@@ -805,3 +805,34 @@ fn sockets_past_the_defaults_need_an_entry() {
         assert!(err.contains(says), "{bad}: {err}");
     }
 }
+
+#[test]
+fn capabilities_are_denied_unless_listed() {
+    let cap = |cap| Request::Capability { cap };
+    let p = policy(BASE);
+    assert_eq!(p.capabilities, 0);
+    let e = explain(&p, &cap(21));
+    assert_eq!(
+        (e.action, e.target.as_str(), e.decision, e.reason, e.hook),
+        (
+            "capability",
+            "sys_admin",
+            "deny",
+            "not-permitted",
+            "capable"
+        )
+    );
+    let p = policy(&format!(
+        "{BASE}  capabilities: [net_bind_service, setuid]\n"
+    ));
+    assert_eq!(p.capabilities, 1 << 10 | 1 << 7);
+    let e = explain(&p, &cap(10));
+    assert_eq!(
+        (e.decision, e.rule.as_deref()),
+        ("allow", Some("spec.capabilities: net_bind_service"))
+    );
+    assert_eq!(explain(&p, &cap(6)).decision, "deny");
+    let err = parse_err(&format!("{BASE}  capabilities: [CAP_SYS_ADMIN]\n"));
+    assert!(err.contains("unknown capability `CAP_SYS_ADMIN`"), "{err}");
+    assert!(parse_err(&format!("{BASE}  capabilities: [chown, chown]\n")).contains("chown"));
+}

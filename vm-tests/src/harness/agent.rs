@@ -107,6 +107,7 @@ pub fn stop_agent(env: &mut Env) -> Result<()> {
     if let Some(v) = terminate_agent(child, Path::new(AGENT_LOG))? {
         env.agent_decisions = v["decisions"].as_str().map(str::to_owned);
         env.agent_event_drops = v["event_drops"].as_u64();
+        env.agent_quiet_denials = v["quiet_denials"].as_u64();
     }
     Ok(())
 }

@@ -41,6 +41,9 @@ pub const PERMITS_CGROUP: &str = "/rampart-permits";
 /// The cgroup of `test-userns`: only user namespaces permitted.
 pub const USERNS_CGROUP: &str = "/rampart-userns";
 
+/// The cgroup of `test-nocaps`: every system action permitted, no capability listed.
+pub const NOCAPS_CGROUP: &str = "/rampart-nocaps";
+
 /// Name of the enforcing test policy (the other one, `test-audit`, is in audit mode).
 pub const ENFORCE_POLICY: &str = "test-enforce";
 
@@ -86,6 +89,8 @@ pub struct Env {
     pub agent_decisions: Option<String>,
     /// Events the kernel dropped (ring buffer full), as the agent reported when it stopped.
     pub agent_event_drops: Option<u64>,
+    /// Denials the kernel took quietly (no event due), as the agent reported when it stopped.
+    pub agent_quiet_denials: Option<u64>,
     pub bpf_lsm: Result<(), String>,
     /// The main agent, while it runs.
     pub agent: Option<Child>,
@@ -204,6 +209,10 @@ spec:
   # An unregistered netlink protocol, so that a module request can be triggered
   # (scenarios/system.rs); no other socket past the defaults.
   sockets: [netlink-31]
+  # The capabilities the scenarios' allowed cases need (device nodes, trusted xattrs)
+  # and those the kernel checks before the hooks under test (mount, chroot, module
+  # loading, perf events), so that what denies those is the hook, not the capability.
+  capabilities: [mknod, sys_admin, sys_chroot, sys_module, perfmon]
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Policy
@@ -229,6 +238,7 @@ spec:
       access: [read]
   permits: [mount, chroot, user-namespaces, kernel-load, perf-events]
   sockets: [inet-raw, inet-ping, packet, netlink-route]
+  capabilities: [sys_admin, sys_chroot, sys_module, perfmon, net_raw]
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Policy
@@ -240,6 +250,22 @@ spec:
   exec:
     allow: [{F}/allowed-probe]
   permits: [user-namespaces]
+  capabilities: [sys_admin, sys_chroot, perfmon]
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Policy
+metadata:
+  name: test-nocaps
+  description: every system action permitted, no capability (scenarios/system.rs)
+spec:
+  governs: [{NOCAPS_CGROUP}]
+  exec:
+    allow: [{F}/allowed-probe]
+  files:
+    - path: {F}/data/
+      access: [read]
+  permits: [mount, chroot, user-namespaces, kernel-load, perf-events]
+  sockets: [inet-raw]
 "#,
         F = FIXTURES
     )
@@ -328,7 +354,8 @@ pub fn set_up() -> Result<Env> {
     let ungoverned = Path::new(CGROUP_ROOT).join("rampart-free");
     let permits = Path::new(CGROUP_ROOT).join(PERMITS_CGROUP.trim_start_matches('/'));
     let userns = Path::new(CGROUP_ROOT).join(USERNS_CGROUP.trim_start_matches('/'));
-    for cg in [&governed, &audited, &ungoverned, &permits, &userns] {
+    let nocaps = Path::new(CGROUP_ROOT).join(NOCAPS_CGROUP.trim_start_matches('/'));
+    for cg in [&governed, &audited, &ungoverned, &permits, &userns, &nocaps] {
         std::fs::create_dir_all(cg).with_context(|| format!("creating cgroup {}", cg.display()))?;
     }
     Ok(Env {
@@ -341,6 +368,7 @@ pub fn set_up() -> Result<Env> {
         expected_events: Vec::new(),
         agent_decisions: None,
         agent_event_drops: None,
+        agent_quiet_denials: None,
         bpf_lsm: check_bpf_lsm(),
         agent: None,
     })

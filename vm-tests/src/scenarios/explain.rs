@@ -221,7 +221,7 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
     // request fails with EPROTONOSUPPORT whatever was decided, so its row is not here.)
     let readable = fx("data/readable.txt");
     let writable = fx("data/writable.txt");
-    let system: [(&str, Vec<&str>); 9] = [
+    let system: [(&str, Vec<&str>); 11] = [
         ("mount", vec!["bind-mount", &readable, &writable]),
         ("umount", vec!["umount", "/proc"]),
         ("pivot-root", vec!["pivot-root", "/tmp"]),
@@ -234,6 +234,9 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
             "clone-into-cgroup",
             vec!["clone-into-cgroup", "/sys/fs/cgroup"],
         ),
+        // Capabilities: test-enforce lists sys_admin, not sys_resource.
+        ("capability sys_admin", vec!["unshare", "uts"]),
+        ("capability sys_resource", vec!["raise-nofile"]),
     ];
     for (request, f, t, pr) in [
         ("socket inet raw 1", "2", "3", "1"),
@@ -274,8 +277,8 @@ pub fn event_target(request: &str) -> String {
     let mut words = request.split_whitespace();
     let kind = words.next().unwrap_or_default();
     let arg = words.next().unwrap_or_default();
-    if kind == "socket" {
-        // A socket event names the socket in `access`, with no path or endpoint.
+    if kind == "socket" || kind == "capability" {
+        // A socket or capability event names it in `access`, with no path or endpoint.
         return String::new();
     }
     if kind == "connect" || kind == "send" {

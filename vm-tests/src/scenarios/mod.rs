@@ -283,6 +283,12 @@ pub const ALL: &[Scenario] = &[
         run: system::sockets_past_the_defaults,
     },
     Scenario {
+        name: "capabilities-denied-unless-listed",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: system::capabilities_denied_unless_listed,
+    },
+    Scenario {
         name: "open-via-io-uring-judged",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::harness::env::{Env, CGROUP_ROOT, PERMITS_CGROUP, USERNS_CGROUP};
+use crate::harness::env::{Env, CGROUP_ROOT, NOCAPS_CGROUP, PERMITS_CGROUP, USERNS_CGROUP};
 use crate::harness::observe::{op_in, p, want, want_denied, Outcome};
 
 /// The module name a netlink socket of the unregistered protocol 31 asks for.
@@ -27,19 +27,33 @@ fn past_the_hook(what: &str, got: Outcome) -> Result<()> {
     }
 }
 
+/// Every case of a scenario runs and every mismatch is reported, so that a run without a
+/// hook shows each case it leaves open.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn note(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.push(e.to_string());
+        }
+    }
+
+    fn check(self) -> Result<()> {
+        if !self.0.is_empty() {
+            bail!("{} cases failed:\n{}", self.0.len(), self.0.join("\n"));
+        }
+        Ok(())
+    }
+}
+
 pub fn denied_unless_permitted(env: &mut Env) -> Result<String> {
     let g = env.governed.clone();
     let readable = p(&env.fixture("data/readable.txt"));
     let writable = p(&env.fixture("data/writable.txt"));
     let root = CGROUP_ROOT;
-    // Every case runs and every mismatch is reported, so a run without a hook shows each
-    // case it leaves open.
-    let mut failures: Vec<String> = Vec::new();
-    let mut note = |r: Result<()>| {
-        if let Err(e) = r {
-            failures.push(e.to_string());
-        }
-    };
+    let mut failures = Failures::default();
+    let mut note = |r: Result<()>| failures.note(r);
     // The test policy permits nothing: each must fail with EPERM and be recorded.
     let denials: [(&str, Vec<&str>, &str); 9] = [
         (
@@ -167,9 +181,7 @@ pub fn denied_unless_permitted(env: &mut Env) -> Result<String> {
         op_in(env, &free, &["clone-into-cgroup", root])?,
         Outcome::Ok,
     ));
-    if !failures.is_empty() {
-        bail!("{} cases failed:\n{}", failures.len(), failures.join("\n"));
-    }
+    failures.check()?;
     Ok(format!(
         "{} system actions denied and recorded (mount, umount, pivot_root, chroot, user namespace, init_module, finit_module, perf_event_open, CLONE_INTO_CGROUP, module request); root of a permitted user namespace still cannot mount, chroot or clone into another cgroup; with permits each reaches the kernel; CLONE_INTO_CGROUP works ungoverned, denied governed even with every permit",
         denials.len() + 1
@@ -195,12 +207,8 @@ fn socket_event() -> (&'static str, &'static str, &'static str) {
 
 pub fn sockets_past_the_defaults(env: &mut Env) -> Result<String> {
     let g = env.governed.clone();
-    let mut failures: Vec<String> = Vec::new();
-    let mut note = |r: Result<()>| {
-        if let Err(e) = r {
-            failures.push(e.to_string());
-        }
-    };
+    let mut failures = Failures::default();
+    let mut note = |r: Result<()>| failures.note(r);
     for (what, f, t, pr) in PAST_THE_DEFAULTS {
         let got = op_in(env, &g, &["socket", f, t, pr])?;
         note(want_denied(env, what, got, socket_event()));
@@ -258,11 +266,64 @@ pub fn sockets_past_the_defaults(env: &mut Env) -> Result<String> {
         let got = op_in(env, &permits, &["socket", f, t, pr])?;
         note(want_denied(env, what, got, socket_event()));
     }
-    if !failures.is_empty() {
-        bail!("{} cases failed:\n{}", failures.len(), failures.join("\n"));
-    }
+    failures.check()?;
     Ok(format!(
         "{} sockets past the defaults denied and recorded (raw, ping, SCTP, packet, netlink route and generic, vsock); unix, TCP and UDP allowed; raw, packet and netlink route allowed where listed, other netlink protocols and SCTP still denied",
         PAST_THE_DEFAULTS.len()
+    ))
+}
+
+/// What the kernel checks a capability for before these calls, with the capability's name.
+const CAPABILITY_CASES: [(&str, &[&str]); 7] = [
+    ("unshare(CLONE_NEWNS) (sys_admin)", &["unshare", "mnt"]),
+    ("unshare(CLONE_NEWNET) (sys_admin)", &["unshare", "net"]),
+    ("unshare(CLONE_NEWUTS) (sys_admin)", &["unshare", "uts"]),
+    ("chroot / (sys_chroot)", &["chroot", "/"]),
+    ("init_module (sys_module)", &["init-module"]),
+    ("a raw IPv4 socket (net_raw)", &["socket", "2", "3", "1"]),
+    (
+        "a mount namespace as root of a new user namespace (sys_admin there)",
+        &["userns", "mount"],
+    ),
+];
+
+pub fn capabilities_denied_unless_listed(env: &mut Env) -> Result<String> {
+    let mut failures = Failures::default();
+    // test-nocaps permits every system action and lists the raw socket, but no
+    // capability: root's capabilities are refused, in its own user namespace and in one
+    // it creates.
+    let nocaps = cgroup(NOCAPS_CGROUP);
+    for (what, op) in CAPABILITY_CASES {
+        let got = op_in(env, &nocaps, op)?;
+        failures.note(want_denied(
+            env,
+            what,
+            got,
+            ("capability", "", "not-permitted"),
+        ));
+    }
+    // test-permits lists sys_admin, sys_chroot, sys_module and net_raw: the same calls
+    // get past the capability check (init_module then fails on bytes that are no module).
+    let permits = cgroup(PERMITS_CGROUP);
+    for (what, op) in CAPABILITY_CASES {
+        let got = op_in(env, &permits, op)?;
+        let what = format!("{what} where listed");
+        failures.note(if op == ["init-module"] {
+            past_the_hook(&what, got)
+        } else {
+            want(&what, got, Outcome::Ok)
+        });
+    }
+    // A task outside governance keeps root's capabilities: the cases are real.
+    let free = env.ungoverned.clone();
+    failures.note(want(
+        "unshare(CLONE_NEWNS) ungoverned",
+        op_in(env, &free, &["unshare", "mnt"])?,
+        Outcome::Ok,
+    ));
+    failures.check()?;
+    Ok(format!(
+        "{} capability checks (sys_admin for mount, network and UTS namespaces, also as root of a new user namespace; sys_chroot; sys_module; net_raw) denied and recorded where no capability is listed, passed where listed",
+        CAPABILITY_CASES.len()
     ))
 }
