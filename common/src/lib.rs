@@ -153,6 +153,12 @@ pub struct KernelLayout {
     pub cgroup_ancestors: u32,
     /// `struct task_struct::tgid`
     pub task_tgid: u32,
+    /// `struct inode::i_private` (a kernfs inode's `struct kernfs_node`)
+    pub inode_private: u32,
+    /// `struct super_block::s_magic`
+    pub sb_magic: u32,
+    /// `struct kernfs_node::parent` (`__parent` from 6.15)
+    pub kn_parent: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -202,6 +208,9 @@ impl KernelLayout {
         cgroup_level: 0,
         cgroup_ancestors: 0,
         task_tgid: 0,
+        inode_private: 0,
+        sb_magic: 0,
+        kn_parent: 0,
         valid: 0,
     };
 }
@@ -313,10 +322,13 @@ pub enum Reason {
     /// policy's `spec.permits` does not list, or one no policy may permit
     /// (`CLONE_INTO_CGROUP`).
     NotPermitted = 14,
+    /// A write to a cgroupfs file (`cgroup.procs`, `cgroup.threads`, `memory.max`, ...) of
+    /// a cgroup the task's own policy does not govern, whatever the path rules grant.
+    CgroupNotGoverned = 15,
 }
 
 /// Number of [`Reason`] values.
-pub const REASON_COUNT: u32 = 15;
+pub const REASON_COUNT: u32 = 16;
 
 /// Index, in the per-CPU decision counters after one per [`Reason`], of the denials taken
 /// without an event because the kernel asked quietly (`CAP_OPT_NOAUDIT`,
@@ -344,6 +356,7 @@ impl Reason {
         Reason::ReferGainsAccess,
         Reason::ExecPinned,
         Reason::NotPermitted,
+        Reason::CgroupNotGoverned,
     ];
 
     /// Stable kebab-case name used in output and docs.
@@ -364,6 +377,7 @@ impl Reason {
             Reason::ReferGainsAccess => "refer-gains-access",
             Reason::ExecPinned => "exec-pinned",
             Reason::NotPermitted => "not-permitted",
+            Reason::CgroupNotGoverned => "cgroup-not-governed",
         }
     }
 

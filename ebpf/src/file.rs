@@ -5,7 +5,9 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use rampart_common::{access, Action, KernelLayout, MapExecKey, Reason, NO_RULE};
 
 use crate::{
+    cgroupfs::{cgroup_file_governor, NOT_CGROUPFS},
     decision::{conclude, governed, lsm_verdict, Request},
+    governance::UNKNOWN,
     maps::MAP_EXEC_ALLOWED,
     object::{btf_ptr, btf_u32, creds_overridden, file_identity, read_at},
     path::{exec_pinned, judge_path},
@@ -101,6 +103,15 @@ pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) 
     if request.access & access::WRITE != 0 && !reason.denies() {
         if let Some(pinned) = exec_pinned(policy_id, request.file) {
             (reason, rule) = (Reason::ExecPinned, pinned);
+        }
+    }
+    // cgroupfs files are written only in cgroups of the task's own policy.
+    if request.access & access::WRITE != 0 && !reason.denies() {
+        let owner = cgroup_file_governor(file, layout);
+        if owner == UNKNOWN {
+            (reason, rule) = (Reason::IdentityUnreadable, NO_RULE);
+        } else if owner != NOT_CGROUPFS && owner != policy_id {
+            (reason, rule) = (Reason::CgroupNotGoverned, NO_RULE);
         }
     }
     if action == Action::MapExec && reason == Reason::Allowed {

@@ -20,6 +20,7 @@
 mod attr;
 mod capability;
 mod cgroup;
+mod cgroupfs;
 mod decision;
 mod exec;
 mod file;

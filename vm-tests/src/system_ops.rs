@@ -123,9 +123,12 @@ fn perf_open() -> Result<()> {
     let mut attr = [0u64; 16];
     attr[0] = PERF_TYPE_SOFTWARE as u64 | (std::mem::size_of_val(&attr) as u64) << 32;
     attr[1] = PERF_COUNT_SW_CPU_CLOCK;
-    // SAFETY: a zeroed perf_event_attr-sized buffer; pid 0 (self), cpu -1, no group.
+    // CPU 0 for every task (pid -1), not this task (pid 0, cpu -1): a task-bound event
+    // turns on the scheduler's perf static key, and that live patching of the kernel's
+    // text crashed a 6.12 guest under QEMU TCG (an int3 in __schedule).
+    // SAFETY: a zeroed perf_event_attr-sized buffer; pid -1, cpu 0, no group.
     let fd =
-        check(unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) })?;
+        check(unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), -1, 0, -1, 0) })?;
     // SAFETY: the descriptor was just returned to us and is owned by nobody else.
     drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
     Ok(())
@@ -194,6 +197,16 @@ fn raise_nofile() -> Result<()> {
     check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } as i64).map(drop)
 }
 
+/// Writes `value` to a cgroupfs file as `write(2)` on an `O_WRONLY` open, without
+/// `O_TRUNC` (which a shell's `>` adds, and which needs the `truncate` right).
+fn cgroup_write(file: &str, value: &str) -> Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)?
+        .write_all(value.as_bytes())
+}
+
 /// The op named by `args`, if it is one of these.
 pub fn run(args: &[&str]) -> Option<Result<()>> {
     Some(match args {
@@ -207,6 +220,7 @@ pub fn run(args: &[&str]) -> Option<Result<()>> {
         ["unshare", "net"] => unshare(libc::CLONE_NEWNET),
         ["unshare", "uts"] => unshare(libc::CLONE_NEWUTS),
         ["raise-nofile"] => raise_nofile(),
+        ["cgroup-write", file, value] => cgroup_write(file, value),
         ["userns", then @ ..] => in_user_ns(then),
         ["init-module"] => init_module(),
         ["finit-module", path] => finit_module(path),

@@ -5,7 +5,7 @@ use rampart_common::{programs, KernelLayout};
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 40] = [
+pub const MEMBERS: [(&str, &str); 42] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -46,6 +46,8 @@ pub const MEMBERS: [(&str, &str); 40] = [
     ("cgroup", "level"),
     ("cgroup", "ancestors"),
     ("task_struct", "tgid"),
+    ("inode", "i_private"),
+    ("super_block", "s_magic"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
@@ -54,9 +56,10 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
     for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
         *slot = btf.member_offset(s, m)?;
     }
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid, inode_private, sb_magic] =
         offsets;
     let (mount_instance, mounts_chained) = mount_links(btf)?;
+    let kn_parent = kernfs_parent(btf)?;
     Ok(KernelLayout {
         binprm_file,
         file_inode,
@@ -100,8 +103,19 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         cgroup_level,
         cgroup_ancestors,
         task_tgid,
+        inode_private,
+        sb_magic,
+        kn_parent,
         valid: 1,
     })
+}
+
+/// A kernfs node's parent: `parent` to 6.14, `__parent` (RCU-protected) from 6.15.
+fn kernfs_parent(btf: &Btf) -> Result<u32, BtfError> {
+    match btf.member_offset("kernfs_node", "parent") {
+        Err(BtfError::NoSuchMember(..)) => btf.member_offset("kernfs_node", "__parent"),
+        found => found,
+    }
 }
 
 /// How a superblock links its mounts: `(offset, chained)`. To 6.16 a `struct list_head`
@@ -176,13 +190,18 @@ mod tests {
                 ("i_mode", uint, 0),
                 ("i_sb", p, 8 * 40),
                 ("i_ino", long, 8 * 64),
+                ("i_private", p, 8 * 56),
             ],
         );
         b.composite(
             false,
             "super_block",
             256,
-            &[("s_dev", uint, 8 * 16), ("s_mounts", long, 8 * 224)],
+            &[
+                ("s_dev", uint, 8 * 16),
+                ("s_magic", long, 8 * 96),
+                ("s_mounts", long, 8 * 224),
+            ],
         );
         b.composite(false, "vm_area_struct", 64, &[("vm_file", p, 8 * 48)]);
         b.composite(
@@ -196,7 +215,12 @@ mod tests {
                 ("ancestors", long, 8 * 200),
             ],
         );
-        b.composite(false, "kernfs_node", 64, &[("id", long, 8 * 56)]);
+        b.composite(
+            false,
+            "kernfs_node",
+            64,
+            &[("parent", p, 0), ("id", long, 8 * 56)],
+        );
         b.composite(false, "cgroup_root", 64, &[("hierarchy_id", uint, 8 * 4)]);
         // struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; }; name; }
         let hash_len = b.composite(false, "", 8, &[("hash", uint, 0), ("len", uint, 32)]);
@@ -286,6 +310,9 @@ mod tests {
                 cgroup_level: 40,
                 cgroup_ancestors: 200,
                 task_tgid: 12,
+                inode_private: 56,
+                sb_magic: 96,
+                kn_parent: 0,
                 mounts_chained: 0,
                 task_nsproxy: 104,
                 nsproxy_mnt_ns: 24,

@@ -26,11 +26,14 @@ pub enum Request {
         identity: Option<FileId>,
     },
     /// Open of a canonical path with [`access`] bits (the identity of the file there, for
-    /// writes: a file an exec rule pins is never written).
+    /// writes: a file an exec rule pins is never written; the cgroup of a cgroupfs file,
+    /// named as in `spec.governs`: its cgroup files are written only where the policy
+    /// governs).
     Open {
         path: String,
         access: u32,
         identity: Option<FileId>,
+        cgroup: Option<String>,
     },
     /// Mapping the file at a canonical path executable.
     MapExec { path: String },
@@ -442,6 +445,32 @@ fn unless_pinned(
     }
 }
 
+/// A write the path rules allow to a file of cgroup `cgroup` (cgroupfs) is denied unless
+/// this policy governs that cgroup (it, or an ancestor, is in `spec.governs`). The kernel
+/// asks which slot governs the cgroup, so a cgroup nested below this policy's but governed
+/// by another policy is denied there and allowed here: explain sees one policy.
+fn unless_outside_governance(
+    policy: &CompiledPolicy,
+    verdict: (Reason, Option<u32>),
+    cgroup: Option<&str>,
+) -> (Reason, Option<u32>) {
+    match cgroup {
+        Some(cg) if !verdict.0.denies() && !governs(policy, cg) => {
+            (Reason::CgroupNotGoverned, None)
+        }
+        _ => verdict,
+    }
+}
+
+/// Whether `cgroup` (`/a/b`) is one of the policy's governed cgroups or below one.
+fn governs(policy: &CompiledPolicy, cgroup: &str) -> bool {
+    policy.governs.iter().any(|g| {
+        cgroup
+            .strip_prefix(g.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 fn lookup_net(entries: &[NetEntry], addr: IpAddr) -> Option<&NetEntry> {
     entries
         .iter()
@@ -556,6 +585,7 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             path,
             access,
             identity,
+            cgroup,
         } => {
             let action = if access & rampart_common::access::EXEC != 0 {
                 Action::Exec
@@ -564,7 +594,11 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             };
             let verdict = judge_path(policy, path, *access, None);
             let verdict = if access & rampart_common::access::WRITE != 0 {
-                unless_pinned(policy, verdict, *identity)
+                unless_outside_governance(
+                    policy,
+                    unless_pinned(policy, verdict, *identity),
+                    cgroup.as_deref(),
+                )
             } else {
                 verdict
             };

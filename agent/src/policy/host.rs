@@ -114,6 +114,14 @@ pub fn resolve_request(path: &Path) -> Result<(String, Option<FileId>)> {
     Ok((s, id))
 }
 
+/// The cgroup a file of this host's cgroup v2 mount belongs to (its directory, named as in
+/// `spec.governs`: `/a/b`, `/` for the root), or `None` for a file elsewhere.
+pub fn cgroup_of(canonical: &str) -> Option<String> {
+    let root = crate::kernel::cgroup::hierarchy_root().ok()?;
+    let dir = Path::new(canonical).strip_prefix(&root).ok()?.parent()?;
+    Some(format!("/{}", dir.display()))
+}
+
 /// What is at an entry of a directory, for requests that act on the entry itself (create,
 /// remove, link, rename): the kernel judges the directory's resolved path and the entry's
 /// own name, so a final symlink is not followed.

@@ -9,7 +9,7 @@ use rampart_common::access;
 use super::{
     compile::CompiledPolicy,
     explain::{parse_endpoint, system_request, EntryKind, Request, SYSTEM_REQUESTS},
-    host::{resolve_entry, resolve_request, EntryState},
+    host::{cgroup_of, resolve_entry, resolve_request, EntryState},
     source::capability_number,
 };
 
@@ -82,6 +82,7 @@ pub fn parse_request(line: &str) -> Result<Request> {
         ["open", path, acc] => {
             let (path, identity) = resolve_request(Path::new(path))?;
             Request::Open {
+                cgroup: cgroup_of(&path),
                 path,
                 access: parse_access(acc)?,
                 identity,

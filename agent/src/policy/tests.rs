@@ -77,6 +77,7 @@ fn open(path: &str, acc: u32) -> Request {
         path: path.into(),
         access: acc,
         identity: None,
+        cgroup: None,
     }
 }
 
@@ -610,6 +611,7 @@ fn an_exec_pinned_file_gets_no_new_name_write_or_truncation() {
                 dev: 8 << 20,
                 ino: 42,
             }),
+            cgroup: None,
         },
     );
     assert_eq!((write.decision, write.reason), ("deny", "exec-pinned"));
@@ -622,6 +624,7 @@ fn an_exec_pinned_file_gets_no_new_name_write_or_truncation() {
                 dev: 8 << 20,
                 ino: 43,
             }),
+            cgroup: None,
         },
     );
     assert_eq!(other.decision, "allow");
@@ -835,4 +838,49 @@ fn capabilities_are_denied_unless_listed() {
     let err = parse_err(&format!("{BASE}  capabilities: [CAP_SYS_ADMIN]\n"));
     assert!(err.contains("unknown capability `CAP_SYS_ADMIN`"), "{err}");
     assert!(parse_err(&format!("{BASE}  capabilities: [chown, chown]\n")).contains("chown"));
+}
+
+#[test]
+fn cgroup_files_are_written_only_where_the_policy_governs() {
+    let p = policy(&BASE.replace(
+        "  files:\n",
+        "  files:\n    - path: /sys/fs/cgroup/\n      access: [read, write]\n",
+    ));
+    let write = |cgroup: &str| {
+        explain(
+            &p,
+            &Request::Open {
+                path: format!("/sys/fs/cgroup{cgroup}/cgroup.procs").replace("//", "/"),
+                access: access::WRITE,
+                identity: None,
+                cgroup: Some(cgroup.into()),
+            },
+        )
+    };
+    for governed in ["/web.slice", "/web.slice/worker"] {
+        assert_eq!(write(governed).decision, "allow", "{governed}");
+    }
+    for outside in ["/", "/web.slice2", "/system.slice/agent.service"] {
+        let e = write(outside);
+        assert_eq!(
+            (e.decision, e.reason, e.rule),
+            ("deny", "cgroup-not-governed", None),
+            "{outside}"
+        );
+    }
+    // Reading is judged by the path rules alone; files elsewhere are not cgroup files.
+    let read = explain(
+        &p,
+        &Request::Open {
+            path: "/sys/fs/cgroup/cgroup.procs".into(),
+            access: access::READ,
+            identity: None,
+            cgroup: Some("/".into()),
+        },
+    );
+    assert_eq!(read.decision, "allow");
+    assert_eq!(
+        explain(&p, &open("/var/log/nginx/a", access::WRITE)).decision,
+        "allow"
+    );
 }

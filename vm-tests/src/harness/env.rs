@@ -236,6 +236,9 @@ spec:
   files:
     - path: {F}/data/
       access: [read]
+    # cgroupfs (scenarios/system.rs): written only in its own cgroups whatever this grants.
+    - path: /sys/fs/cgroup/
+      access: [read, write]
   permits: [mount, chroot, user-namespaces, kernel-load, perf-events]
   sockets: [inet-raw, inet-ping, packet, netlink-route]
   capabilities: [sys_admin, sys_chroot, sys_module, perfmon, net_raw]

@@ -292,12 +292,17 @@ pub fn event_target(request: &str) -> String {
         .unwrap_or_else(|_| arg.to_owned())
 }
 
-pub fn explain_agrees(env: &mut Env) -> Result<String> {
-    super::tree::prepare()?;
-    let rows = explain_table(env);
-    let requests: String = rows.iter().map(|(r, _)| format!("{r}\n")).collect();
+/// `rampart policy explain --json` of the test policy `name` for each request line, one
+/// answer per request.
+pub fn explain_json(name: &str, requests: &[&str]) -> Result<Vec<serde_json::Value>> {
     let file = "/tmp/explain-requests.txt";
-    std::fs::write(file, requests)?;
+    std::fs::write(
+        file,
+        requests
+            .iter()
+            .map(|r| format!("{r}\n"))
+            .collect::<String>(),
+    )?;
     let out = Command::new(crate::harness::env::AGENT)
         .args([
             "policy",
@@ -305,7 +310,7 @@ pub fn explain_agrees(env: &mut Env) -> Result<String> {
             "--policy",
             POLICY_FILE,
             "--name",
-            ENFORCE_POLICY,
+            name,
             "--requests",
             file,
             "--json",
@@ -320,13 +325,21 @@ pub fn explain_agrees(env: &mut Env) -> Result<String> {
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
         .context("explain output is not JSON lines")?;
-    if lines.len() != rows.len() {
+    if lines.len() != requests.len() {
         bail!(
             "explain gave {} answers for {} requests",
             lines.len(),
-            rows.len()
+            requests.len()
         );
     }
+    Ok(lines)
+}
+
+pub fn explain_agrees(env: &mut Env) -> Result<String> {
+    super::tree::prepare()?;
+    let rows = explain_table(env);
+    let requests: Vec<&str> = rows.iter().map(|(r, _)| r.as_str()).collect();
+    let lines = explain_json(ENFORCE_POLICY, &requests)?;
     let (mut allows, mut denies) = (0, 0);
     let mut disagreements = Vec::new();
     for ((request, argv), e) in rows.iter().zip(&lines) {

@@ -289,6 +289,12 @@ pub const ALL: &[Scenario] = &[
         run: system::capabilities_denied_unless_listed,
     },
     Scenario {
+        name: "cgroup-files-written-only-in-governed-cgroups",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: system::cgroup_files_written_only_in_governed_cgroups,
+    },
+    Scenario {
         name: "open-via-io-uring-judged",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,

@@ -327,3 +327,85 @@ pub fn capabilities_denied_unless_listed(env: &mut Env) -> Result<String> {
         CAPABILITY_CASES.len()
     ))
 }
+
+pub fn cgroup_files_written_only_in_governed_cgroups(env: &mut Env) -> Result<String> {
+    let mut failures = Failures::default();
+    // test-permits may read and write everything under /sys/fs/cgroup by its path rule.
+    let permits = cgroup(PERMITS_CGROUP);
+    let child = permits.join("child");
+    std::fs::create_dir_all(&child)?;
+    let free = p(&env.ungoverned);
+    let f = |dir: &str, name: &str| format!("{dir}/{name}");
+    let cases: [(&str, String, &str, bool); 5] = [
+        (
+            "moving itself into an ungoverned cgroup (cgroup.procs)",
+            f(&free, "cgroup.procs"),
+            "0",
+            false,
+        ),
+        (
+            "moving itself into the root cgroup",
+            f(CGROUP_ROOT, "cgroup.procs"),
+            "0",
+            false,
+        ),
+        (
+            "a thread into an ungoverned cgroup (cgroup.threads)",
+            f(&free, "cgroup.threads"),
+            "0",
+            false,
+        ),
+        (
+            "a limit of an ungoverned cgroup (cgroup.max.depth)",
+            f(&free, "cgroup.max.depth"),
+            "max",
+            false,
+        ),
+        (
+            "moving itself into a child of its own cgroup",
+            f(&p(&child), "cgroup.procs"),
+            "0",
+            true,
+        ),
+    ];
+    let requests: Vec<String> = cases
+        .iter()
+        .map(|(_, file, _, _)| format!("open {file} write"))
+        .collect();
+    let requests: Vec<&str> = requests.iter().map(String::as_str).collect();
+    let answers = super::explain::explain_json("test-permits", &requests)?;
+    for ((what, file, value, allowed), answer) in cases.iter().zip(&answers) {
+        let got = op_in(env, &permits, &["cgroup-write", file, value])?;
+        let explained = (
+            answer["decision"].as_str().unwrap_or_default(),
+            answer["reason"].as_str().unwrap_or_default(),
+        );
+        if *allowed {
+            failures.note(want(what, got, Outcome::Ok));
+            if explained.0 != "allow" {
+                failures.note(Err(anyhow::anyhow!("{what}: explain says {explained:?}")));
+            }
+        } else {
+            failures.note(want_denied(
+                env,
+                what,
+                got,
+                ("open", file, "cgroup-not-governed"),
+            ));
+            if explained != ("deny", "cgroup-not-governed") {
+                failures.note(Err(anyhow::anyhow!("{what}: explain says {explained:?}")));
+            }
+        }
+    }
+    // Reading is for the path rules alone.
+    failures.note(want(
+        "reading an ungoverned cgroup's cgroup.procs",
+        op_in(env, &permits, &["open", &f(&free, "cgroup.procs"), "read"])?,
+        Outcome::Ok,
+    ));
+    failures.check()?;
+    Ok(format!(
+        "{} cgroupfs writes outside the policy's cgroups (cgroup.procs of an ungoverned and of the root cgroup, cgroup.threads, a limit) denied and recorded though a path rule grants write; moving into a child of its own cgroup allowed; explain agrees on each; reads unaffected",
+        cases.len() - 1
+    ))
+}
