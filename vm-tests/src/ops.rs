@@ -278,6 +278,33 @@ fn utimes_path(target: &str) -> std::io::Result<()> {
     }
 }
 
+/// `socket(AF_INET, SOCK_DGRAM, 0)` and its close: `socket_create`, nothing bound or sent.
+fn udp_socket() -> std::io::Result<()> {
+    // SAFETY: socket(2) with integer arguments; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: closes the descriptor just made, used nowhere else.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// `ioprio_set` of the real-time class for this process: the kernel checks
+/// `capable(CAP_SYS_ADMIN)` first (then `CAP_SYS_NICE`), once per call.
+fn ioprio_realtime() -> std::io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_RT: libc::c_long = 1;
+    let prio = (IOPRIO_CLASS_RT << 13) | 4;
+    // SAFETY: ioprio_set(2) with integer arguments only, on this process.
+    let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The workload side: runs `op` `n` times and prints the sorted latencies' median and p99.
 fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
     let mut samples = Vec::with_capacity(n);
@@ -305,6 +332,9 @@ fn measure(op: &str, n: usize, target: &str) -> std::io::Result<()> {
             }
             // `inode_setattr`: the mount search and one walk per mount of the file.
             "utimes" => utimes_path(target)?,
+            // `socket_create` (and the release), with nothing sent.
+            "socket" => udp_socket()?,
+            "capable" => ioprio_realtime()?,
             "exec" => {
                 let out = Command::new(target).arg("probe").output()?;
                 if !out.status.success() {

@@ -152,7 +152,7 @@ fn event_path() -> Result<Value> {
 fn policy_text(rules: usize, listener_port: u16) -> String {
     // Five rules the workload needs (its program, /dev/null for a child's stdin, the file
     // it opens, the directory of its file actions, the port it connects to), then filler
-    // file rules up to `rules` in total.
+    // file rules up to `rules` in total; `sys_admin` for the capability measurement.
     let mut filler = String::new();
     for i in 0..rules.saturating_sub(5) {
         // Flow style: 100 000 rules must fit the 4 MiB policy file limit.
@@ -164,7 +164,8 @@ fn policy_text(rules: usize, listener_port: u16) -> String {
          - path: {FIXTURES}/data/readable.txt\n      access: [read]\n    \
          - path: /dev/null\n      access: [read, write]\n    \
          - path: {BENCH_FILES}/\n      access: [read, write, create, remove, chmod, utimes]\n{filler}  network:\n    \
-         - cidr: 127.0.0.1/32\n      ports: [{listener_port}]\n      protocol: tcp\n"
+         - cidr: 127.0.0.1/32\n      ports: [{listener_port}]\n      protocol: tcp\n  \
+         capabilities: [sys_admin]\n"
     )
 }
 
@@ -199,7 +200,7 @@ fn run_op(cgroup: &Path, op: &str, target: &str) -> Result<(u64, u64)> {
 /// Where the file-action measurements act (granted create, remove, chmod and utimes).
 const BENCH_FILES: &str = "/tmp/bench-files";
 
-fn targets(port: u16) -> [(&'static str, String); 7] {
+fn targets(port: u16) -> [(&'static str, String); 9] {
     [
         ("open", format!("{FIXTURES}/data/readable.txt")),
         ("connect", format!("127.0.0.1:{port}")),
@@ -208,6 +209,10 @@ fn targets(port: u16) -> [(&'static str, String); 7] {
         ("rename", format!("{BENCH_FILES}/moved")),
         ("chmod", format!("{BENCH_FILES}/mode")),
         ("utimes", format!("{BENCH_FILES}/mode")),
+        // Issue 17: a UDP socket made and closed (`socket_create`), and a capability the
+        // policy lists, checked once per call (`capable`).
+        ("socket", "udp".to_owned()),
+        ("capable", "sys_admin".to_owned()),
     ]
 }
 
