@@ -159,6 +159,20 @@ pub struct KernelLayout {
     pub sb_magic: u32,
     /// `struct kernfs_node::parent` (`__parent` from 6.15)
     pub kn_parent: u32,
+    /// `struct sock::sk_cgrp_data`
+    pub sock_cgrp_data: u32,
+    /// `struct sock_cgroup_data::cgroup`: the cgroup v2 the socket was made in
+    pub sock_cgroup: u32,
+    /// `struct socket::sk`
+    pub socket_sk: u32,
+    /// `struct unix_sock::addr` (a `struct unix_address *`, null if never bound)
+    pub unix_addr: u32,
+    /// `struct unix_sock::path`: where a named socket is bound (a null dentry otherwise)
+    pub unix_path: u32,
+    /// `struct unix_address::len`
+    pub unix_address_len: u32,
+    /// `struct unix_address::name`
+    pub unix_address_name: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -211,6 +225,13 @@ impl KernelLayout {
         inode_private: 0,
         sb_magic: 0,
         kn_parent: 0,
+        sock_cgrp_data: 0,
+        sock_cgroup: 0,
+        socket_sk: 0,
+        unix_addr: 0,
+        unix_path: 0,
+        unix_address_len: 0,
+        unix_address_name: 0,
         valid: 0,
     };
 }
@@ -485,11 +506,19 @@ pub enum Action {
     /// policy's `spec.capabilities` does not list. The event's `access` is the capability
     /// number; the kernel's quiet probes (`CAP_OPT_NOAUDIT`) are denied without an event.
     Capability = 26,
+    /// Connecting an AF_UNIX stream or seqpacket socket (`unix_stream_connect`): allowed
+    /// to a listener made in a cgroup governed by the same policy slot, otherwise only to
+    /// a named socket whose path grants `connect`. An abstract or unnamed peer's event
+    /// path is its name with a leading `@`.
+    UnixConnect = 27,
+    /// Connecting or sending an AF_UNIX datagram (`unix_may_send`): as for
+    /// [`Action::UnixConnect`].
+    UnixSend = 28,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 28] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -516,6 +545,8 @@ impl Action {
         Action::CloneIntoCgroup,
         Action::Socket,
         Action::Capability,
+        Action::UnixConnect,
+        Action::UnixSend,
     ];
 
     /// The action with this number, if any.
@@ -575,14 +606,17 @@ pub mod access {
     pub const UTIMES: u32 = 0x1000;
     /// Set or remove extended attributes (POSIX ACLs included) of the file at the path.
     pub const XATTR: u32 = 0x2000;
+    /// Connect or send to the AF_UNIX socket bound at the path, where its owner is not
+    /// governed by the same policy.
+    pub const CONNECT: u32 = 0x4000;
     /// Rights that act on the tree below a directory rule, not on the directory itself:
     /// a directory rule's own entry does not get them.
     pub const TREE: u32 = CREATE | MAKE_CHAR | MAKE_BLOCK | REMOVE | REFER;
     /// Rights a file carries with it: a link or rename of a file must not gain any of them.
-    pub const FILE: u32 = READ | WRITE | EXEC | TRUNCATE | CHMOD | CHOWN | UTIMES | XATTR;
+    pub const FILE: u32 = READ | WRITE | EXEC | TRUNCATE | CHMOD | CHOWN | UTIMES | XATTR | CONNECT;
     /// Every bit with its name in policies, events and explanations (`run` is not written
     /// in policies: exec rules grant it).
-    pub const NAMES: [(u32, &str); 14] = [
+    pub const NAMES: [(u32, &str); 15] = [
         (READ, "read"),
         (WRITE, "write"),
         (EXEC, "exec"),
@@ -597,6 +631,7 @@ pub mod access {
         (CHOWN, "chown"),
         (UTIMES, "utimes"),
         (XATTR, "xattr"),
+        (CONNECT, "connect"),
     ];
 }
 
@@ -1135,8 +1170,12 @@ pub mod programs {
     pub const SOCKET_CREATE: &str = "socket_create";
     /// A capability check.
     pub const CAPABLE: &str = "capable";
+    /// Connecting an AF_UNIX stream or seqpacket socket.
+    pub const UNIX_STREAM_CONNECT: &str = "unix_stream_connect";
+    /// Connecting or sending an AF_UNIX datagram.
+    pub const UNIX_MAY_SEND: &str = "unix_may_send";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 32] = [
+    pub const LSM: [&str; 34] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -1169,6 +1208,8 @@ pub mod programs {
         TASK_ALLOC,
         SOCKET_CREATE,
         CAPABLE,
+        UNIX_STREAM_CONNECT,
+        UNIX_MAY_SEND,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).

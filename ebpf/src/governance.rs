@@ -45,6 +45,16 @@ pub fn task_governor(task: *const u8, layout: &KernelLayout) -> u32 {
     let Some(cgrp) = read_at::<*const u8>(css_set, layout.css_set_dfl_cgrp) else {
         return UNKNOWN;
     };
+    cgroup_governor(cgrp, layout)
+}
+
+/// Who governs a cgroup v2 (`struct cgroup *`, probe-read): the slot of the deepest
+/// governed cgroup among it and its ancestors, [`NOBODY`] or [`UNKNOWN`].
+#[inline(always)]
+pub fn cgroup_governor(cgrp: *const u8, layout: &KernelLayout) -> u32 {
+    if cgrp.is_null() {
+        return UNKNOWN;
+    }
     let Some(depth) = read_at::<i32>(cgrp, layout.cgroup_level) else {
         return UNKNOWN;
     };

@@ -5,7 +5,7 @@
 //! creating, removing, linking and renaming, `attr` for truncation, mode and owner,
 //! `inode` for timestamps, extended attributes and ACLs, `scope` for signals, ptrace and
 //! `bpf()`, `system` for mounts, chroot, user namespaces, kernel loading, perf events and
-//! `CLONE_INTO_CGROUP`, `socket` for which sockets may be made, `capability`, `network`,
+//! `CLONE_INTO_CGROUP`, `socket` for which sockets may be made, `unix` for AF_UNIX peers, `capability`, `network`,
 //! `cgroup`) over shared
 //! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
 //! the target is), `decision` (mode, counters, events) and
@@ -36,6 +36,7 @@ mod scope;
 mod socket;
 mod system;
 mod tree;
+mod unix;
 mod walk;
 
 #[cfg(not(test))]

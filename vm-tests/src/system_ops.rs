@@ -1,7 +1,8 @@
 //! System actions a contained workload tries (issue 17): mounts in a private mount
 //! namespace, `pivot_root`, `chroot`, user namespaces (and what root in one may then try),
 //! loading kernel modules, a module request, `perf_event_open`, and
-//! `clone3(CLONE_INTO_CGROUP)` out of its cgroup, and sockets of every family. Each reports the errno of the step that
+//! `clone3(CLONE_INTO_CGROUP)` out of its cgroup, sockets of every family, and AF_UNIX
+//! peers. Each reports the errno of the step that
 //! failed, or ok. Nothing here outlives the op's process: every mount change happens in a
 //! mount namespace of its own.
 
@@ -112,6 +113,35 @@ fn socket(family: &str, kind: &str, protocol: &str) -> Result<()> {
     let fd = check(unsafe { libc::socket(num(family)?, num(kind)?, num(protocol)?) } as i64)?;
     // SAFETY: the descriptor was just returned to us and is owned by nobody else.
     drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    Ok(())
+}
+
+/// `connect` of a unix stream socket to a peer written as a path or `@NAME`.
+fn unix_connect(peer: &str) -> Result<()> {
+    std::os::unix::net::UnixStream::connect_addr(&crate::harness::unix::address(peer)?)?;
+    Ok(())
+}
+
+/// One datagram to a peer, from an unbound socket (`sendto` without `connect`).
+fn unix_send(peer: &str) -> Result<()> {
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    socket.send_to_addr(b"rampart", &crate::harness::unix::address(peer)?)?;
+    Ok(())
+}
+
+/// Listens on a unix stream socket for `secs` seconds, accepting and dropping.
+fn unix_listen(peer: &str, secs: &str) -> Result<()> {
+    let secs: u64 = secs
+        .parse()
+        .map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    let listener =
+        std::os::unix::net::UnixListener::bind_addr(&crate::harness::unix::address(peer)?)?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_secs(secs));
     Ok(())
 }
 
@@ -227,6 +257,9 @@ pub fn run(args: &[&str]) -> Option<Result<()>> {
         ["module-request"] => module_request(),
         ["socket", family, kind, protocol] => socket(family, kind, protocol),
         ["perf-open"] => perf_open(),
+        ["unix-connect", peer] => unix_connect(peer),
+        ["unix-send", peer] => unix_send(peer),
+        ["unix-listen", peer, secs] => unix_listen(peer, secs),
         ["clone-into-cgroup", cgroup] => clone_into_cgroup(cgroup),
         _ => return None,
     })

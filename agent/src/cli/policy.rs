@@ -163,7 +163,9 @@ pub struct ExplainArgs {
     /// `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`,
     /// `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, `connect ADDR:PORT/tcp`,
     /// `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]` (e.g. `socket inet raw 1`),
-    /// `capability NAME` (e.g. `capability net_bind_service`), or a system action alone:
+    /// `capability NAME` (e.g. `capability net_bind_service`), `unix-connect PATH|@NAME`,
+    /// `unix-send PATH|@NAME` (a unix socket outside the policy's cgroups), or a system
+    /// action alone:
     /// `mount`, `move-mount`, `umount`, `pivot-root`, `chroot`, `user-namespace`,
     /// `module-request`, `init-module`, `finit-module`, `perf-event-open`,
     /// `clone-into-cgroup`. A create, remove, link or rename acts on the entry itself (a

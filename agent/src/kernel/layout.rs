@@ -5,7 +5,7 @@ use rampart_common::{programs, KernelLayout};
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 42] = [
+pub const MEMBERS: [(&str, &str); 49] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -48,6 +48,13 @@ pub const MEMBERS: [(&str, &str); 42] = [
     ("task_struct", "tgid"),
     ("inode", "i_private"),
     ("super_block", "s_magic"),
+    ("sock", "sk_cgrp_data"),
+    ("sock_cgroup_data", "cgroup"),
+    ("socket", "sk"),
+    ("unix_sock", "addr"),
+    ("unix_sock", "path"),
+    ("unix_address", "len"),
+    ("unix_address", "name"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
@@ -56,7 +63,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
     for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
         *slot = btf.member_offset(s, m)?;
     }
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid, inode_private, sb_magic] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid, inode_private, sb_magic, sock_cgrp_data, sock_cgroup, socket_sk, unix_addr, unix_path, unix_address_len, unix_address_name] =
         offsets;
     let (mount_instance, mounts_chained) = mount_links(btf)?;
     let kn_parent = kernfs_parent(btf)?;
@@ -106,6 +113,13 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         inode_private,
         sb_magic,
         kn_parent,
+        sock_cgrp_data,
+        sock_cgroup,
+        socket_sk,
+        unix_addr,
+        unix_path,
+        unix_address_len,
+        unix_address_name,
         valid: 1,
     })
 }
@@ -268,6 +282,21 @@ mod tests {
         b.composite(false, "fs_struct", 64, &[("root", long, 8 * 24)]);
         b.composite(false, "nsproxy", 32, &[("mnt_ns", p, 8 * 24)]);
         b.composite(false, "iattr", 32, &[("ia_valid", uint, 0)]);
+        b.composite(false, "sock_cgroup_data", 16, &[("cgroup", p, 0)]);
+        b.composite(false, "sock", 512, &[("sk_cgrp_data", long, 8 * 400)]);
+        b.composite(false, "socket", 64, &[("sk", p, 8 * 24)]);
+        b.composite(
+            false,
+            "unix_sock",
+            1024,
+            &[("addr", p, 8 * 760), ("path", long, 8 * 768)],
+        );
+        b.composite(
+            false,
+            "unix_address",
+            16,
+            &[("len", uint, 8 * 4), ("name", long, 8 * 12)],
+        );
         let btf = Btf::parse(&b.build()).unwrap();
         assert_eq!(
             resolve(&btf).unwrap(),
@@ -317,6 +346,13 @@ mod tests {
                 task_nsproxy: 104,
                 nsproxy_mnt_ns: 24,
                 iattr_valid: 0,
+                sock_cgrp_data: 400,
+                sock_cgroup: 0,
+                socket_sk: 24,
+                unix_addr: 760,
+                unix_path: 768,
+                unix_address_len: 4,
+                unix_address_name: 12,
                 valid: 1
             }
         );

@@ -85,6 +85,8 @@ pub enum ActionKind {
     CloneIntoCgroup,
     Socket,
     Capability,
+    UnixConnect,
+    UnixSend,
 }
 
 impl ActionKind {
@@ -117,6 +119,8 @@ impl ActionKind {
             Self::CloneIntoCgroup => "clone-into-cgroup",
             Self::Socket => "socket",
             Self::Capability => "capability",
+            Self::UnixConnect => "unix-connect",
+            Self::UnixSend => "unix-send",
         }
     }
 }
@@ -250,6 +254,8 @@ mod tests {
             (ActionKind::CloneIntoCgroup, Action::CloneIntoCgroup),
             (ActionKind::Socket, Action::Socket),
             (ActionKind::Capability, Action::Capability),
+            (ActionKind::UnixConnect, Action::UnixConnect),
+            (ActionKind::UnixSend, Action::UnixSend),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

@@ -98,6 +98,10 @@ pub enum Request {
     System(&'static SystemRequest),
     /// Using capability number `cap` ([`rampart_common::CAPABILITIES`]).
     Capability { cap: u32 },
+    /// Connecting (`send`: sending a datagram) to an AF_UNIX socket made outside the
+    /// policy's cgroups (a peer inside them is always allowed), bound at a canonical
+    /// `path`, or abstract where `path` is `@NAME`.
+    Unix { path: String, send: bool },
     /// `socket(family, type, protocol)`.
     Socket {
         family: u32,
@@ -235,6 +239,8 @@ pub fn action_name(action: Action) -> &'static str {
         Action::CloneIntoCgroup => "clone-into-cgroup",
         Action::Socket => "socket",
         Action::Capability => "capability",
+        Action::UnixConnect => "unix-connect",
+        Action::UnixSend => "unix-send",
     }
 }
 
@@ -713,6 +719,20 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             rule_id: None,
             path: None,
         },
+        Request::Unix { path, send } => {
+            let (action, hook) = if *send {
+                (Action::UnixSend, "unix_may_send")
+            } else {
+                (Action::UnixConnect, "unix_stream_connect")
+            };
+            // An abstract name is no path a rule could name.
+            let verdict = if path.starts_with('@') {
+                (Reason::NoRule, None)
+            } else {
+                judge_walked(policy, path, access::CONNECT)
+            };
+            file(action, hook, verdict)
+        }
         Request::Send { addr, protocol } => file(
             Action::Send,
             if addr.is_ipv4() {
@@ -737,6 +757,7 @@ fn request_path(request: &Request) -> Option<String> {
         | Request::Utimes { path }
         | Request::Xattr { path, .. }
         | Request::Open { path, .. }
+        | Request::Unix { path, .. }
         | Request::Create { path, .. } => Some(path.clone()),
         Request::Link { .. }
         | Request::Rename { .. }

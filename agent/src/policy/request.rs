@@ -144,6 +144,8 @@ pub fn parse_request(line: &str) -> Result<Request> {
             let (addr, protocol) = parse_endpoint(ep).map_err(anyhow::Error::msg)?;
             Request::Send { addr, protocol }
         }
+        ["unix-connect", peer] => unix(peer, false)?,
+        ["unix-send", peer] => unix(peer, true)?,
         ["socket", family, kind, protocol @ ..] => parse_socket(family, kind, protocol)?,
         ["capability", name] => Request::Capability {
             cap: capability_number(name).with_context(|| {
@@ -162,11 +164,23 @@ pub fn parse_request(line: &str) -> Result<Request> {
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
              `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
              `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]`, \
+             `unix-connect PATH|@NAME`, `unix-send PATH|@NAME`, \
              `capability NAME` or a \
              system action: {}",
             SYSTEM_REQUESTS.map(|r| r.word).join(", ")
         ),
     })
+}
+
+/// `unix-connect PEER` / `unix-send PEER`: a socket path (resolved on this host, as the
+/// kernel walks the bound socket's path) or an abstract `@NAME`.
+fn unix(peer: &str, send: bool) -> Result<Request> {
+    let path = if peer.starts_with('@') {
+        peer.to_owned()
+    } else {
+        resolve_request(Path::new(peer))?.0
+    };
+    Ok(Request::Unix { path, send })
 }
 
 /// `socket FAMILY TYPE [PROTOCOL]`: names from the socket tables or numbers.

@@ -401,6 +401,7 @@ pub enum Access {
     Chown,
     Utimes,
     Xattr,
+    Connect,
 }
 
 impl Access {
@@ -421,6 +422,7 @@ impl Access {
             Access::Chown => access::CHOWN,
             Access::Utimes => access::UTIMES,
             Access::Xattr => access::XATTR,
+            Access::Connect => access::CONNECT,
         }
     }
 

@@ -884,3 +884,40 @@ fn cgroup_files_are_written_only_where_the_policy_governs() {
         "allow"
     );
 }
+
+#[test]
+fn unix_peers_outside_the_policy_need_connect_at_their_path() {
+    let text = BASE.replace(
+        "    - path: /etc/nginx/secret.key\n      access: [write]\n",
+        "    - path: /etc/nginx/secret.key\n      access: [write]\n    - path: /run/app/\n      \
+         access: [read, write]\n    - path: /run/app/api.sock\n      access: [connect]\n    \
+         - path: /run/peers/\n      access: [connect]\n",
+    );
+    let p = policy(&text);
+    let unix = |path: &str, send| Request::Unix {
+        path: path.into(),
+        send,
+    };
+    let e = explain(&p, &unix("/run/app/api.sock", false));
+    assert_eq!(
+        (e.action, e.decision, e.hook),
+        ("unix-connect", "allow", "unix_stream_connect")
+    );
+    assert_eq!(e.path.as_deref(), Some("/run/app/api.sock"));
+    // Write on the directory is not connect.
+    let e = explain(&p, &unix("/run/app/other.sock", true));
+    assert_eq!(
+        (e.action, e.decision, e.reason, e.hook),
+        ("unix-send", "deny", "access-not-granted", "unix_may_send")
+    );
+    // A directory rule's connect reaches every socket below it.
+    assert_eq!(
+        explain(&p, &unix("/run/peers/a/b.sock", false)).decision,
+        "allow"
+    );
+    // Abstract names match no rule, even one that would cover `/`.
+    let e = explain(&p, &unix("@/run/peers/a", false));
+    assert_eq!((e.decision, e.reason), ("deny", "no-rule"));
+    assert_eq!(e.path.as_deref(), Some("@/run/peers/a"));
+    assert!(parse_err(&text.replace("[connect]", "[conect]")).contains("conect"));
+}

@@ -46,7 +46,14 @@ impl ControlledDaemon {
         std::fs::create_dir_all(&cg)?;
         let policy = base.join("p.yaml");
         let cgroup = format!("/rampart-{name}");
-        std::fs::write(&policy, swap_policy(name, &cgroup, "readable.txt"))?;
+        // The kernel lets the workload reach the control socket (`connect`), so that what
+        // refuses it there is the daemon's own peer check (scenarios/control.rs).
+        let text = format!(
+            "{}    - path: {}\n      access: [connect]\n",
+            swap_policy(name, &cgroup, "readable.txt"),
+            s(&base.join("control.sock"))
+        );
+        std::fs::write(&policy, text)?;
         sign(&base, &policy, 1, "1h", SCOPE, &bundles.join("v1.rpb"))?;
         let pin_dir = format!("/sys/fs/bpf/rampart-{name}");
         let config = base.join("rampart.toml");

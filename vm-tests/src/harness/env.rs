@@ -196,6 +196,14 @@ spec:
       access: [read, write, create, remove, refer]
     - path: /mnt/rights-ovl/stamp/
       access: [read, utimes, xattr]
+    # AF_UNIX peers outside the policy (harness/unix.rs): the directory may be read and
+    # written, one stream and one datagram socket in it connected to.
+    - path: /tmp/rampart-unix/
+      access: [read, write]
+    - path: /tmp/rampart-unix/ok.sock
+      access: [connect]
+    - path: /tmp/rampart-unix/dgram-ok.sock
+      access: [connect]
   network:
     - cidr: 127.0.0.1/32
       ports: ["8000-8100"]
@@ -341,6 +349,7 @@ pub fn set_up() -> Result<Env> {
     std::fs::create_dir_all(PINNED_PROGRAM_DIR)?;
     std::fs::copy(&me, PINNED_PROGRAM).context("creating the pinned program fixture")?;
     write(Path::new(POLICY_FILE), &policy_text(), 0o644)?;
+    crate::harness::unix::serve()?;
     std::fs::create_dir_all("/etc/rampart-test")?;
     let keygen = Command::new(AGENT)
         .args(["keygen", "--out", HOST_KEY])

@@ -6,3 +6,4 @@ pub mod cli;
 pub mod daemon;
 pub mod env;
 pub mod observe;
+pub mod unix;

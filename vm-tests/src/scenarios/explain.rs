@@ -256,6 +256,18 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
         argv.extend(op.into_iter().map(String::from));
         rows.push((request.to_owned(), argv));
     }
+    for (op, peer) in [
+        ("unix-connect", crate::harness::unix::STREAM_OK),
+        ("unix-connect", crate::harness::unix::STREAM_NO),
+        ("unix-connect", crate::harness::unix::STREAM_ABSTRACT),
+        ("unix-send", crate::harness::unix::DGRAM_NO),
+        ("unix-send", crate::harness::unix::DGRAM_ABSTRACT),
+    ] {
+        rows.push((
+            format!("{op} {peer}"),
+            vec![fx("allowed-probe"), "op".into(), op.into(), peer.into()],
+        ));
+    }
     for ep in [
         "127.0.0.1:5353/udp",
         "127.0.0.1:53/udp",

@@ -20,6 +20,7 @@ pub mod scope;
 pub mod state;
 pub mod system;
 pub mod tree;
+pub mod unix;
 
 use anyhow::Result;
 
@@ -287,6 +288,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: system::capabilities_denied_unless_listed,
+    },
+    Scenario {
+        name: "unix-peers-outside-the-policy-denied-unless-connect",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: unix::peers_outside_the_policy_denied_unless_connect,
     },
     Scenario {
         name: "cgroup-files-written-only-in-governed-cgroups",
