@@ -514,11 +514,16 @@ pub enum Action {
     /// Connecting or sending an AF_UNIX datagram (`unix_may_send`): as for
     /// [`Action::UnixConnect`].
     UnixSend = 28,
+    /// A use of what kernel lockdown guards (`locked_down`): raw memory and I/O ports
+    /// (`/dev/mem`, `/dev/port`, `ioperm`, `iopl`), MSRs, `/proc/kcore`, debugfs, tracefs,
+    /// kprobes, hibernation, ACPI tables, PCI config space, ...: permit `kernel-access`.
+    /// The event's `access` is the kernel's lockdown reason.
+    Lockdown = 29,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -547,6 +552,7 @@ impl Action {
         Action::Capability,
         Action::UnixConnect,
         Action::UnixSend,
+        Action::Lockdown,
     ];
 
     /// The action with this number, if any.
@@ -572,6 +578,7 @@ impl Action {
                 | Action::CloneIntoCgroup
                 | Action::Socket
                 | Action::Capability
+                | Action::Lockdown
         )
     }
 }
@@ -857,13 +864,32 @@ pub mod system {
     pub const KERNEL_LOAD: u32 = 8;
     /// `perf-events`: `perf_event_open`.
     pub const PERF_EVENTS: u32 = 16;
+    /// `kernel-access`: what kernel lockdown guards (`/dev/mem`, `/dev/port`,
+    /// `ioperm`/`iopl`, MSRs, `/proc/kcore`, debugfs, tracefs, kprobes, hibernation, ...).
+    pub const KERNEL_ACCESS: u32 = 32;
     /// Every permit with its name in `spec.permits`.
-    pub const PERMITS: [(u32, &str); 5] = [
+    pub const PERMITS: [(u32, &str); 6] = [
         (MOUNT, "mount"),
         (CHROOT, "chroot"),
         (USER_NAMESPACES, "user-namespaces"),
         (KERNEL_LOAD, "kernel-load"),
         (PERF_EVENTS, "perf-events"),
+        (KERNEL_ACCESS, "kernel-access"),
+    ];
+
+    /// Names of the kernel's `enum lockdown_reason` values in a lockdown event's
+    /// `access`, for the values every supported kernel numbers alike (later ones moved
+    /// between 6.1 and 6.12 and are shown as numbers).
+    pub const LOCKDOWN_REASONS: [(u32, &str); 9] = [
+        (1, "module-signature"),
+        (2, "dev-mem"),
+        (3, "efi-test"),
+        (4, "kexec"),
+        (5, "hibernation"),
+        (6, "pci-access"),
+        (7, "ioport"),
+        (8, "msr"),
+        (9, "acpi-tables"),
     ];
 
     /// `access` of a mount event: `mount(2)` (new, bind, remount, move, propagation).
@@ -1174,8 +1200,10 @@ pub mod programs {
     pub const UNIX_STREAM_CONNECT: &str = "unix_stream_connect";
     /// Connecting or sending an AF_UNIX datagram.
     pub const UNIX_MAY_SEND: &str = "unix_may_send";
+    /// What kernel lockdown guards.
+    pub const LOCKED_DOWN: &str = "locked_down";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 34] = [
+    pub const LSM: [&str; 35] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -1210,6 +1238,7 @@ pub mod programs {
         CAPABLE,
         UNIX_STREAM_CONNECT,
         UNIX_MAY_SEND,
+        LOCKED_DOWN,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).

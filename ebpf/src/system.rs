@@ -92,6 +92,20 @@ pub fn path_chroot(ctx: LsmContext) -> i32 {
     verdict(ctx.arg(1), Action::Chroot, system::CHROOT, 0)
 }
 
+/// `locked_down(what)`: the kernel asks before what lockdown guards (`enum
+/// lockdown_reason`: `/dev/mem`, `ioperm`, `iopl`, MSRs, `/proc/kcore`, debugfs, ...),
+/// whether or not lockdown is on; the reason goes in the event.
+#[lsm(hook = "locked_down")]
+pub fn locked_down(ctx: LsmContext) -> i32 {
+    let what: i32 = ctx.arg(0);
+    verdict(
+        ctx.arg(1),
+        Action::Lockdown,
+        system::KERNEL_ACCESS,
+        what as u32,
+    )
+}
+
 /// `userns_create(cred)`: `unshare(CLONE_NEWUSER)`, `clone(CLONE_NEWUSER)`.
 #[lsm(hook = "userns_create")]
 pub fn userns_create(ctx: LsmContext) -> i32 {

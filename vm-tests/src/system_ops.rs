@@ -116,6 +116,20 @@ fn socket(family: &str, kind: &str, protocol: &str) -> Result<()> {
     Ok(())
 }
 
+/// `ioperm` of port 0x80 (CAP_SYS_RAWIO, then the kernel's lockdown point `ioport`).
+fn ioperm() -> Result<()> {
+    // SAFETY: ioperm(2) with integer arguments; the op's process exits right after.
+    check(unsafe { libc::syscall(libc::SYS_ioperm, 0x80u64, 1u64, 1u64) })?;
+    Ok(())
+}
+
+/// `iopl(3)` (the same checks as `ioperm`).
+fn iopl() -> Result<()> {
+    // SAFETY: iopl(2) with an integer argument; the op's process exits right after.
+    check(unsafe { libc::syscall(libc::SYS_iopl, 3u64) })?;
+    Ok(())
+}
+
 /// `connect` of a unix stream socket to a peer written as a path or `@NAME`.
 fn unix_connect(peer: &str) -> Result<()> {
     std::os::unix::net::UnixStream::connect_addr(&crate::harness::unix::address(peer)?)?;
@@ -257,6 +271,8 @@ pub fn run(args: &[&str]) -> Option<Result<()>> {
         ["module-request"] => module_request(),
         ["socket", family, kind, protocol] => socket(family, kind, protocol),
         ["perf-open"] => perf_open(),
+        ["ioperm"] => ioperm(),
+        ["iopl"] => iopl(),
         ["unix-connect", peer] => unix_connect(peer),
         ["unix-send", peer] => unix_send(peer),
         ["unix-listen", peer, secs] => unix_listen(peer, secs),

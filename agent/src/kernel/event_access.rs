@@ -9,8 +9,17 @@ pub fn describe(action: Action, access: u32) -> Option<String> {
         Action::Bpf => Some(bpf_command(access)),
         Action::Mount => Some(mount_kind(access)),
         Action::KernelLoad => Some(load_kind(access)),
+        Action::Lockdown => Some(lockdown_reason(access)),
         _ => None,
     }
+}
+
+/// The kernel's lockdown reason of a lockdown event.
+fn lockdown_reason(access: u32) -> String {
+    system::LOCKDOWN_REASONS
+        .iter()
+        .find(|(r, _)| *r == access)
+        .map_or_else(|| format!("lockdown-{access}"), |(_, n)| (*n).to_owned())
 }
 
 /// The name of a mount event's kind.
@@ -95,6 +104,11 @@ mod tests {
 
     #[test]
     fn names_the_kind_of_each_system_event() {
+        assert_eq!(describe(Action::Lockdown, 7).as_deref(), Some("ioport"));
+        assert_eq!(
+            describe(Action::Lockdown, 22).as_deref(),
+            Some("lockdown-22")
+        );
         assert_eq!(describe(Action::Bpf, 7).as_deref(), Some("obj-get"));
         assert_eq!(describe(Action::Bpf, 99).as_deref(), Some("cmd-99"));
         assert_eq!(

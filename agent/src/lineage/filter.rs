@@ -87,6 +87,7 @@ pub enum ActionKind {
     Capability,
     UnixConnect,
     UnixSend,
+    Lockdown,
 }
 
 impl ActionKind {
@@ -121,6 +122,7 @@ impl ActionKind {
             Self::Capability => "capability",
             Self::UnixConnect => "unix-connect",
             Self::UnixSend => "unix-send",
+            Self::Lockdown => "lockdown",
         }
     }
 }
@@ -256,6 +258,7 @@ mod tests {
             (ActionKind::Capability, Action::Capability),
             (ActionKind::UnixConnect, Action::UnixConnect),
             (ActionKind::UnixSend, Action::UnixSend),
+            (ActionKind::Lockdown, Action::Lockdown),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

@@ -132,7 +132,7 @@ const fn sys(word: &'static str, action: Action, permit: u32, hook: &'static str
 }
 
 /// Every system request `explain` knows.
-pub const SYSTEM_REQUESTS: [SystemRequest; 11] = [
+pub const SYSTEM_REQUESTS: [SystemRequest; 12] = [
     sys("mount", Action::Mount, system::MOUNT, "sb_mount"),
     sys("move-mount", Action::Mount, system::MOUNT, "move_mount"),
     sys("umount", Action::Mount, system::MOUNT, "sb_umount"),
@@ -167,6 +167,12 @@ pub const SYSTEM_REQUESTS: [SystemRequest; 11] = [
         Action::PerfEvent,
         system::PERF_EVENTS,
         "perf_event_open",
+    ),
+    sys(
+        "kernel-access",
+        Action::Lockdown,
+        system::KERNEL_ACCESS,
+        "locked_down",
     ),
     sys(
         "clone-into-cgroup",
@@ -241,6 +247,7 @@ pub fn action_name(action: Action) -> &'static str {
         Action::Capability => "capability",
         Action::UnixConnect => "unix-connect",
         Action::UnixSend => "unix-send",
+        Action::Lockdown => "lockdown",
     }
 }
 

@@ -297,6 +297,9 @@ pub enum Permit {
     KernelLoad,
     /// `perf_event_open`.
     PerfEvents,
+    /// What kernel lockdown guards: raw memory and I/O ports, MSRs, `/proc/kcore`,
+    /// debugfs, tracefs, kprobes, ...
+    KernelAccess,
 }
 
 impl Permit {
@@ -309,6 +312,7 @@ impl Permit {
             Permit::UserNamespaces => system::USER_NAMESPACES,
             Permit::KernelLoad => system::KERNEL_LOAD,
             Permit::PerfEvents => system::PERF_EVENTS,
+            Permit::KernelAccess => system::KERNEL_ACCESS,
         }
     }
 }

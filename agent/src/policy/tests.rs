@@ -725,9 +725,14 @@ fn system_actions_are_denied_unless_permitted() {
     assert_eq!((e.action, e.decision), ("user-namespace", "allow"));
     let e = explain(&some, &sys("perf-event-open"));
     assert_eq!((e.decision, e.reason), ("deny", "not-permitted"));
+    let e = explain(&some, &sys("kernel-access"));
+    assert_eq!(
+        (e.action, e.decision, e.reason, e.hook),
+        ("lockdown", "deny", "not-permitted", "locked_down")
+    );
     // CLONE_INTO_CGROUP: no permit exists, so not even every permit allows it.
     let all =
-        format!("{BASE}  permits: [mount, chroot, user-namespaces, kernel-load, perf-events]\n");
+        format!("{BASE}  permits: [mount, chroot, user-namespaces, kernel-load, perf-events, kernel-access]\n");
     let e = explain(&policy(&all), &sys("clone-into-cgroup"));
     assert_eq!(
         (e.action, e.decision, e.hook),

@@ -219,8 +219,9 @@ spec:
   sockets: [netlink-31]
   # The capabilities the scenarios' allowed cases need (device nodes, trusted xattrs)
   # and those the kernel checks before the hooks under test (mount, chroot, module
-  # loading, perf events), so that what denies those is the hook, not the capability.
-  capabilities: [mknod, sys_admin, sys_chroot, sys_module, perfmon]
+  # loading, perf events, I/O ports), so that what denies those is the hook, not the
+  # capability.
+  capabilities: [mknod, sys_admin, sys_chroot, sys_module, perfmon, sys_rawio]
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Policy
@@ -247,9 +248,9 @@ spec:
     # cgroupfs (scenarios/system.rs): written only in its own cgroups whatever this grants.
     - path: /sys/fs/cgroup/
       access: [read, write]
-  permits: [mount, chroot, user-namespaces, kernel-load, perf-events]
+  permits: [mount, chroot, user-namespaces, kernel-load, perf-events, kernel-access]
   sockets: [inet-raw, inet-ping, packet, netlink-route]
-  capabilities: [sys_admin, sys_chroot, sys_module, perfmon, net_raw]
+  capabilities: [sys_admin, sys_chroot, sys_module, perfmon, net_raw, sys_rawio]
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Policy
@@ -275,7 +276,7 @@ spec:
   files:
     - path: {F}/data/
       access: [read]
-  permits: [mount, chroot, user-namespaces, kernel-load, perf-events]
+  permits: [mount, chroot, user-namespaces, kernel-load, perf-events, kernel-access]
   sockets: [inet-raw]
 "#,
         F = FIXTURES

@@ -221,7 +221,7 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
     // request fails with EPROTONOSUPPORT whatever was decided, so its row is not here.)
     let readable = fx("data/readable.txt");
     let writable = fx("data/writable.txt");
-    let system: [(&str, Vec<&str>); 11] = [
+    let system: [(&str, Vec<&str>); 12] = [
         ("mount", vec!["bind-mount", &readable, &writable]),
         ("umount", vec!["umount", "/proc"]),
         ("pivot-root", vec!["pivot-root", "/tmp"]),
@@ -230,6 +230,7 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
         ("init-module", vec!["init-module"]),
         ("finit-module", vec!["finit-module", &readable]),
         ("perf-event-open", vec!["perf-open"]),
+        ("kernel-access", vec!["ioperm"]),
         (
             "clone-into-cgroup",
             vec!["clone-into-cgroup", "/sys/fs/cgroup"],

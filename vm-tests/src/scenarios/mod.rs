@@ -290,6 +290,12 @@ pub const ALL: &[Scenario] = &[
         run: system::capabilities_denied_unless_listed,
     },
     Scenario {
+        name: "kernel-access-denied-unless-permitted",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: system::kernel_access_denied_unless_permitted,
+    },
+    Scenario {
         name: "unix-peers-outside-the-policy-denied-unless-connect",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,

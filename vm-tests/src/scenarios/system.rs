@@ -409,3 +409,34 @@ pub fn cgroup_files_written_only_in_governed_cgroups(env: &mut Env) -> Result<St
         cases.len() - 1
     ))
 }
+
+/// What kernel lockdown guards, reached with `CAP_SYS_RAWIO` (which both policies list).
+const KERNEL_ACCESS_CASES: [(&str, &str); 2] = [
+    ("ioperm of port 0x80 (lockdown ioport)", "ioperm"),
+    ("iopl(3) (lockdown ioport)", "iopl"),
+];
+
+pub fn kernel_access_denied_unless_permitted(env: &mut Env) -> Result<String> {
+    let g = env.governed.clone();
+    let permits = cgroup(PERMITS_CGROUP);
+    let mut failures = Failures::default();
+    for (what, op) in KERNEL_ACCESS_CASES {
+        let got = op_in(env, &g, &[op])?;
+        failures.note(want_denied(
+            env,
+            what,
+            got,
+            ("lockdown", "", "not-permitted"),
+        ));
+        failures.note(want(
+            &format!("{what} where kernel-access is permitted"),
+            op_in(env, &permits, &[op])?,
+            Outcome::Ok,
+        ));
+    }
+    failures.check()?;
+    Ok(format!(
+        "{n} uses of I/O ports denied at the lockdown hook with sys_rawio listed and recorded; the same {n} allowed where kernel-access is permitted",
+        n = KERNEL_ACCESS_CASES.len()
+    ))
+}
