@@ -28,3 +28,43 @@ pub fn check(rc: i64) -> std::io::Result<i64> {
         Ok(rc)
     }
 }
+
+/// `bpf(BPF_OBJ_GET)` of a pinned object: a descriptor of it.
+pub fn bpf_obj_get(path: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    let p = cstr(path)?;
+    // union bpf_attr for BPF_OBJ_GET: u64 pathname, u32 bpf_fd, u32 file_flags, ...
+    let mut attr = [0u64; 16];
+    attr[0] = p.as_ptr() as u64;
+    // SAFETY: `attr` is a zeroed bpf_attr-sized buffer holding a pointer to a live C string.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    })?;
+    // SAFETY: the kernel returned a fresh descriptor; owning it closes it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `bpf(BPF_LINK_DETACH)`: detaches the link open as `link` from its target (cgroup links
+/// can be; the link object lives on, attached to nothing).
+pub fn bpf_link_detach(link: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    let mut attr = [0u64; 16];
+    attr[0] = link.as_raw_fd() as u64;
+    // SAFETY: a zeroed bpf_attr-sized buffer holding the link's descriptor number.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    })?;
+    Ok(())
+}

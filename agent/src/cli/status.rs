@@ -54,6 +54,10 @@ impl StatusArgs {
             get("event_drops"),
             get("quiet_denials")
         );
+        println!(
+            "tamper      {} found, {} put back (pins removed, links detached while running)",
+            status["tamper"]["found"], status["tamper"]["repaired"]
+        );
         println!("lineage     {}", get("lineage"));
         Ok(())
     }

@@ -50,6 +50,9 @@ use crate::{
     support::time::{rfc3339, unix_now},
 };
 
+/// Ticks (100 ms) between integrity checks of the pins and links.
+const INTEGRITY_TICKS: u32 = 10;
+
 /// Bundle files already refused (path, size, mtime): refused once, not at every reload.
 type Reported = HashSet<(PathBuf, u64, Option<SystemTime>)>;
 
@@ -66,6 +69,11 @@ pub struct Daemon {
     released: bool,
     /// Pushes received (numbers their files).
     pushes: u64,
+    /// Ticks since the last integrity check of the pins and links.
+    ticks: u32,
+    /// Pins removed or links detached behind the agent's back, and how many were put back.
+    tamper_found: u64,
+    tamper_repaired: u64,
 }
 
 impl Daemon {
@@ -141,6 +149,9 @@ impl Daemon {
             reported,
             released: false,
             pushes: 0,
+            ticks: 0,
+            tamper_found: 0,
+            tamper_repaired: 0,
         };
         if let Err(r) = daemon.load(incoming) {
             daemon
@@ -170,12 +181,39 @@ impl Daemon {
         drain(ring, &generations, &mut self.recorder);
     }
 
-    /// Every 100 ms: the kernel's drop counter, lineage durability, and the lineage anchor.
+    /// Every 100 ms: the kernel's drop counter, lineage durability, and the lineage anchor;
+    /// every second the integrity of the pins and links.
     pub fn on_tick(&mut self) -> Result<()> {
         self.recorder.drops(self.enforcer.event_drops()?);
         self.recorder.tick();
         self.keep_anchor();
+        self.ticks += 1;
+        if self.ticks >= INTEGRITY_TICKS {
+            self.ticks = 0;
+            self.check_integrity();
+        }
         Ok(())
+    }
+
+    /// Puts back any pin removed or link detached while the agent runs (not after a
+    /// release, which removes them on purpose), recording each as `tamper`.
+    fn check_integrity(&mut self) {
+        if self.released {
+            return;
+        }
+        for t in self.enforcer.check_integrity() {
+            self.tamper_found += 1;
+            match &t.error {
+                None => {
+                    self.tamper_repaired += 1;
+                    error!(found = t.found, object = %t.object,
+                        "enforcement was tampered with while the agent ran; put back");
+                }
+                Some(e) => error!(found = t.found, object = %t.object, error = %e,
+                    "enforcement was tampered with while the agent ran and could not be put back"),
+            }
+            self.recorder.tamper(t.found, &t.object, t.error.as_deref());
+        }
     }
 
     /// Keeps the lineage's latest checkpoint in the state directory and the pinned map.
@@ -417,6 +455,7 @@ impl Daemon {
             "decisions": decisions,
             "event_drops": self.enforcer.event_drops().ok(),
             "quiet_denials": self.enforcer.quiet_denials().ok(),
+            "tamper": { "found": self.tamper_found, "repaired": self.tamper_repaired },
             "lineage": self.recorder.lineage_status(),
         })
     }

@@ -358,6 +358,20 @@ impl Recorder {
         );
     }
 
+    /// A pin removed or a link detached behind the agent's back, and what it did about it.
+    pub fn tamper(&mut self, what: &str, object: &str, error: Option<&str>) {
+        self.append(
+            Stamp::now(),
+            None,
+            &Body::Tamper {
+                what,
+                object,
+                repaired: error.is_none(),
+                error,
+            },
+        );
+    }
+
     /// The periodic duty: durability and time-based checkpoints.
     pub fn tick(&mut self) {
         if let Some(w) = self.lineage.as_mut() {

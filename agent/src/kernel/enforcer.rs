@@ -13,10 +13,7 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
         Array, HashMap, MapData, PerCpuArray, RingBuf,
     },
-    programs::{
-        links::{CgroupAttachMode, FdLink},
-        BtfTracePoint, CgroupSockAddr, Lsm,
-    },
+    programs::{links::FdLink, BtfTracePoint, CgroupSockAddr, Lsm},
     Btf, Ebpf, EbpfLoader,
 };
 use ipnet::IpNet;
@@ -26,7 +23,12 @@ use rampart_common::{
     PATH_KEY_BYTES, PINNED_MAPS, PORT_RANGES_PER_NET_RULE, QUIET_DENIALS,
 };
 
-use super::{cgroup::Cgroup, pins::Pins, sys};
+use super::{
+    cgroup::Cgroup,
+    integrity::{self, Tamper},
+    pins::Pins,
+    sys,
+};
 use crate::policy::compile::{CompiledPolicy, Identity, NetEntry};
 
 /// The eBPF object compiled into this binary by `cargo xtask build-ebpf`.
@@ -131,6 +133,8 @@ pub struct Enforcer {
     /// including ones made after the policy loaded ([`Enforcer::attach_network`] is then a
     /// no-op).
     network_at_root: bool,
+    /// The cgroup v2 root the network programs are attached at, when they are.
+    network_root: Option<std::path::PathBuf>,
     /// Where maps and links are pinned, if they are.
     pins: Option<Pins>,
 }
@@ -225,7 +229,7 @@ impl Enforcer {
         let object = embedded_object()?;
         let mut loader = EbpfLoader::new();
         loader.override_global(KERNEL_LAYOUT_SYMBOL, layout, true);
-        let pins = match pin {
+        let mut pins = match pin {
             Some(dir) => Some(Pins::prepare(dir)?),
             None => None,
         };
@@ -254,7 +258,7 @@ impl Enforcer {
             let link = prog
                 .attach()
                 .with_context(|| format!("attaching the LSM program to {hook}"))?;
-            if let Some(p) = &pins {
+            if let Some(p) = &mut pins {
                 let link: FdLink = prog.take_link(link)?.into();
                 p.pin_link(link, hook)?;
             }
@@ -279,7 +283,7 @@ impl Enforcer {
             let link = prog
                 .attach()
                 .with_context(|| format!("attaching to the {name} tracepoint"))?;
-            if let Some(p) = &pins {
+            if let Some(p) = &mut pins {
                 let link: FdLink = prog.take_link(link)?.into();
                 p.pin_link(link, name)?;
             }
@@ -289,6 +293,7 @@ impl Enforcer {
             installed: Default::default(),
             attached: Default::default(),
             network_at_root: false,
+            network_root: None,
             pins,
         };
         if let Some(root) = hierarchy {
@@ -296,6 +301,7 @@ impl Enforcer {
             // refuses link flags): other programs on the root, and below it, still run.
             enforcer.attach_network_at(root, "root")?;
             enforcer.network_at_root = true;
+            enforcer.network_root = Some(root.to_path_buf());
         }
         Ok(enforcer)
     }
@@ -588,22 +594,19 @@ impl Enforcer {
         let file =
             std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
         for name in programs::SOCK_ADDR {
-            let prog: &mut CgroupSockAddr = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-                .try_into()?;
-            let link = prog
-                .attach(&file, CgroupAttachMode::Single)
-                .with_context(|| format!("attaching {name} to cgroup {}", dir.display()))?;
-            if let Some(p) = &self.pins {
-                let link = FdLink::try_from(prog.take_link(link)?).with_context(|| {
-                    format!("{name} on cgroup {} is not a pinnable link", dir.display())
-                })?;
-                p.pin_link(link, &format!("{name}-{tag}"))?;
-            }
+            integrity::attach_one(&mut self.ebpf, self.pins.as_mut(), &file, dir, name, tag)?;
         }
         Ok(())
+    }
+
+    /// Checks this agent's pins and root attachments, putting back what is gone
+    /// ([`integrity::check`]).
+    pub fn check_integrity(&mut self) -> Vec<Tamper> {
+        integrity::check(
+            &mut self.ebpf,
+            self.pins.as_mut(),
+            self.network_root.as_deref(),
+        )
     }
 
     /// Puts `cgroup` and all of its descendants under the policy in `slot`: its name first

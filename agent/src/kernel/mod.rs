@@ -1,5 +1,5 @@
 //! Everything that touches the running kernel: its BTF and struct layout, the enforcer (the
-//! loaded programs, their maps and pins), cgroups, file identities, preflight checks, the
+//! loaded programs, their maps and pins) and its integrity watch, cgroups, file identities, preflight checks, the
 //! decoding of ring-buffer events, and [`sys`], the only module that calls libc.
 
 #![warn(missing_docs)]
@@ -10,6 +10,7 @@ pub mod enforcer;
 pub mod event_access;
 pub mod events;
 pub mod file_id;
+pub mod integrity;
 pub mod layout;
 pub mod pinned_state;
 pub mod pins;

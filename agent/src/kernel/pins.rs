@@ -18,6 +18,9 @@ pub struct Pins {
     pub maps: PathBuf,
     links: PathBuf,
     generation: u64,
+    /// This agent's links with their pins, held open while it runs: removing a pin then
+    /// detaches nothing, and [`Pins::repin_missing_links`] can pin the link again.
+    held: Vec<(PathBuf, Option<PinnedLink>)>,
 }
 
 /// The generation of a pinned link's file name (`NAME@GEN`).
@@ -52,15 +55,81 @@ impl Pins {
             maps,
             links,
             generation: newest + 1,
+            held: Vec::new(),
         })
     }
 
-    /// Pins `link` as `links/NAME@GEN`.
-    pub fn pin_link(&self, link: FdLink, name: &str) -> Result<()> {
-        let path = self.links.join(format!("{name}@{}", self.generation));
-        link.pin(&path)
+    /// Pins `link` as `links/NAME@GEN`, and holds it.
+    pub fn pin_link(&mut self, link: FdLink, name: &str) -> Result<()> {
+        let path = self.link_path(name);
+        let pinned = link
+            .pin(&path)
             .with_context(|| format!("pinning link {}", path.display()))?;
+        self.held.push((path, Some(pinned)));
         Ok(())
+    }
+
+    /// Where this agent pins the link `name`.
+    pub fn link_path(&self, name: &str) -> PathBuf {
+        self.links.join(format!("{name}@{}", self.generation))
+    }
+
+    /// Lets go of the held link `name` (it is detached, or about to be replaced): removes
+    /// its pin if still there and closes it.
+    pub fn drop_link(&mut self, name: &str) {
+        let path = self.link_path(name);
+        if let Some(i) = self.held.iter().position(|(p, _)| *p == path) {
+            let (path, link) = self.held.remove(i);
+            if let Some(link) = link {
+                if let Err(e) = link.unpin() {
+                    tracing::warn!(error = %e, pin = %path.display(), "could not remove the pin of a detached link");
+                }
+            }
+        }
+    }
+
+    /// Whether a newer agent has pinned links here (its start retires this one's: their
+    /// pins going is an upgrade, not tampering).
+    fn superseded(&self) -> bool {
+        std::fs::read_dir(&self.links).is_ok_and(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| link_generation(&e.file_name().to_string_lossy()))
+                .any(|g| g > self.generation)
+        })
+    }
+
+    /// Pins again, from the descriptors this agent holds, every link of its whose pin is
+    /// gone. Returns each pin found missing with the error of putting it back, if any (a
+    /// link whose re-pin fails is closed, and detached unless pinned elsewhere).
+    pub fn repin_missing_links(&mut self) -> Vec<(PathBuf, Option<String>)> {
+        let mut found = Vec::new();
+        if self.superseded() {
+            return found;
+        }
+        for (path, held) in &mut self.held {
+            if path.symlink_metadata().is_ok() {
+                continue;
+            }
+            let error = match held.take() {
+                None => Some("the link was lost at an earlier failed re-pin".to_owned()),
+                Some(link) => {
+                    let link = FdLink::from(link);
+                    let pinned = std::fs::create_dir_all(&self.links)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| link.pin(&*path).map_err(anyhow::Error::from));
+                    match pinned {
+                        Ok(p) => {
+                            *held = Some(p);
+                            None
+                        }
+                        Err(e) => Some(format!("{e:#}")),
+                    }
+                }
+            };
+            found.push((path.clone(), error));
+        }
+        found
     }
 
     /// Unpins (and so detaches) every link of an older generation.

@@ -142,6 +142,50 @@ pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
     }
 }
 
+/// `bpf(BPF_PROG_QUERY)`: the ids of the programs attached directly to the cgroup open as
+/// `cgroup` for `attach_type` (a `bpf_attach_type`, e.g. 10 for `BPF_CGROUP_INET4_CONNECT`),
+/// link-attached ones included. At most 64 are reported.
+pub fn cgroup_prog_ids(cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>> {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    /// `union bpf_attr`'s `query` member up to `prog_cnt`, padded.
+    #[repr(C, align(8))]
+    struct Query {
+        target_fd: u32,
+        attach_type: u32,
+        query_flags: u32,
+        attach_flags: u32,
+        prog_ids: u64,
+        prog_cnt: u32,
+        _pad: u32,
+    }
+    let mut ids = [0u32; 64];
+    let mut attr = Query {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type,
+        query_flags: 0,
+        attach_flags: 0,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        _pad: 0,
+    };
+    // SAFETY: `attr` is a valid, zero-padded bpf_attr prefix of the size passed; the kernel
+    // writes at most `prog_cnt` ids into `ids`, which outlives the call, and the count
+    // back into `attr`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut attr as *mut Query,
+            std::mem::size_of::<Query>() as libc::c_uint,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = (attr.prog_cnt as usize).min(ids.len());
+    Ok(ids[..n].to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

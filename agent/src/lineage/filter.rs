@@ -15,6 +15,7 @@ pub enum Kind {
     Gap,
     Release,
     ControlRefused,
+    Tamper,
     Truncated,
     Checkpoint,
 }
@@ -31,6 +32,7 @@ impl Kind {
             Self::Gap => "gap",
             Self::Release => "release",
             Self::ControlRefused => "control-refused",
+            Self::Tamper => "tamper",
             Self::Truncated => "truncated",
             Self::Checkpoint => "checkpoint",
         }
@@ -216,6 +218,15 @@ mod tests {
                 },
             ),
             (
+                Kind::Tamper,
+                Body::Tamper {
+                    what: "pin-removed",
+                    object: "/p/links/x@1",
+                    repaired: true,
+                    error: None,
+                },
+            ),
+            (
                 Kind::ControlRefused,
                 Body::ControlRefused {
                     pid: 1,
@@ -228,6 +239,20 @@ mod tests {
         for (kind, body) in bodies {
             let v = serde_json::to_value(&body).expect("serialises");
             assert_eq!(v["kind"], kind.name());
+            // Verification reads every kind (a field name another kind uses with another
+            // type would make it a tampered record).
+            let header = crate::lineage::record::Header {
+                seq: 0,
+                prev: "",
+                segment: 0,
+                boot: "b",
+                mono_ns: 0,
+                time_ns: 0,
+                policy_version: 0,
+            };
+            let line = crate::lineage::record::encode(&header, &body);
+            let parsed: Result<crate::lineage::record::Parsed, _> = serde_json::from_slice(&line);
+            assert!(parsed.is_ok(), "{}: {parsed:?}", kind.name());
         }
         let actions = [
             (ActionKind::Exec, Action::Exec),

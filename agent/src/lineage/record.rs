@@ -123,6 +123,19 @@ pub enum Body<'a> {
         cgroup: &'a str,
         error: &'a str,
     },
+    /// While the agent ran, one of its pins was removed or one of its links detached (by
+    /// root outside every governed cgroup, or a bug): what was found, and whether the agent
+    /// put it back (re-pinned from the descriptors it holds, or attached again).
+    Tamper {
+        /// `pin-removed` or `link-detached` (not `found`: `truncated` uses that name for
+        /// a number).
+        what: &'a str,
+        /// The pin's path, or the program and where it was attached.
+        object: &'a str,
+        repaired: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    },
     /// At this start the lineage held fewer records than its anchor (the last checkpoint,
     /// kept outside the lineage directory) covers, or is another lineage than the anchor's:
     /// it was cut back or replaced while no agent ran.

@@ -272,6 +272,12 @@ pub const ALL: &[Scenario] = &[
         run: scope::tamper_chain_and_process_scope,
     },
     Scenario {
+        name: "pins-removed-and-links-detached-by-host-root-put-back",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: scope::tampered_pins_and_links_put_back,
+    },
+    Scenario {
         name: "system-actions-denied-unless-permitted-and-no-cgroup-escape",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,

@@ -3,16 +3,19 @@
 //! kernel's program list, unlinking and renaming the pins, signals, ptrace, memory and
 //! descriptors of the agent) and against an ungoverned process; every step is denied and
 //! recorded, and exec, file and network enforcement still hold afterwards. Towards a task
-//! governed by the same policy, signals and ptrace stay allowed.
+//! governed by the same policy, signals and ptrace stay allowed. What root outside
+//! governance removes or detaches while the agent runs, the agent puts back and records.
 
 use std::{
+    os::fd::AsFd,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 
-use crate::harness::env::{Env, PIN_DIR};
+use crate::harness::env::{Env, LINEAGE_DIR, PIN_DIR};
 use crate::harness::observe::{exec_target, op_in, p, want, want_denied, Outcome};
 
 /// What a tamper attempt is, its op, and the event its denial must give (action, target,
@@ -243,5 +246,93 @@ pub fn tamper_chain_and_process_scope(env: &mut Env) -> Result<String> {
     Ok(format!(
         "{} tamper and scope attempts denied and recorded (bpf on pins and program ids, pin unlink and rename, SIGKILL/SIGHUP/SIGSTOP, ptrace, process_vm_readv, pidfd_getfd, /proc/PID/mem of the agent; signal and ptrace of an ungoverned process); signal and ptrace within the policy allowed; exec and connect still denied afterwards",
         denials.len() + 3
+    ))
+}
+
+/// The `tamper` records of the main agent's lineage so far, as `(found, repaired)` (read
+/// as text: the agent is writing the last segment).
+fn tamper_records() -> Result<Vec<(String, bool)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(LINEAGE_DIR)?.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.contains("\"kind\":\"tamper\"")) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                found.push((
+                    v["what"].as_str().unwrap_or_default().to_owned(),
+                    v["repaired"] == true,
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+pub fn tampered_pins_and_links_put_back(env: &mut Env) -> Result<String> {
+    let g = env.governed.clone();
+    let before = tamper_records()?.len();
+    // As root outside every governed cgroup: remove an LSM link's pin and a map's pin,
+    // and detach the connect4 program from the cgroup v2 root.
+    let links = Path::new(PIN_DIR).join("links");
+    let lsm_pin = find_pin(&links, "bprm_check_security@")
+        .with_context(|| format!("no bprm_check_security link pinned under {}", p(&links)))?;
+    let map_pin = find_pin(Path::new(PIN_DIR), "/POLICIES")
+        .with_context(|| format!("no POLICIES map pinned under {PIN_DIR}"))?;
+    let connect_pin = find_pin(&links, "connect4-root@")
+        .with_context(|| format!("no connect4 root link pinned under {}", p(&links)))?;
+    std::fs::remove_file(&lsm_pin)?;
+    std::fs::remove_file(&map_pin)?;
+    let link = crate::sys::bpf_obj_get(&p(&connect_pin)).context("BPF_OBJ_GET of the link")?;
+    crate::sys::bpf_link_detach(link.as_fd()).context("BPF_LINK_DETACH")?;
+    drop(link);
+    // The agent checks every second; give it a few.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut records = tamper_records()?;
+    while records.len() < before + 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        records = tamper_records()?;
+    }
+    let new = &records[before.min(records.len())..];
+    let count = |what: &str| new.iter().filter(|(f, ok)| f == what && *ok).count();
+    let mut failures = Vec::new();
+    if count("pin-removed") < 2 || count("link-detached") < 1 {
+        failures.push(format!(
+            "expected 2 pin-removed and 1 link-detached tamper records, repaired, within 10 s; found {new:?}"
+        ));
+    }
+    for pin in [&lsm_pin, &map_pin] {
+        if pin.symlink_metadata().is_err() {
+            failures.push(format!("{} was not pinned again", p(pin)));
+        }
+    }
+    if find_pin(&links, "connect4-root@").is_none() {
+        failures.push("no connect4 root link pinned after the re-attach".to_owned());
+    }
+    // Enforcement is whole: the forbidden exec and connect are still denied.
+    let got = exec_target(env, &g, &env.denied.clone())?;
+    if let Err(e) = want_denied(
+        env,
+        "the disallowed probe after the tampering",
+        got,
+        ("exec", &p(&env.denied), "access-not-granted"),
+    ) {
+        failures.push(e.to_string());
+    }
+    let got = op_in(env, &g, &["connect", "127.0.0.1:22/tcp"])?;
+    if let Err(e) = want_denied(
+        env,
+        "a forbidden connect after the detach",
+        got,
+        ("connect", "127.0.0.1:22/tcp", "access-not-granted"),
+    ) {
+        failures.push(e.to_string());
+    }
+    if !failures.is_empty() {
+        bail!("{} checks failed:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(format!(
+        "an LSM link's pin and the POLICIES map's pin removed and connect4 detached from the cgroup root by ungoverned root: {} tamper records, each repaired (re-pinned, re-attached); exec and connect still denied",
+        new.len()
     ))
 }
