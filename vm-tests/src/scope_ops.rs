@@ -5,7 +5,7 @@
 use std::io::{Error, Result};
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use crate::sys::{check as rc, cstr};
+use crate::sys::check as rc;
 
 fn pid_of(s: &str) -> Result<libc::pid_t> {
     s.parse()
@@ -14,23 +14,7 @@ fn pid_of(s: &str) -> Result<libc::pid_t> {
 
 /// `bpf(BPF_OBJ_GET, {pathname})`: a descriptor of a pinned map, program or link.
 fn bpf_obj_get(path: &str) -> Result<()> {
-    const BPF_OBJ_GET: libc::c_long = 7;
-    let p = cstr(path)?;
-    // union bpf_attr for BPF_OBJ_GET: u64 pathname, u32 bpf_fd, u32 file_flags, ...
-    let mut attr = [0u64; 16];
-    attr[0] = p.as_ptr() as u64;
-    // SAFETY: `attr` is a zeroed bpf_attr-sized buffer holding a pointer to a live C string.
-    let fd = rc(unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    })?;
-    // SAFETY: the kernel returned a fresh descriptor; owning it closes it.
-    drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    Ok(())
+    crate::sys::bpf_obj_get(path).map(drop)
 }
 
 /// `bpf(BPF_PROG_GET_NEXT_ID, {start_id: 0})`: the first loaded program's id (the way to
