@@ -206,13 +206,13 @@ impl Daemon {
             match &t.error {
                 None => {
                     self.tamper_repaired += 1;
-                    error!(found = t.found, object = %t.object,
+                    error!(what = t.what, object = %t.object,
                         "enforcement was tampered with while the agent ran; put back");
                 }
-                Some(e) => error!(found = t.found, object = %t.object, error = %e,
+                Some(e) => error!(what = t.what, object = %t.object, error = %e,
                     "enforcement was tampered with while the agent ran and could not be put back"),
             }
-            self.recorder.tamper(t.found, &t.object, t.error.as_deref());
+            self.recorder.tamper(t.what, &t.object, t.error.as_deref());
         }
     }
 

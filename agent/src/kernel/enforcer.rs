@@ -129,11 +129,9 @@ pub struct Enforcer {
     installed: std::collections::HashMap<u32, SlotKeys>,
     /// Cgroups the network programs are attached to (one at a time, in host tests).
     attached: std::collections::BTreeSet<u64>,
-    /// The network programs are attached at the cgroup v2 root: they judge every cgroup,
-    /// including ones made after the policy loaded ([`Enforcer::attach_network`] is then a
-    /// no-op).
-    network_at_root: bool,
-    /// The cgroup v2 root the network programs are attached at, when they are.
+    /// The cgroup v2 root the network programs are attached at, when they are: they then
+    /// judge every cgroup, including ones made after the policy loaded
+    /// ([`Enforcer::attach_network`] is a no-op).
     network_root: Option<std::path::PathBuf>,
     /// Where maps and links are pinned, if they are.
     pins: Option<Pins>,
@@ -292,7 +290,6 @@ impl Enforcer {
             ebpf,
             installed: Default::default(),
             attached: Default::default(),
-            network_at_root: false,
             network_root: None,
             pins,
         };
@@ -300,7 +297,6 @@ impl Enforcer {
             // A cgroup link is always attached with multi-program semantics (the kernel
             // refuses link flags): other programs on the root, and below it, still run.
             enforcer.attach_network_at(root, "root")?;
-            enforcer.network_at_root = true;
             enforcer.network_root = Some(root.to_path_buf());
         }
         Ok(enforcer)
@@ -571,7 +567,7 @@ impl Enforcer {
     /// nothing to do when they are attached at the cgroup v2 root. A cgroup that does not
     /// exist (yet) is refused: per-cgroup attachment is for host tests.
     pub fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()> {
-        if self.network_at_root {
+        if self.network_root.is_some() {
             return Ok(());
         }
         let id = cgroup.id.ok_or_else(|| {

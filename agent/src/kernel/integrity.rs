@@ -22,8 +22,8 @@ use super::{pins::Pins, sys};
 /// What the watch found, and whether it put it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tamper {
-    /// `pin-removed` or `link-detached`.
-    pub found: &'static str,
+    /// `pin-removed` or `link-detached` (the lineage record's `what`).
+    pub what: &'static str,
     /// The pin's path, or `PROGRAM on CGROUP`.
     pub object: String,
     /// Why it could not be put back (`None`: repaired).
@@ -58,7 +58,7 @@ pub fn check(
     };
     for (path, error) in pins.repin_missing_links() {
         found.push(Tamper {
-            found: "pin-removed",
+            what: "pin-removed",
             object: path.display().to_string(),
             error,
         });
@@ -78,7 +78,7 @@ pub fn check(
             .err()
             .map(|e| format!("{e:#}"));
         found.push(Tamper {
-            found: "pin-removed",
+            what: "pin-removed",
             object: path.display().to_string(),
             error,
         });
@@ -121,7 +121,7 @@ fn reattach_detached(ebpf: &mut Ebpf, mut pins: Option<&mut Pins>, root: &Path) 
             .err()
             .map(|e| format!("{e:#}"));
         found.push(Tamper {
-            found: "link-detached",
+            what: "link-detached",
             object: format!("{name} on {}", root.display()),
             error,
         });

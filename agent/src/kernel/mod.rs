@@ -1,6 +1,7 @@
 //! Everything that touches the running kernel: its BTF and struct layout, the enforcer (the
-//! loaded programs, their maps and pins) and its integrity watch, cgroups, file identities, preflight checks, the
-//! decoding of ring-buffer events, and [`sys`], the only module that calls libc.
+//! loaded programs, their maps and pins) and its integrity watch, cgroups, file
+//! identities, preflight checks, the decoding of ring-buffer events, and [`sys`], the only
+//! module that calls libc.
 
 #![warn(missing_docs)]
 

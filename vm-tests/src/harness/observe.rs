@@ -119,3 +119,30 @@ pub fn records(dir: &Path) -> Result<Vec<Value>> {
     }
     Ok(out)
 }
+
+/// Every case of a scenario runs and every mismatch is reported, so that a run without a
+/// defence shows each case it leaves open.
+#[derive(Default)]
+pub struct Failures(Vec<String>);
+
+impl Failures {
+    /// Keeps the error of a failed case.
+    pub fn note(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.push(e.to_string());
+        }
+    }
+
+    /// Keeps a failed case described in words.
+    pub fn push(&mut self, what: String) {
+        self.0.push(what);
+    }
+
+    /// Fails with every case kept, if any.
+    pub fn check(self) -> Result<()> {
+        if !self.0.is_empty() {
+            bail!("{} cases failed:\n{}", self.0.len(), self.0.join("\n"));
+        }
+        Ok(())
+    }
+}

@@ -31,14 +31,19 @@ pub fn address(peer: &str) -> std::io::Result<SocketAddr> {
     }
 }
 
+/// The address of a peer to bind: a socket file left by an earlier run is removed.
+fn fresh_address(peer: &str) -> Result<SocketAddr> {
+    if !peer.starts_with('@') && Path::new(peer).exists() {
+        std::fs::remove_file(peer)?;
+    }
+    Ok(address(peer)?)
+}
+
 /// Binds every peer and serves it from a thread of its own.
 pub fn serve() -> Result<()> {
     std::fs::create_dir_all(UNIX_DIR)?;
     for peer in [STREAM_OK, STREAM_NO, STREAM_ABSTRACT] {
-        if !peer.starts_with('@') && Path::new(peer).exists() {
-            std::fs::remove_file(peer)?;
-        }
-        let listener = UnixListener::bind_addr(&address(peer)?)
+        let listener = UnixListener::bind_addr(&fresh_address(peer)?)
             .with_context(|| format!("binding the unix peer {peer}"))?;
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -47,10 +52,7 @@ pub fn serve() -> Result<()> {
         });
     }
     for peer in [DGRAM_OK, DGRAM_NO, DGRAM_ABSTRACT] {
-        if !peer.starts_with('@') && Path::new(peer).exists() {
-            std::fs::remove_file(peer)?;
-        }
-        let socket = UnixDatagram::bind_addr(&address(peer)?)
+        let socket = UnixDatagram::bind_addr(&fresh_address(peer)?)
             .with_context(|| format!("binding the unix peer {peer}"))?;
         std::thread::spawn(move || {
             let mut buf = [0u8; 256];

@@ -18,6 +18,11 @@ pub fn denied_probe_runs(env: &Env) -> Result<Outcome> {
 
 pub fn restart_kill_release(env: &mut Env) -> Result<String> {
     let denied_path = env.denied.to_string_lossy().into_owned();
+    // 0. No agent runs (phase Stopped): this denial waits in the pinned ring. Made here,
+    // not left to the SIGTERM scenario, so this one also runs when picked alone.
+    if !denied_probe_runs(env)?.denied() {
+        bail!("with no agent running the disallowed probe was not denied");
+    }
     // 1. A new agent adopts the pinned state and detaches the old links.
     let log_b = Path::new("/tmp/rampart-agent-b.log");
     let events_b = Path::new("/tmp/rampart-events-b.jsonl");
@@ -46,8 +51,8 @@ pub fn restart_kill_release(env: &mut Env) -> Result<String> {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let mut b = b;
     let _ = b.wait();
-    // The denial made after the first agent's SIGTERM (previous scenario) waited in the
-    // pinned ring and was delivered to this agent.
+    // The denial made while no agent ran (step 0) waited in the pinned ring and was
+    // delivered to this agent.
     let carried = std::fs::read_to_string(events_b)?
         .lines()
         .any(|l| l.contains(&format!("\"path\":\"{denied_path}\"")));

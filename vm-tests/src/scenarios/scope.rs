@@ -16,7 +16,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::harness::env::{Env, LINEAGE_DIR, PIN_DIR};
-use crate::harness::observe::{exec_target, op_in, p, want, want_denied, Outcome};
+use crate::harness::observe::{exec_target, op_in, p, want, want_denied, Failures, Outcome};
 
 /// What a tamper attempt is, its op, and the event its denial must give (action, target,
 /// reason).
@@ -295,7 +295,7 @@ pub fn tampered_pins_and_links_put_back(env: &mut Env) -> Result<String> {
     }
     let new = &records[before.min(records.len())..];
     let count = |what: &str| new.iter().filter(|(f, ok)| f == what && *ok).count();
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     if count("pin-removed") < 2 || count("link-detached") < 1 {
         failures.push(format!(
             "expected 2 pin-removed and 1 link-detached tamper records, repaired, within 10 s; found {new:?}"
@@ -311,26 +311,20 @@ pub fn tampered_pins_and_links_put_back(env: &mut Env) -> Result<String> {
     }
     // Enforcement is whole: the forbidden exec and connect are still denied.
     let got = exec_target(env, &g, &env.denied.clone())?;
-    if let Err(e) = want_denied(
+    failures.note(want_denied(
         env,
         "the disallowed probe after the tampering",
         got,
         ("exec", &p(&env.denied), "access-not-granted"),
-    ) {
-        failures.push(e.to_string());
-    }
+    ));
     let got = op_in(env, &g, &["connect", "127.0.0.1:22/tcp"])?;
-    if let Err(e) = want_denied(
+    failures.note(want_denied(
         env,
         "a forbidden connect after the detach",
         got,
         ("connect", "127.0.0.1:22/tcp", "access-not-granted"),
-    ) {
-        failures.push(e.to_string());
-    }
-    if !failures.is_empty() {
-        bail!("{} checks failed:\n{}", failures.len(), failures.join("\n"));
-    }
+    ));
+    failures.check()?;
     Ok(format!(
         "an LSM link's pin and the POLICIES map's pin removed and connect4 detached from the cgroup root by ungoverned root: {} tamper records, each repaired (re-pinned, re-attached); exec and connect still denied",
         new.len()

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 use crate::harness::env::{Env, CGROUP_ROOT, NOCAPS_CGROUP, PERMITS_CGROUP, USERNS_CGROUP};
-use crate::harness::observe::{op_in, p, want, want_denied, Outcome};
+use crate::harness::observe::{op_in, p, want, want_denied, Failures, Outcome};
 
 /// The module name a netlink socket of the unregistered protocol 31 asks for.
 const NETLINK_31_MODULE: &str = "net-pf-16-proto-31";
@@ -24,26 +24,6 @@ fn past_the_hook(what: &str, got: Outcome) -> Result<()> {
     match got {
         Outcome::Errno(e) if e != libc::EPERM => Ok(()),
         other => bail!("{what}: got {other:?}, expected the kernel's own error (not EPERM)"),
-    }
-}
-
-/// Every case of a scenario runs and every mismatch is reported, so that a run without a
-/// hook shows each case it leaves open.
-#[derive(Default)]
-struct Failures(Vec<String>);
-
-impl Failures {
-    fn note(&mut self, r: Result<()>) {
-        if let Err(e) = r {
-            self.0.push(e.to_string());
-        }
-    }
-
-    fn check(self) -> Result<()> {
-        if !self.0.is_empty() {
-            bail!("{} cases failed:\n{}", self.0.len(), self.0.join("\n"));
-        }
-        Ok(())
     }
 }
 

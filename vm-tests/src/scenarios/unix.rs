@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::harness::{
     env::{Env, CGROUP_ROOT, NOCAPS_CGROUP},
-    observe::{op_in, p, want, want_denied, Outcome},
+    observe::{op_in, p, want, want_denied, Failures, Outcome},
     unix::{DGRAM_ABSTRACT, DGRAM_NO, DGRAM_OK, STREAM_ABSTRACT, STREAM_NO, STREAM_OK},
 };
 
@@ -48,12 +48,8 @@ fn governed_listener(env: &Env) -> Result<Child> {
 
 pub fn peers_outside_the_policy_denied_unless_connect(env: &mut Env) -> Result<String> {
     let g = env.governed.clone();
-    let mut failures: Vec<String> = Vec::new();
-    let mut note = |r: Result<()>| {
-        if let Err(e) = r {
-            failures.push(e.to_string());
-        }
-    };
+    let mut failures = Failures::default();
+    let mut note = |r: Result<()>| failures.note(r);
     // Reachable: the sockets whose path grants connect.
     for (what, op, peer) in [
         (
@@ -125,9 +121,7 @@ pub fn peers_outside_the_policy_denied_unless_connect(env: &mut Env) -> Result<S
     ));
     let _ = listener.kill();
     let _ = listener.wait();
-    if !failures.is_empty() {
-        bail!("{} cases failed:\n{}", failures.len(), failures.join("\n"));
-    }
+    failures.check()?;
     Ok(format!(
         "2 peers granted connect reached (stream, datagram); {} connects and sends denied and recorded (write without connect, abstract stream and datagram, another policy's listener); the workload's own abstract listener reached from its policy; ungoverned connects unchanged",
         denials.len() + 1
