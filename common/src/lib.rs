@@ -173,6 +173,16 @@ pub struct KernelLayout {
     pub unix_address_len: u32,
     /// `struct unix_address::name`
     pub unix_address_name: u32,
+    /// `struct sock` to `__sk_common.skc_family` (`u16`)
+    pub sk_family: u32,
+    /// `struct sock` to `__sk_common.skc_rcv_saddr`: the bound IPv4 address
+    pub sk_rcv_saddr: u32,
+    /// `struct sock` to `__sk_common.skc_num`: the bound local port, host order (`u16`)
+    pub sk_num: u32,
+    /// `struct sock` to `__sk_common.skc_v6_rcv_saddr`: the bound IPv6 address
+    pub sk_v6_rcv_saddr: u32,
+    /// `struct sock::sk_protocol` (`u16`)
+    pub sk_protocol: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -232,6 +242,11 @@ impl KernelLayout {
         unix_path: 0,
         unix_address_len: 0,
         unix_address_name: 0,
+        sk_family: 0,
+        sk_rcv_saddr: 0,
+        sk_num: 0,
+        sk_v6_rcv_saddr: 0,
+        sk_protocol: 0,
         valid: 0,
     };
 }
@@ -519,11 +534,19 @@ pub enum Action {
     /// kprobes, hibernation, ACPI tables, PCI config space, ...: permit `kernel-access`.
     /// The event's `access` is the kernel's lockdown reason.
     Lockdown = 29,
+    /// Binding a TCP or UDP socket over IPv4 or IPv6 to a local address and port
+    /// (`bind`: `socket_bind`): only where `spec.listen` names the address and port; port 0
+    /// (the kernel picks an ephemeral port, as clients do) is always allowed.
+    Bind = 30,
+    /// Listening on a TCP socket (`listen`: `socket_listen`), judged at the local address
+    /// and port it is bound to (port 0 if unbound: the kernel would pick one), as for
+    /// [`Action::Bind`].
+    Listen = 31,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 31] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -553,6 +576,8 @@ impl Action {
         Action::UnixConnect,
         Action::UnixSend,
         Action::Lockdown,
+        Action::Bind,
+        Action::Listen,
     ];
 
     /// The action with this number, if any.
@@ -579,6 +604,8 @@ impl Action {
                 | Action::Socket
                 | Action::Capability
                 | Action::Lockdown
+                | Action::Bind
+                | Action::Listen
         )
     }
 }
@@ -964,6 +991,19 @@ pub struct PathRule {
     pub file: FileId,
 }
 
+/// Set in a network rule key's policy field for the rules of `spec.listen` (local
+/// addresses a task may bind and listen on); clear for `spec.network` (destinations).
+/// Policy slots stay below it ([`MAX_POLICIES`]).
+pub const LISTEN_RULES: u16 = 0x8000;
+const _: () = assert!(MAX_POLICIES <= LISTEN_RULES as u32);
+
+/// The policy field of a network rule key: the slot, big-endian, with [`LISTEN_RULES`]
+/// for local-address rules.
+pub const fn net_key_policy(slot: u16, listen: bool) -> [u8; 2] {
+    let scope = if listen { LISTEN_RULES } else { 0 };
+    (slot | scope).to_be_bytes()
+}
+
 /// Data of an IPv4 rule key: policy id (big-endian) then the address, network order.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1108,7 +1148,8 @@ pub mod maps {
 /// 2: the path trie holds 262 144 entries (was 65 536).
 /// 3: path rules carry flags, 14 decision counters, the `EXEC_PINNED` map.
 /// 4: policy slots carry permit, socket and capability bits, 15 decision counters.
-pub const MAP_ABI_VERSION: u32 = 4;
+/// 5: network rule keys with [`LISTEN_RULES`] in their policy field hold `spec.listen`.
+pub const MAP_ABI_VERSION: u32 = 5;
 
 /// Capacity of [`maps::EXEC_PINNED`] (all policy slots together).
 pub const MAX_EXEC_PINNED: u32 = 16384;
@@ -1202,8 +1243,12 @@ pub mod programs {
     pub const UNIX_MAY_SEND: &str = "unix_may_send";
     /// What kernel lockdown guards.
     pub const LOCKED_DOWN: &str = "locked_down";
+    /// Binding a socket to a local address.
+    pub const SOCKET_BIND: &str = "socket_bind";
+    /// Listening on a socket.
+    pub const SOCKET_LISTEN: &str = "socket_listen";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 35] = [
+    pub const LSM: [&str; 37] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -1239,6 +1284,8 @@ pub mod programs {
         UNIX_STREAM_CONNECT,
         UNIX_MAY_SEND,
         LOCKED_DOWN,
+        SOCKET_BIND,
+        SOCKET_LISTEN,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).

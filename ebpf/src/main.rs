@@ -6,7 +6,7 @@
 //! `inode` for timestamps, extended attributes and ACLs, `scope` for signals, ptrace and
 //! `bpf()`, `system` for mounts, chroot, user namespaces, kernel loading, perf events and
 //! `CLONE_INTO_CGROUP`, `socket` for which sockets may be made, `unix` for AF_UNIX peers, `capability`, `network`,
-//! `cgroup`) over shared
+//! `listen` for bind and listen, `cgroup`) over shared
 //! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
 //! the target is), `decision` (mode, counters, events) and
 //! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
@@ -26,6 +26,7 @@ mod exec;
 mod file;
 mod governance;
 mod inode;
+mod listen;
 mod maps;
 mod mmap;
 mod mounts;

@@ -1,9 +1,10 @@
 //! Network (`cgroup/connect4|6`, `cgroup/sendmsg4|6`): the destination by CIDR, port and
-//! protocol; an IPv4-mapped IPv6 address is judged as IPv4.
+//! protocol; an IPv4-mapped IPv6 address is judged as IPv4. The same judgement over the
+//! local-address rules serves `bind` and `listen` (`listen`).
 
 use aya_ebpf::{macros::cgroup_sock_addr, maps::lpm_trie::Key, programs::SockAddrContext};
 use rampart_common::{
-    Action, Net4Key, Net6Key, NetRule, Reason, NO_RULE, PORT_RANGES_PER_NET_RULE,
+    net_key_policy, Action, Net4Key, Net6Key, NetRule, Reason, NO_RULE, PORT_RANGES_PER_NET_RULE,
 };
 
 use crate::{
@@ -12,8 +13,8 @@ use crate::{
     maps::{NET4_RULES, NET6_RULES},
 };
 
-const AF_INET: u32 = 2;
-const AF_INET6: u32 = 10;
+pub const AF_INET: u32 = 2;
+pub const AF_INET6: u32 = 10;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
@@ -64,11 +65,41 @@ fn judge_inet(ctx: &SockAddrContext, action: Action, v6: bool) -> bool {
             words,
         )
     };
+    let address = Address {
+        v6,
+        words,
+        port,
+        protocol,
+    };
+    judge_address(policy_id, action, false, &address)
+}
+
+/// An IPv4 or IPv6 endpoint: four network-order words (IPv4 in the last), the port in
+/// host order and the IP protocol.
+#[derive(Clone, Copy)]
+pub struct Address {
+    pub v6: bool,
+    pub words: [u32; 4],
+    pub port: u16,
+    pub protocol: u32,
+}
+
+/// Judges `address` against the slot's destination rules (`spec.network`) or, with
+/// `listen`, its local-address rules (`spec.listen`); an IPv4-mapped IPv6 address is
+/// judged as IPv4.
+#[inline(always)]
+pub fn judge_address(policy_id: u32, action: Action, listen: bool, address: &Address) -> bool {
+    let Address {
+        v6,
+        words,
+        port,
+        protocol,
+    } = *address;
     let mapped_v4 = v6 && words[0] == 0 && words[1] == 0 && words[2] == 0xffffu32.to_be();
     let mut request = Request::new(action, 0);
     request.port = port as u32;
     request.protocol = protocol;
-    let policy = (policy_id as u16).to_be_bytes();
+    let policy = net_key_policy(policy_id as u16, listen);
     let rule = if !v6 || mapped_v4 {
         request.family = AF_INET;
         let addr = words[3].to_ne_bytes();

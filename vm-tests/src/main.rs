@@ -16,6 +16,7 @@ mod modes;
 mod ops;
 mod scenarios;
 mod scope_ops;
+mod serve_ops;
 mod sys;
 mod system_ops;
 
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             let words: Vec<&str> = args[1..].iter().map(String::as_str).collect();
             scope_ops::run(&words)
                 .or_else(|| system_ops::run(&words))
+                .or_else(|| serve_ops::run(&words))
                 .map(sys::report)
                 .or_else(|| ops::run(&args[1..]))
                 .unwrap_or_else(|| {

@@ -271,7 +271,7 @@ fn compile_command(files: &[PathBuf], out: Option<&Path>, host: bool) -> Result<
             .count();
         println!(
             "{}: policy `{}` ({}), governs {}; {} rules -> {} path entries ({} runnable), \
-             {} IPv4 and {} IPv6 network entries",
+             {} IPv4 and {} IPv6 network entries, {} listen entries",
             p.file,
             p.name,
             format!("{:?}", p.mode).to_lowercase(),
@@ -280,7 +280,8 @@ fn compile_command(files: &[PathBuf], out: Option<&Path>, host: bool) -> Result<
             p.paths.len(),
             exec,
             p.net4.len(),
-            p.net6.len()
+            p.net6.len(),
+            p.listen4.len() + p.listen6.len()
         );
     }
     if let Some(out) = out {

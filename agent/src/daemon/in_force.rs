@@ -180,6 +180,7 @@ pub fn apply(
         info!(
             policy = %p.name, slot, mode = ?p.mode, rules = p.rules.len(),
             path_entries = p.paths.len(), net_entries = p.net4.len() + p.net6.len(),
+            listen_entries = p.listen4.len() + p.listen6.len(),
             governs = %p.governs.join(","), "policy loaded"
         );
     }

@@ -257,6 +257,8 @@ pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
             paths: Vec::new(),
             net4: Vec::new(),
             net6: Vec::new(),
+            listen4: Vec::new(),
+            listen6: Vec::new(),
             permits: 0,
             sockets: Default::default(),
             capabilities: 0,

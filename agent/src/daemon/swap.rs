@@ -315,7 +315,12 @@ fn follow_recreated(
 fn check_capacity(enforcer: &impl PolicyMaps, policies: &[CompiledPolicy]) -> Result<()> {
     let (paths, net4, net6) = enforcer.entries_in_use();
     let need = policies.iter().fold((0, 0, 0), |(p, n4, n6), c| {
-        (p + c.paths.len(), n4 + c.net4.len(), n6 + c.net6.len())
+        // Local-address rules (`spec.listen`) share the tries with the destinations.
+        (
+            p + c.paths.len(),
+            n4 + c.net4.len() + c.listen4.len(),
+            n6 + c.net6.len() + c.listen6.len(),
+        )
     });
     for (what, used, need, cap) in [
         ("path", paths, need.0, MAX_PATH_RULES),

@@ -18,9 +18,10 @@ use aya::{
 };
 use ipnet::IpNet;
 use rampart_common::{
-    access, maps, programs, CgroupPathKey, FileId, KernelLayout, MapExecKey, Net4Key, Net6Key,
-    NetRule, PathKey, PathRule, PolicyInfo, PortRange, Reason, KERNEL_LAYOUT_SYMBOL, MAX_POLICIES,
-    PATH_KEY_BYTES, PINNED_MAPS, PORT_RANGES_PER_NET_RULE, QUIET_DENIALS,
+    access, maps, net_key_policy, programs, CgroupPathKey, FileId, KernelLayout, MapExecKey,
+    Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo, PortRange, Reason,
+    KERNEL_LAYOUT_SYMBOL, LISTEN_RULES, MAX_POLICIES, PATH_KEY_BYTES, PINNED_MAPS,
+    PORT_RANGES_PER_NET_RULE, QUIET_DENIALS,
 };
 
 use super::{
@@ -331,7 +332,8 @@ impl Enforcer {
         for (slot, _) in &slots {
             self.installed.insert(*slot, SlotKeys::default());
         }
-        let slot_of = |policy: [u8; 2]| u32::from(u16::from_be_bytes(policy));
+        // Network keys of `spec.listen` carry LISTEN_RULES beside the slot.
+        let slot_of = |policy: [u8; 2]| u32::from(u16::from_be_bytes(policy) & !LISTEN_RULES);
         for k in trie_keys::<PathKey, PathRule>(self.map_mut(maps::PATH_RULES)?)? {
             if let Some(s) = self.installed.get_mut(&slot_of(k.data().policy)) {
                 let n = (k.prefix_len().saturating_sub(16) / 8) as usize;
@@ -444,27 +446,42 @@ impl Enforcer {
                 }
             }
         }
-        let slot_bytes = slot16.to_be_bytes();
-        let net4 = self.insert_net(maps::NET4_RULES, &policy.net4, |net| match net {
-            IpNet::V4(v4) => Some(Net4Key {
-                policy: slot_bytes,
-                addr: v4.addr().octets(),
-                _pad: [0; 2],
-            }),
-            IpNet::V6(_) => None,
-        });
-        self.installed.entry(slot).or_default().net4 = net4.keys;
-        net4.result?;
-        let net6 = self.insert_net(maps::NET6_RULES, &policy.net6, |net| match net {
-            IpNet::V6(v6) => Some(Net6Key {
-                policy: slot_bytes,
-                addr: v6.addr().octets(),
-                _pad: [0; 2],
-            }),
-            IpNet::V4(_) => None,
-        });
-        self.installed.entry(slot).or_default().net6 = net6.keys;
-        net6.result?;
+        // Destinations (`spec.network`), then local addresses (`spec.listen`): one trie per
+        // family, told apart by LISTEN_RULES in the key's policy field.
+        for (listen, v4_entries, v6_entries) in [
+            (false, &policy.net4, &policy.net6),
+            (true, &policy.listen4, &policy.listen6),
+        ] {
+            let policy_key = net_key_policy(slot16, listen);
+            let net4 = self.insert_net(maps::NET4_RULES, v4_entries, |net| match net {
+                IpNet::V4(v4) => Some(Net4Key {
+                    policy: policy_key,
+                    addr: v4.addr().octets(),
+                    _pad: [0; 2],
+                }),
+                IpNet::V6(_) => None,
+            });
+            self.installed
+                .entry(slot)
+                .or_default()
+                .net4
+                .extend(net4.keys);
+            net4.result?;
+            let net6 = self.insert_net(maps::NET6_RULES, v6_entries, |net| match net {
+                IpNet::V6(v6) => Some(Net6Key {
+                    policy: policy_key,
+                    addr: v6.addr().octets(),
+                    _pad: [0; 2],
+                }),
+                IpNet::V4(_) => None,
+            });
+            self.installed
+                .entry(slot)
+                .or_default()
+                .net6
+                .extend(net6.keys);
+            net6.result?;
+        }
         let mut policies: Array<_, PolicyInfo> = Array::try_from(self.map_mut(maps::POLICIES)?)?;
         policies
             .set(

@@ -5,7 +5,7 @@ use rampart_common::{programs, KernelLayout};
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 49] = [
+pub const MEMBERS: [(&str, &str); 55] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -55,6 +55,12 @@ pub const MEMBERS: [(&str, &str); 49] = [
     ("unix_sock", "path"),
     ("unix_address", "len"),
     ("unix_address", "name"),
+    ("sock", "__sk_common"),
+    ("sock_common", "skc_family"),
+    ("sock_common", "skc_rcv_saddr"),
+    ("sock_common", "skc_num"),
+    ("sock_common", "skc_v6_rcv_saddr"),
+    ("sock", "sk_protocol"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
@@ -63,7 +69,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
     for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
         *slot = btf.member_offset(s, m)?;
     }
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid, inode_private, sb_magic, sock_cgrp_data, sock_cgroup, socket_sk, unix_addr, unix_path, unix_address_len, unix_address_name] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid, inode_private, sb_magic, sock_cgrp_data, sock_cgroup, socket_sk, unix_addr, unix_path, unix_address_len, unix_address_name, sk_common, skc_family, skc_rcv_saddr, skc_num, skc_v6_rcv_saddr, sk_protocol] =
         offsets;
     let (mount_instance, mounts_chained) = mount_links(btf)?;
     let kn_parent = kernfs_parent(btf)?;
@@ -120,6 +126,11 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         unix_path,
         unix_address_len,
         unix_address_name,
+        sk_family: sk_common + skc_family,
+        sk_rcv_saddr: sk_common + skc_rcv_saddr,
+        sk_num: sk_common + skc_num,
+        sk_v6_rcv_saddr: sk_common + skc_v6_rcv_saddr,
+        sk_protocol,
         valid: 1,
     })
 }
@@ -283,7 +294,27 @@ mod tests {
         b.composite(false, "nsproxy", 32, &[("mnt_ns", p, 8 * 24)]);
         b.composite(false, "iattr", 32, &[("ia_valid", uint, 0)]);
         b.composite(false, "sock_cgroup_data", 16, &[("cgroup", p, 0)]);
-        b.composite(false, "sock", 512, &[("sk_cgrp_data", long, 8 * 400)]);
+        b.composite(
+            false,
+            "sock",
+            512,
+            &[
+                ("__sk_common", long, 8 * 8),
+                ("sk_cgrp_data", long, 8 * 400),
+                ("sk_protocol", uint, 8 * 420),
+            ],
+        );
+        b.composite(
+            false,
+            "sock_common",
+            136,
+            &[
+                ("skc_rcv_saddr", uint, 8 * 4),
+                ("skc_num", uint, 8 * 14),
+                ("skc_family", uint, 8 * 16),
+                ("skc_v6_rcv_saddr", long, 8 * 72),
+            ],
+        );
         b.composite(false, "socket", 64, &[("sk", p, 8 * 24)]);
         b.composite(
             false,
@@ -353,6 +384,11 @@ mod tests {
                 unix_path: 768,
                 unix_address_len: 4,
                 unix_address_name: 12,
+                sk_family: 24,
+                sk_rcv_saddr: 12,
+                sk_num: 22,
+                sk_v6_rcv_saddr: 80,
+                sk_protocol: 420,
                 valid: 1
             }
         );

@@ -90,6 +90,8 @@ pub enum ActionKind {
     UnixConnect,
     UnixSend,
     Lockdown,
+    Bind,
+    Listen,
 }
 
 impl ActionKind {
@@ -125,6 +127,8 @@ impl ActionKind {
             Self::UnixConnect => "unix-connect",
             Self::UnixSend => "unix-send",
             Self::Lockdown => "lockdown",
+            Self::Bind => "bind",
+            Self::Listen => "listen",
         }
     }
 }
@@ -284,6 +288,8 @@ mod tests {
             (ActionKind::UnixConnect, Action::UnixConnect),
             (ActionKind::UnixSend, Action::UnixSend),
             (ActionKind::Lockdown, Action::Lockdown),
+            (ActionKind::Bind, Action::Bind),
+            (ActionKind::Listen, Action::Listen),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

@@ -168,6 +168,9 @@ pub struct CompiledPolicy {
     /// Sorted by prefix.
     pub net4: Vec<NetEntry>,
     pub net6: Vec<NetEntry>,
+    /// `spec.listen`: local addresses to bind and listen on, sorted by prefix.
+    pub listen4: Vec<NetEntry>,
+    pub listen6: Vec<NetEntry>,
     /// [`rampart_common::system`] permit bits (`spec.permits`).
     pub permits: u32,
     /// The sockets `spec.sockets` allows, as the kernel holds them.
@@ -307,10 +310,17 @@ pub fn compile(
         let rule_id = add_rule(field.clone(), r.to_string());
         net_rules.push((field, rule_id, r));
     }
+    let mut listen_rules = Vec::new();
+    for (i, r) in spec.listen.0.iter().enumerate() {
+        let field = format!("spec.listen[{i}]");
+        let rule_id = add_rule(field.clone(), r.to_string());
+        listen_rules.push((field, rule_id, r));
+    }
 
     let paths = compile_paths(grants);
     refuse_replaceable_code(&paths, &rules)?;
     let (net4, net6) = compile_net(&net_rules)?;
+    let (listen4, listen6) = compile_net(&listen_rules)?;
     let mut flags = 0;
     if spec.mode == Mode::Audit {
         flags |= policy_flags::AUDIT;
@@ -333,6 +343,8 @@ pub fn compile(
         paths,
         net4,
         net6,
+        listen4,
+        listen6,
         permits: spec.permits.0.iter().fold(0, |bits, p| bits | p.bit()),
         sockets: SocketBits::from_grants(&spec.sockets.0),
         capabilities: spec

@@ -108,6 +108,13 @@ pub enum Request {
         kind: u32,
         protocol: u32,
     },
+    /// `bind` of a TCP or UDP socket to a local address and port (`listen`: `listen` on a
+    /// TCP socket bound there; port 0 for one not bound).
+    Serve {
+        addr: SocketAddr,
+        protocol: Protocol,
+        listen: bool,
+    },
 }
 
 /// A system action as `explain` names it, with what judges it.
@@ -248,6 +255,8 @@ pub fn action_name(action: Action) -> &'static str {
         Action::UnixConnect => "unix-connect",
         Action::UnixSend => "unix-send",
         Action::Lockdown => "lockdown",
+        Action::Bind => "bind",
+        Action::Listen => "listen",
     }
 }
 
@@ -496,6 +505,31 @@ fn judge_net(
     addr: &SocketAddr,
     protocol: Protocol,
 ) -> (Reason, Option<u32>) {
+    judge_endpoint(&policy.net4, &policy.net6, addr, protocol)
+}
+
+/// `socket_bind`'s and `socket_listen`'s judgement over `spec.listen`: a bind to port 0
+/// (an ephemeral port) is allowed without a rule; a listen there needs one.
+fn judge_serve(
+    policy: &CompiledPolicy,
+    addr: &SocketAddr,
+    protocol: Protocol,
+    listen: bool,
+) -> (Reason, Option<u32>) {
+    if !listen && addr.port() == 0 {
+        return (Reason::Allowed, None);
+    }
+    judge_endpoint(&policy.listen4, &policy.listen6, addr, protocol)
+}
+
+/// Longest-prefix match of `addr` (an IPv4-mapped IPv6 address as IPv4) over one family's
+/// entries, then its port and protocol.
+fn judge_endpoint(
+    net4: &[NetEntry],
+    net6: &[NetEntry],
+    addr: &SocketAddr,
+    protocol: Protocol,
+) -> (Reason, Option<u32>) {
     let ip = match addr.ip() {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -504,8 +538,8 @@ fn judge_net(
         v4 => v4,
     };
     let entries = match ip {
-        IpAddr::V4(_) => &policy.net4,
-        IpAddr::V6(_) => &policy.net6,
+        IpAddr::V4(_) => net4,
+        IpAddr::V6(_) => net6,
     };
     let Some(entry) = lookup_net(entries, ip) else {
         return (Reason::NoRule, None);
@@ -740,6 +774,23 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             };
             file(action, hook, verdict)
         }
+        Request::Serve {
+            addr,
+            protocol,
+            listen,
+        } => file(
+            if *listen {
+                Action::Listen
+            } else {
+                Action::Bind
+            },
+            if *listen {
+                "socket_listen"
+            } else {
+                "socket_bind"
+            },
+            judge_serve(policy, addr, *protocol, *listen),
+        ),
         Request::Send { addr, protocol } => file(
             Action::Send,
             if addr.is_ipv4() {
@@ -770,6 +821,7 @@ fn request_path(request: &Request) -> Option<String> {
         | Request::Rename { .. }
         | Request::Connect { .. }
         | Request::Send { .. }
+        | Request::Serve { .. }
         | Request::System(_)
         | Request::Socket { .. }
         | Request::Capability { .. } => None,
@@ -791,7 +843,9 @@ fn target(request: &Request) -> String {
             let arrow = if *exchange { "<->" } else { "->" };
             format!("{from} {arrow} {to}")
         }
-        Request::Connect { addr, protocol } | Request::Send { addr, protocol } => {
+        Request::Connect { addr, protocol }
+        | Request::Send { addr, protocol }
+        | Request::Serve { addr, protocol, .. } => {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())
         }
         Request::System(r) => r.word.to_owned(),

@@ -67,7 +67,8 @@ fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
 /// Parses one request line: `exec PATH`, `open PATH ACCESS`, `map-exec PATH`,
 /// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
 /// `truncate PATH`, `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`,
-/// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, `socket FAMILY TYPE [PROTOCOL]`,
+/// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, `bind ADDR:PORT/PROTO`,
+/// `listen ADDR:PORT/tcp`, `socket FAMILY TYPE [PROTOCOL]`,
 /// `capability NAME`, or a
 /// system action alone (`mount`,
 /// `chroot`, ...: [`SYSTEM_REQUESTS`]). Paths are resolved on this host; the entry a create, remove,
@@ -144,6 +145,14 @@ pub fn parse_request(line: &str) -> Result<Request> {
             let (addr, protocol) = parse_endpoint(ep).map_err(anyhow::Error::msg)?;
             Request::Send { addr, protocol }
         }
+        [verb @ ("bind" | "listen"), ep] => {
+            let (addr, protocol) = parse_endpoint(ep).map_err(anyhow::Error::msg)?;
+            Request::Serve {
+                addr,
+                protocol,
+                listen: *verb == "listen",
+            }
+        }
         ["unix-connect", peer] => unix(peer, false)?,
         ["unix-send", peer] => unix(peer, true)?,
         ["socket", family, kind, protocol @ ..] => parse_socket(family, kind, protocol)?,
@@ -163,7 +172,8 @@ pub fn parse_request(line: &str) -> Result<Request> {
              `create PATH file|dir|symlink|fifo|socket|char|block`, `remove PATH`, \
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
              `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
-             `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]`, \
+             `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `bind ADDR:PORT/tcp|udp`, \
+             `listen ADDR:PORT/tcp`, `socket FAMILY TYPE [PROTOCOL]`, \
              `unix-connect PATH|@NAME`, `unix-send PATH|@NAME`, \
              `capability NAME` or a \
              system action: {}",

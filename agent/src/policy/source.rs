@@ -135,6 +135,10 @@ pub struct Spec {
     pub files: UniqueList<FileRuleSource>,
     #[serde(default)]
     pub network: UniqueList<NetRuleSource>,
+    /// Local addresses and ports the workload may bind (TCP, UDP) and listen on (TCP);
+    /// binding port 0 (an ephemeral port) is always allowed.
+    #[serde(default)]
+    pub listen: UniqueList<NetRuleSource>,
     /// System actions the workload may take (mounts, chroot, user namespaces, kernel
     /// loading, perf events); every other one is denied.
     #[serde(default)]

@@ -207,6 +207,55 @@ fn network_rules_match_cidr_port_and_protocol() {
 }
 
 #[test]
+fn bind_and_listen_only_where_spec_listen_says() {
+    let listen = "  listen:\n    - cidr: 127.0.0.0/8\n      ports: [8080]\n      protocol: tcp\n    - cidr: 0.0.0.0/0\n      ports: [5353]\n      protocol: udp\n    - cidr: ::1/128\n      protocol: tcp\n";
+    let p = policy(&format!("{BASE}{listen}"));
+    let serve = |p: &super::CompiledPolicy, ep: &str, listen: bool| {
+        let (addr, protocol) = net(ep);
+        let request = Request::Serve {
+            addr,
+            protocol,
+            listen,
+        };
+        explain(p, &request)
+    };
+    let judge = |ep: &str, listen: bool| {
+        let e = serve(&p, ep, listen);
+        (e.action, e.reason, e.hook)
+    };
+    assert_eq!(
+        judge("127.0.0.1:8080/tcp", false),
+        ("bind", "allowed", "socket_bind")
+    );
+    assert_eq!(
+        judge("127.0.0.1:8080/tcp", true),
+        ("listen", "allowed", "socket_listen")
+    );
+    assert_eq!(judge("127.0.0.1:8081/tcp", false).1, "access-not-granted");
+    // 0.0.0.0/0 names every local IPv4 address, but for UDP 5353 only.
+    assert_eq!(judge("0.0.0.0:8080/tcp", true).1, "access-not-granted");
+    assert_eq!(judge("0.0.0.0:5353/udp", false).1, "allowed");
+    assert_eq!(judge("0.0.0.0:5353/tcp", false).1, "access-not-granted");
+    // Port 0: a client's ephemeral bind is allowed; listening there needs a rule that
+    // covers every port.
+    assert_eq!(judge("10.9.9.9:0/tcp", false).1, "allowed");
+    assert_eq!(judge("0.0.0.0:0/tcp", true).1, "access-not-granted");
+    assert_eq!(judge("[::1]:0/tcp", true).1, "allowed");
+    assert_eq!(judge("[::ffff:127.0.0.1]:8080/tcp", true).1, "allowed");
+    assert_eq!(judge("[::]:8080/tcp", true).1, "no-rule");
+    // Destinations never grant a bind: 10.0.0.0/8 port 443 is a connect rule; only the
+    // UDP rule over every local address names 10.0.0.1.
+    let e = serve(&p, "10.0.0.1:443/tcp", false);
+    assert_eq!(
+        (e.reason, e.rule.as_deref()),
+        ("access-not-granted", Some("spec.listen[1]"))
+    );
+    // No spec.listen: only ephemeral binds.
+    let plain = policy(BASE);
+    assert_eq!(serve(&plain, "127.0.0.1:8080/tcp", false).reason, "no-rule");
+}
+
+#[test]
 fn audit_mode_reports_audit_decisions() {
     let p = policy(&BASE.replace(
         "governs: [/web.slice]",

@@ -214,6 +214,17 @@ spec:
     - cidr: ::1/128
       ports: [9000]
       protocol: tcp
+  # Serving (scenarios/listen.rs): TCP on loopback port 7000, UDP on every local IPv4
+  # address port 7001, TCP on ::1 at every port.
+  listen:
+    - cidr: 127.0.0.1/32
+      ports: [7000]
+      protocol: tcp
+    - cidr: 0.0.0.0/0
+      ports: [7001]
+      protocol: udp
+    - cidr: ::1/128
+      protocol: tcp
   # An unregistered netlink protocol, so that a module request can be triggered
   # (scenarios/system.rs); no other socket past the defaults.
   sockets: [netlink-31]

@@ -269,6 +269,24 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
             vec![fx("allowed-probe"), "op".into(), op.into(), peer.into()],
         ));
     }
+    // Serving: a listen request's op binds first (allowed where the listen is judged).
+    for (request, op, arg) in [
+        ("bind 127.0.0.1:7000/tcp", "bind", "127.0.0.1:7000/tcp"),
+        ("bind 127.0.0.1:7002/tcp", "bind", "127.0.0.1:7002/tcp"),
+        ("bind [::]:7000/tcp", "bind", "[::]:7000/tcp"),
+        ("bind 0.0.0.0:0/udp", "bind", "0.0.0.0:0/udp"),
+        (
+            "listen 127.0.0.1:7000/tcp",
+            "bind-listen",
+            "127.0.0.1:7000/tcp",
+        ),
+        ("listen 0.0.0.0:0/tcp", "listen-unbound", "inet"),
+    ] {
+        rows.push((
+            request.to_owned(),
+            vec![fx("allowed-probe"), "op".into(), op.into(), arg.into()],
+        ));
+    }
     for ep in [
         "127.0.0.1:5353/udp",
         "127.0.0.1:53/udp",
@@ -294,7 +312,7 @@ pub fn event_target(request: &str) -> String {
         // A socket or capability event names it in `access`, with no path or endpoint.
         return String::new();
     }
-    if kind == "connect" || kind == "send" {
+    if matches!(kind, "connect" | "send" | "bind" | "listen") {
         if let Some(rest) = arg.strip_prefix("[::ffff:") {
             return rest.replacen("]", "", 1);
         }

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod files;
 pub mod governance;
 pub mod lineage;
+pub mod listen;
 pub mod network;
 pub mod pinning;
 pub mod scope;
@@ -294,6 +295,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: system::capabilities_denied_unless_listed,
+    },
+    Scenario {
+        name: "bind-and-listen-only-where-spec-listen-says",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: listen::bind_and_listen_only_where_spec_listen_says,
     },
     Scenario {
         name: "kernel-access-denied-unless-permitted",
