@@ -183,6 +183,8 @@ pub struct KernelLayout {
     pub sk_v6_rcv_saddr: u32,
     /// `struct sock::sk_protocol` (`u16`)
     pub sk_protocol: u32,
+    /// `struct file::private_data` (a socket file's `struct socket *`)
+    pub file_private_data: u32,
     /// Non-zero once the agent has filled in the offsets above.
     pub valid: u32,
 }
@@ -247,6 +249,7 @@ impl KernelLayout {
         sk_num: 0,
         sk_v6_rcv_saddr: 0,
         sk_protocol: 0,
+        file_private_data: 0,
         valid: 0,
     };
 }
@@ -542,11 +545,18 @@ pub enum Action {
     /// and port it is bound to (port 0 if unbound: the kernel would pick one), as for
     /// [`Action::Bind`].
     Listen = 31,
+    /// Receiving a descriptor from another process (`SCM_RIGHTS`, `pidfd_getfd`:
+    /// `file_receive`): a file with a path is judged as an open of it with the access it
+    /// was opened for; a socket only if it was made in a cgroup of the same policy slot;
+    /// bpf objects, io_uring instances and namespace files never; pipes and other
+    /// anonymous files (memfd, eventfd, ...) are allowed. The event's path is the file's,
+    /// or `socket:PROTO`, `anon_inode:NAME`, `nsfs` for those without one.
+    Receive = 32,
 }
 
 impl Action {
     /// Every action, in number order.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::Exec,
         Action::Open,
         Action::MapExec,
@@ -578,6 +588,7 @@ impl Action {
         Action::Lockdown,
         Action::Bind,
         Action::Listen,
+        Action::Receive,
     ];
 
     /// The action with this number, if any.
@@ -1247,8 +1258,10 @@ pub mod programs {
     pub const SOCKET_BIND: &str = "socket_bind";
     /// Listening on a socket.
     pub const SOCKET_LISTEN: &str = "socket_listen";
+    /// Receiving a descriptor (`SCM_RIGHTS`, `pidfd_getfd`).
+    pub const FILE_RECEIVE: &str = "file_receive";
     /// The LSM programs every supported kernel has, each named after its hook.
-    pub const LSM: [&str; 37] = [
+    pub const LSM: [&str; 38] = [
         BPRM_CHECK,
         FILE_OPEN,
         MMAP_FILE,
@@ -1286,6 +1299,7 @@ pub mod programs {
         LOCKED_DOWN,
         SOCKET_BIND,
         SOCKET_LISTEN,
+        FILE_RECEIVE,
     ];
     /// Truncation of an open file (`ftruncate`, `open(O_TRUNC)`): a hook of 6.2 and later,
     /// attached where the kernel has it (before 6.2 those calls reach `path_truncate`).

@@ -92,28 +92,14 @@ pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) 
         }
         request.access = need;
     }
-    let (mut reason, mut rule) = match file_identity(file, layout) {
+    let verdict = match file_identity(file, layout) {
         Some(id) => {
             request.file = id;
             judge_path(file, policy_id, layout, &mut request)
         }
         None => (Reason::IdentityUnreadable, NO_RULE),
     };
-    // A program an exec rule pins is not written through any of its names.
-    if request.access & access::WRITE != 0 && !reason.denies() {
-        if let Some(pinned) = exec_pinned(policy_id, request.file) {
-            (reason, rule) = (Reason::ExecPinned, pinned);
-        }
-    }
-    // cgroupfs files are written only in cgroups of the task's own policy.
-    if request.access & access::WRITE != 0 && !reason.denies() {
-        let owner = cgroup_file_governor(file, layout);
-        if owner == UNKNOWN {
-            (reason, rule) = (Reason::IdentityUnreadable, NO_RULE);
-        } else if owner != NOT_CGROUPFS && owner != policy_id {
-            (reason, rule) = (Reason::CgroupNotGoverned, NO_RULE);
-        }
-    }
+    let (reason, rule) = judge_write(file, policy_id, layout, &request, verdict);
     if action == Action::MapExec && reason == Reason::Allowed {
         // Remember the file for a later mprotect(PROT_EXEC), which cannot resolve paths.
         let key = MapExecKey {
@@ -124,4 +110,31 @@ pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) 
         let _ = MAP_EXEC_ALLOWED.insert(key, rule, 0);
     }
     conclude(policy_id, &request, reason, rule)
+}
+
+/// What a write to an open file needs besides its path rule, applied to the path's
+/// `verdict`: a program an exec rule pins is not written through any of its names, and
+/// cgroupfs files are written only in cgroups of the task's own policy.
+#[inline(always)]
+pub fn judge_write(
+    file: *const u8,
+    policy_id: u32,
+    layout: &KernelLayout,
+    request: &Request,
+    verdict: (Reason, u32),
+) -> (Reason, u32) {
+    if request.access & access::WRITE == 0 || verdict.0.denies() {
+        return verdict;
+    }
+    if let Some(pinned) = exec_pinned(policy_id, request.file) {
+        return (Reason::ExecPinned, pinned);
+    }
+    let owner = cgroup_file_governor(file, layout);
+    if owner == UNKNOWN {
+        (Reason::IdentityUnreadable, NO_RULE)
+    } else if owner != NOT_CGROUPFS && owner != policy_id {
+        (Reason::CgroupNotGoverned, NO_RULE)
+    } else {
+        verdict
+    }
 }

@@ -6,7 +6,7 @@
 //! `inode` for timestamps, extended attributes and ACLs, `scope` for signals, ptrace and
 //! `bpf()`, `system` for mounts, chroot, user namespaces, kernel loading, perf events and
 //! `CLONE_INTO_CGROUP`, `socket` for which sockets may be made, `unix` for AF_UNIX peers, `capability`, `network`,
-//! `listen` for bind and listen, `cgroup`) over shared
+//! `listen` for bind and listen, `receive` for received descriptors, `cgroup`) over shared
 //! ones: `governance` (which policy applies), `path`, `walk`, `mounts` and `object` (what
 //! the target is), `decision` (mode, counters, events) and
 //! `maps`. Inside a governed cgroup (or any descendant) the default is deny: only a rule of
@@ -33,6 +33,7 @@ mod mounts;
 mod network;
 mod object;
 mod path;
+mod receive;
 mod scope;
 mod socket;
 mod system;

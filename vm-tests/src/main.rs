@@ -14,6 +14,7 @@
 mod harness;
 mod modes;
 mod ops;
+mod receive_ops;
 mod scenarios;
 mod scope_ops;
 mod serve_ops;
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
             scope_ops::run(&words)
                 .or_else(|| system_ops::run(&words))
                 .or_else(|| serve_ops::run(&words))
+                .or_else(|| receive_ops::run(&words))
                 .map(sys::report)
                 .or_else(|| ops::run(&args[1..]))
                 .unwrap_or_else(|| {

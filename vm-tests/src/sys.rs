@@ -1,7 +1,11 @@
 //! What every op shares: the one-line result it prints and the checks around a raw
 //! system call. A leaf module: `ops` and `scope_ops` both build on it.
 
-use std::{ffi::CString, process::ExitCode};
+use std::{
+    ffi::CString,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    process::ExitCode,
+};
 
 /// Prefix of an op's one-line result.
 pub const OP: &str = "rampart-op: ";
@@ -67,4 +71,73 @@ pub fn bpf_link_detach(link: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()>
         )
     })?;
     Ok(())
+}
+
+/// A message of one byte (`iov`) with room for one descriptor in `control` (one
+/// cmsghdr and 4 data bytes: CMSG_SPACE(4) is 24 on 64-bit Linux). The message points
+/// into both; they must outlive its use.
+fn one_byte_message(iov: &mut libc::iovec, control: &mut [u64; 4]) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(control) as _;
+    msg
+}
+
+/// Sends one byte with `fd` attached (`SCM_RIGHTS`) over the unix socket `sock`.
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 4];
+    let mut msg = one_byte_message(&mut iov, &mut control);
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
+    // SAFETY: the control buffer is msg_controllen bytes long and 8-byte aligned, so the
+    // first header and its 4 data bytes fit; the pointers stay inside it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd.as_raw_fd());
+    }
+    // SAFETY: sendmsg(2) on a descriptor we borrow, with the message built above.
+    check(unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) } as i64).map(drop)
+}
+
+/// Receives one byte and the descriptor sent with it. `Ok(None)`: the byte came without
+/// one, or the kernel dropped it (`MSG_CTRUNC`: what a denied `file_receive` does); an
+/// error if nothing came at all (the sender failed), so that is never taken for a denial.
+pub fn recv_fd(sock: BorrowedFd<'_>) -> std::io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 4];
+    let mut msg = one_byte_message(&mut iov, &mut control);
+    // SAFETY: recvmsg(2) into the buffers above, which outlive the call.
+    let got =
+        check(unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } as i64)?;
+    if got == 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::ECONNRESET));
+    }
+    // SAFETY: the kernel filled msg_control up to msg_controllen; CMSG_FIRSTHDR checks
+    // that a header fits before returning it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Ok(None);
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
 }

@@ -5,7 +5,7 @@ use rampart_common::{programs, KernelLayout};
 use super::btf::{Btf, BtfError};
 
 /// The struct members the programs read, as `(struct, member)`, in [`KernelLayout`] order.
-pub const MEMBERS: [(&str, &str); 55] = [
+pub const MEMBERS: [(&str, &str); 56] = [
     ("linux_binprm", "file"),
     ("file", "f_inode"),
     ("file", "f_path"),
@@ -61,6 +61,7 @@ pub const MEMBERS: [(&str, &str); 55] = [
     ("sock_common", "skc_num"),
     ("sock_common", "skc_v6_rcv_saddr"),
     ("sock", "sk_protocol"),
+    ("file", "private_data"),
 ];
 
 /// Resolves every offset in [`MEMBERS`]; fails on the first one that cannot be found.
@@ -69,7 +70,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
     for (slot, (s, m)) in offsets.iter_mut().zip(MEMBERS) {
         *slot = btf.member_offset(s, m)?;
     }
-    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid, inode_private, sb_magic, sock_cgrp_data, sock_cgroup, socket_sk, unix_addr, unix_path, unix_address_len, unix_address_name, sk_common, skc_family, skc_rcv_saddr, skc_num, skc_v6_rcv_saddr, sk_protocol] =
+    let [binprm_file, file_inode, file_path, file_mode, file_flags, inode_ino, inode_sb, sb_dev, vma_file, cgroup_kn, cgroup_root, kn_id, root_hierarchy_id, dentry_parent, dentry_name, dentry_inode, qstr_name, qstr_len, inode_mode, path_mnt, path_dentry, vfsmount_root, mount_mnt, mount_parent, mount_mountpoint, task_fs, fs_root, task_cred, task_real_cred, mount_ns, dentry_sb, sb_mounts, task_nsproxy, nsproxy_mnt_ns, iattr_valid, task_cgroups, css_set_dfl_cgrp, cgroup_level, cgroup_ancestors, task_tgid, inode_private, sb_magic, sock_cgrp_data, sock_cgroup, socket_sk, unix_addr, unix_path, unix_address_len, unix_address_name, sk_common, skc_family, skc_rcv_saddr, skc_num, skc_v6_rcv_saddr, sk_protocol, file_private_data] =
         offsets;
     let (mount_instance, mounts_chained) = mount_links(btf)?;
     let kn_parent = kernfs_parent(btf)?;
@@ -131,6 +132,7 @@ pub fn resolve(btf: &Btf) -> Result<KernelLayout, BtfError> {
         sk_num: sk_common + skc_num,
         sk_v6_rcv_saddr: sk_common + skc_v6_rcv_saddr,
         sk_protocol,
+        file_private_data,
         valid: 1,
     })
 }
@@ -199,12 +201,13 @@ mod tests {
         b.composite(
             false,
             "file",
-            64,
+            256,
             &[
                 ("f_path", long, 0),
                 ("f_mode", uint, 8 * 20),
                 ("f_flags", uint, 8 * 32),
                 ("f_inode", p, 8 * 24),
+                ("private_data", p, 8 * 200),
             ],
         );
         b.composite(
@@ -389,6 +392,7 @@ mod tests {
                 sk_num: 22,
                 sk_v6_rcv_saddr: 80,
                 sk_protocol: 420,
+                file_private_data: 200,
                 valid: 1
             }
         );

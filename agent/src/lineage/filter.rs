@@ -92,6 +92,7 @@ pub enum ActionKind {
     Lockdown,
     Bind,
     Listen,
+    Receive,
 }
 
 impl ActionKind {
@@ -129,6 +130,7 @@ impl ActionKind {
             Self::Lockdown => "lockdown",
             Self::Bind => "bind",
             Self::Listen => "listen",
+            Self::Receive => "receive",
         }
     }
 }
@@ -290,6 +292,7 @@ mod tests {
             (ActionKind::Lockdown, Action::Lockdown),
             (ActionKind::Bind, Action::Bind),
             (ActionKind::Listen, Action::Listen),
+            (ActionKind::Receive, Action::Receive),
         ];
         assert_eq!(actions.len(), Action::ALL.len());
         for (kind, action) in actions {

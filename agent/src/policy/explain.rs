@@ -35,6 +35,16 @@ pub enum Request {
         identity: Option<FileId>,
         cgroup: Option<String>,
     },
+    /// Receiving a descriptor of the file at a canonical path, opened elsewhere with
+    /// [`access`] bits `access` (`SCM_RIGHTS`, `pidfd_getfd`): judged as an open, the path
+    /// found by a dentry walk. (Sockets, bpf objects and anonymous files have no path;
+    /// `explain` does not judge them.)
+    Receive {
+        path: String,
+        access: u32,
+        identity: Option<FileId>,
+        cgroup: Option<String>,
+    },
     /// Mapping the file at a canonical path executable.
     MapExec { path: String },
     /// `connect` to an address.
@@ -257,6 +267,7 @@ pub fn action_name(action: Action) -> &'static str {
         Action::Lockdown => "lockdown",
         Action::Bind => "bind",
         Action::Listen => "listen",
+        Action::Receive => "receive",
     }
 }
 
@@ -455,6 +466,22 @@ fn judge_rename(
     (verdict, At::Target)
 }
 
+/// What a write to an open file needs besides its path rule (as the kernel's
+/// `judge_write`): no exec rule pins the file, and a cgroupfs file is in a cgroup the
+/// policy governs.
+fn judge_write(
+    policy: &CompiledPolicy,
+    verdict: (Reason, Option<u32>),
+    need: u32,
+    identity: Option<FileId>,
+    cgroup: Option<&str>,
+) -> (Reason, Option<u32>) {
+    if need & access::WRITE == 0 {
+        return verdict;
+    }
+    unless_outside_governance(policy, unless_pinned(policy, verdict, identity), cgroup)
+}
+
 /// Truncation and writes: a file an exec rule pins is refused after the path allows.
 fn unless_pinned(
     policy: &CompiledPolicy,
@@ -640,16 +667,18 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
                 Action::Open
             };
             let verdict = judge_path(policy, path, *access, None);
-            let verdict = if access & rampart_common::access::WRITE != 0 {
-                unless_outside_governance(
-                    policy,
-                    unless_pinned(policy, verdict, *identity),
-                    cgroup.as_deref(),
-                )
-            } else {
-                verdict
-            };
+            let verdict = judge_write(policy, verdict, *access, *identity, cgroup.as_deref());
             file(action, "file_open", verdict)
+        }
+        Request::Receive {
+            path,
+            access,
+            identity,
+            cgroup,
+        } => {
+            let verdict = judge_walked(policy, path, *access);
+            let verdict = judge_write(policy, verdict, *access, *identity, cgroup.as_deref());
+            file(Action::Receive, "file_receive", verdict)
         }
         Request::Create { path, need, hook } => {
             file(Action::Create, hook, judge_walked(policy, path, *need))
@@ -815,6 +844,7 @@ fn request_path(request: &Request) -> Option<String> {
         | Request::Utimes { path }
         | Request::Xattr { path, .. }
         | Request::Open { path, .. }
+        | Request::Receive { path, .. }
         | Request::Unix { path, .. }
         | Request::Create { path, .. } => Some(path.clone()),
         Request::Link { .. }
@@ -830,7 +860,7 @@ fn request_path(request: &Request) -> Option<String> {
 
 fn target(request: &Request) -> String {
     match request {
-        Request::Open { path, access, .. } => {
+        Request::Open { path, access, .. } | Request::Receive { path, access, .. } => {
             format!("{path} ({})", super::compile::access_names(*access))
         }
         Request::Create { path, need, .. } => {

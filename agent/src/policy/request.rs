@@ -68,7 +68,7 @@ fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
 /// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
 /// `truncate PATH`, `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`,
 /// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, `bind ADDR:PORT/PROTO`,
-/// `listen ADDR:PORT/tcp`, `socket FAMILY TYPE [PROTOCOL]`,
+/// `listen ADDR:PORT/tcp`, `receive PATH ACCESS`, `socket FAMILY TYPE [PROTOCOL]`,
 /// `capability NAME`, or a
 /// system action alone (`mount`,
 /// `chroot`, ...: [`SYSTEM_REQUESTS`]). Paths are resolved on this host; the entry a create, remove,
@@ -83,6 +83,15 @@ pub fn parse_request(line: &str) -> Result<Request> {
         ["open", path, acc] => {
             let (path, identity) = resolve_request(Path::new(path))?;
             Request::Open {
+                cgroup: cgroup_of(&path),
+                path,
+                access: parse_access(acc)?,
+                identity,
+            }
+        }
+        ["receive", path, acc] => {
+            let (path, identity) = resolve_request(Path::new(path))?;
+            Request::Receive {
                 cgroup: cgroup_of(&path),
                 path,
                 access: parse_access(acc)?,
@@ -173,7 +182,8 @@ pub fn parse_request(line: &str) -> Result<Request> {
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
              `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
              `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `bind ADDR:PORT/tcp|udp`, \
-             `listen ADDR:PORT/tcp`, `socket FAMILY TYPE [PROTOCOL]`, \
+             `listen ADDR:PORT/tcp`, `receive PATH read,write`, \
+             `socket FAMILY TYPE [PROTOCOL]`, \
              `unix-connect PATH|@NAME`, `unix-send PATH|@NAME`, \
              `capability NAME` or a \
              system action: {}",

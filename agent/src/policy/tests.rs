@@ -256,6 +256,51 @@ fn bind_and_listen_only_where_spec_listen_says() {
 }
 
 #[test]
+fn a_received_file_is_judged_as_an_open_at_its_path() {
+    let p = policy(BASE);
+    let receive = |path: &str, access: u32| {
+        let e = explain(
+            &p,
+            &Request::Receive {
+                path: path.into(),
+                access,
+                identity: None,
+                cgroup: None,
+            },
+        );
+        (e.action, e.reason, e.hook, e.path)
+    };
+    assert_eq!(
+        receive("/etc/nginx/nginx.conf", access::READ),
+        (
+            "receive",
+            "allowed",
+            "file_receive",
+            Some("/etc/nginx/nginx.conf".into())
+        )
+    );
+    assert_eq!(
+        receive("/etc/nginx/nginx.conf", access::READ | access::WRITE).1,
+        "access-not-granted"
+    );
+    assert_eq!(receive("/etc/shadow", access::READ).1, "no-rule");
+    // Opened for writing elsewhere: a pinned program is still not written.
+    let e = explain(
+        &p,
+        &Request::Receive {
+            path: "/var/log/nginx/nginx".into(),
+            access: access::WRITE,
+            identity: Some(FileId {
+                dev: 8 << 20,
+                ino: 42,
+            }),
+            cgroup: None,
+        },
+    );
+    assert_eq!(e.reason, "exec-pinned");
+}
+
+#[test]
 fn audit_mode_reports_audit_decisions() {
     let p = policy(&BASE.replace(
         "governs: [/web.slice]",

@@ -204,6 +204,9 @@ spec:
       access: [connect]
     - path: /tmp/rampart-unix/dgram-ok.sock
       access: [connect]
+    # The descriptor server (harness/fds.rs, scenarios/receive.rs).
+    - path: /tmp/rampart-unix/fds.sock
+      access: [connect]
   network:
     - cidr: 127.0.0.1/32
       ports: ["8000-8100"]
@@ -362,6 +365,7 @@ pub fn set_up() -> Result<Env> {
     std::fs::copy(&me, PINNED_PROGRAM).context("creating the pinned program fixture")?;
     write(Path::new(POLICY_FILE), &policy_text(), 0o644)?;
     crate::harness::unix::serve()?;
+    crate::harness::fds::serve()?;
     std::fs::create_dir_all("/etc/rampart-test")?;
     let keygen = Command::new(AGENT)
         .args(["keygen", "--out", HOST_KEY])

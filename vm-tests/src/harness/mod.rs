@@ -5,5 +5,6 @@ pub mod agent;
 pub mod cli;
 pub mod daemon;
 pub mod env;
+pub mod fds;
 pub mod observe;
 pub mod unix;

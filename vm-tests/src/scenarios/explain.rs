@@ -269,6 +269,23 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
             vec![fx("allowed-probe"), "op".into(), op.into(), peer.into()],
         ));
     }
+    // Received descriptors: the descriptor server opens the file as ungoverned root.
+    for (path, access, mode) in [
+        (fx("data/readable.txt"), "read", "file-ro"),
+        (fx("data/readable.txt"), "read,write", "file-rw"),
+        (fx("data/writable.txt"), "read,write", "file-rw"),
+        ("/srv/secret.txt".to_owned(), "read", "file-ro"),
+    ] {
+        rows.push((
+            format!("receive {path} {access}"),
+            vec![
+                fx("allowed-probe"),
+                "op".into(),
+                "recv-fd".into(),
+                format!("{mode}:{path}"),
+            ],
+        ));
+    }
     // Serving: a listen request's op binds first (allowed where the listen is judged).
     for (request, op, arg) in [
         ("bind 127.0.0.1:7000/tcp", "bind", "127.0.0.1:7000/tcp"),

@@ -17,6 +17,7 @@ pub mod lineage;
 pub mod listen;
 pub mod network;
 pub mod pinning;
+pub mod receive;
 pub mod scope;
 pub mod state;
 pub mod system;
@@ -301,6 +302,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,
         run: listen::bind_and_listen_only_where_spec_listen_says,
+    },
+    Scenario {
+        name: "received-descriptors-judged-as-their-origin",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: receive::received_descriptors_judged_as_their_origin,
     },
     Scenario {
         name: "kernel-access-denied-unless-permitted",

@@ -1,0 +1,174 @@
+//! Received descriptors (`file_receive`: `SCM_RIGHTS`, `pidfd_getfd`, binder, seccomp's
+//! added descriptors). A descriptor carries the authority of whoever opened or made it, so
+//! a governed task receives only what it could have got itself: a file with a path is
+//! judged as an open of that path with the access it was opened for (also a cgroupfs file
+//! opened for writing elsewhere, or a pinned program opened for writing); a socket only if
+//! it was made in a cgroup of the task's own policy slot (a raw, packet or TCP socket made
+//! outside would send past every rule); bpf objects (maps, programs, links), io_uring
+//! instances (whose kernel thread acts for their maker) and namespace files (`setns`)
+//! never. Pipes and the other anonymous files (memfd, eventfd, timerfd, pidfd, epoll, ...)
+//! carry data only and are allowed: running or mapping a memfd executable is judged at
+//! `exec` and `mmap`.
+
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use rampart_common::{access, Action, KernelLayout, Reason, NO_RULE};
+
+use crate::{
+    decision::{conclude, governed, lsm_verdict, Request},
+    file::judge_write,
+    governance::cgroup_governor,
+    object::{file_identity, read_at},
+    path::{area, copy_name, dentry_name, judge_resolved, put_byte, scratch},
+    walk::walk_path,
+};
+
+const SOCKFS_MAGIC: u64 = 0x534f_434b;
+const PIPEFS_MAGIC: u64 = 0x5049_5045;
+const ANON_INODE_FS_MAGIC: u64 = 0x0904_1934;
+const NSFS_MAGIC: u64 = 0x6e73_6673;
+/// `ERR_PTR(-EINVAL)`: the `mnt_ns` of the kernel's internal mounts (`kern_mount`), where
+/// memfds, pipes, sockets and anonymous files live.
+const MNT_NS_INTERNAL: u64 = -22i64 as u64;
+
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+
+/// Longest dentry name copied into a label.
+const LABEL_NAME_MAX: u32 = 64;
+
+/// Writes `prefix` into the path scratch, then with `named` the file's dentry name
+/// (`socket:TCP`, `anon_inode:bpf-map`; a namespace file's dentry has no name of its own,
+/// its label is `nsfs`); its length with the NUL, 0 if it could not be written.
+fn label(file: *const u8, prefix: &[u8], named: bool, layout: &KernelLayout) -> u32 {
+    let Ok(scratch) = scratch() else {
+        return 0;
+    };
+    let base = area(scratch);
+    let mut i = 0;
+    while i < prefix.len() {
+        put_byte(base, i as u32, prefix[i]);
+        i += 1;
+    }
+    let at = prefix.len() as u32;
+    if !named {
+        put_byte(base, at, 0);
+        return at + 1;
+    }
+    let Some(dentry) = read_at::<*const u8>(file, layout.file_path + layout.path_dentry) else {
+        return 0;
+    };
+    let Ok((name, len)) = dentry_name(dentry, layout) else {
+        return 0;
+    };
+    let len = if len > LABEL_NAME_MAX {
+        LABEL_NAME_MAX
+    } else {
+        len
+    };
+    if copy_name(base, at, name, len).is_err() {
+        return 0;
+    }
+    put_byte(base, at + len, 0);
+    at + len + 1
+}
+
+/// Whether an anonymous file is one that acts with its maker's authority: a bpf object
+/// (`bpf-map`, `bpf-prog`, `bpf_link`, `bpf_iter`, ...) or an io_uring instance (its
+/// kernel thread acts for its maker; `SCM_RIGHTS` refuses io_uring descriptors itself, a
+/// seccomp supervisor's `SECCOMP_IOCTL_NOTIF_ADDFD` and binder do not).
+fn carries_authority(file: *const u8, layout: &KernelLayout) -> bool {
+    let Some(dentry) = read_at::<*const u8>(file, layout.file_path + layout.path_dentry) else {
+        return true;
+    };
+    let Ok((name, len)) = dentry_name(dentry, layout) else {
+        return true;
+    };
+    let Some(head) = read_at::<[u8; 4]>(name, 0) else {
+        return true;
+    };
+    if len >= 3 && head[0] == b'b' && head[1] == b'p' && head[2] == b'f' {
+        return true;
+    }
+    // "[io_uring]"
+    len >= 4 && head == *b"[io_"
+}
+
+/// Judges a received descriptor for the current task; true to allow.
+#[inline(always)]
+fn judge_received(file: *const u8) -> bool {
+    let (policy_id, layout) = match governed(Action::Receive, 0) {
+        Ok(found) => found,
+        Err(verdict) => return verdict,
+    };
+    let mut request = Request::new(Action::Receive, 0);
+    let magic = read_at::<*const u8>(file, layout.file_inode)
+        .and_then(|inode| read_at::<*const u8>(inode, layout.inode_sb))
+        .and_then(|sb| read_at::<u64>(sb, layout.sb_magic));
+    let Some(magic) = magic else {
+        return conclude(policy_id, &request, Reason::IdentityUnreadable, NO_RULE);
+    };
+    match magic {
+        PIPEFS_MAGIC => return conclude(policy_id, &request, Reason::Allowed, NO_RULE),
+        SOCKFS_MAGIC => {
+            let cgroup = read_at::<*const u8>(file, layout.file_private_data)
+                .and_then(|sock| read_at::<*const u8>(sock, layout.socket_sk))
+                .and_then(|sk| read_at::<*const u8>(sk, layout.sock_cgrp_data + layout.sock_cgroup))
+                .unwrap_or(core::ptr::null());
+            // Slots are small numbers; NOBODY and UNKNOWN never equal one.
+            let reason = if cgroup_governor(cgroup, layout) == policy_id {
+                Reason::Allowed
+            } else {
+                Reason::NoRule
+            };
+            request.path_len = label(file, b"socket:", true, layout);
+            return conclude(policy_id, &request, reason, NO_RULE);
+        }
+        ANON_INODE_FS_MAGIC => {
+            if !carries_authority(file, layout) {
+                return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
+            }
+            request.path_len = label(file, b"anon_inode:", true, layout);
+            return conclude(policy_id, &request, Reason::NoRule, NO_RULE);
+        }
+        NSFS_MAGIC => {
+            request.path_len = label(file, b"nsfs", false, layout);
+            return conclude(policy_id, &request, Reason::NoRule, NO_RULE);
+        }
+        _ => {}
+    }
+    let path = file.wrapping_add(layout.file_path as usize);
+    let internal = read_at::<*const u8>(path, layout.path_mnt)
+        .map(|vfsmnt| vfsmnt.wrapping_sub(layout.mount_mnt as usize))
+        .and_then(|mount| read_at::<u64>(mount, layout.mount_ns))
+        == Some(MNT_NS_INTERNAL);
+    if internal {
+        // memfd, secretmem, dma-buf, ...: no path a rule could name, data only.
+        return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
+    }
+    let mode = read_at::<u32>(file, layout.file_mode).unwrap_or(FMODE_READ | FMODE_WRITE);
+    if mode & FMODE_READ != 0 {
+        request.access |= access::READ;
+    }
+    if mode & FMODE_WRITE != 0 {
+        request.access |= access::WRITE;
+    }
+    let verdict = match file_identity(file, layout) {
+        Some(id) => {
+            request.file = id;
+            judge_resolved(walk_path(path, layout), policy_id, &mut request)
+        }
+        None => (Reason::IdentityUnreadable, NO_RULE),
+    };
+    let (reason, rule) = judge_write(file, policy_id, layout, &request, verdict);
+    conclude(policy_id, &request, reason, rule)
+}
+
+/// `file_receive(file)`.
+#[lsm(hook = "file_receive")]
+pub fn file_receive(ctx: LsmContext) -> i32 {
+    let previous: i32 = ctx.arg(1);
+    if previous != 0 {
+        return previous;
+    }
+    lsm_verdict(judge_received(ctx.arg(0)))
+}
