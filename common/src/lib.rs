@@ -493,8 +493,10 @@ pub enum Action {
     /// Tracing or reading another process (`ptrace`, `/proc/PID/mem`, `process_vm_*`,
     /// `pidfd_getfd`: `ptrace_access_check`, `ptrace_traceme`): as for signals.
     Ptrace = 17,
-    /// The `bpf()` system call (`bpf`): denied in governed cgroups, so a workload can
-    /// neither get, detach nor change Rampart's programs, links and maps.
+    /// The `bpf()` system call (`bpf`): denied in governed cgroups unless `spec.permits`
+    /// lists `bpf`, and then only for objects the workload makes itself
+    /// ([`system::bpf_permitted`]), so a workload can neither get, detach nor change
+    /// Rampart's programs, links and maps, nor load a tracing program.
     Bpf = 18,
     /// Mounting, remounting, bind or move mounts, propagation changes (`sb_mount`),
     /// `move_mount`, unmounting (`sb_umount`) and `pivot_root` (`sb_pivotroot`): permit
@@ -905,15 +907,129 @@ pub mod system {
     /// `kernel-access`: what kernel lockdown guards (`/dev/mem`, `/dev/port`,
     /// `ioperm`/`iopl`, MSRs, `/proc/kcore`, debugfs, tracefs, kprobes, hibernation, ...).
     pub const KERNEL_ACCESS: u32 = 32;
+    /// `bpf`: the `bpf()` system call for the workload's own maps and network programs
+    /// ([`bpf_permitted`]); never to reach objects it did not make, never tracing.
+    pub const BPF: u32 = 64;
     /// Every permit with its name in `spec.permits`.
-    pub const PERMITS: [(u32, &str); 6] = [
+    pub const PERMITS: [(u32, &str); 7] = [
         (MOUNT, "mount"),
         (CHROOT, "chroot"),
         (USER_NAMESPACES, "user-namespaces"),
         (KERNEL_LOAD, "kernel-load"),
         (PERF_EVENTS, "perf-events"),
         (KERNEL_ACCESS, "kernel-access"),
+        (BPF, "bpf"),
     ];
+
+    /// `BPF_PROG_LOAD`.
+    pub const BPF_PROG_LOAD: u32 = 5;
+
+    /// `enum bpf_cmd` in order, as events and `explain` name the commands.
+    pub const BPF_COMMAND_NAMES: [&str; 36] = [
+        "map-create",
+        "map-lookup-elem",
+        "map-update-elem",
+        "map-delete-elem",
+        "map-get-next-key",
+        "prog-load",
+        "obj-pin",
+        "obj-get",
+        "prog-attach",
+        "prog-detach",
+        "prog-test-run",
+        "prog-get-next-id",
+        "map-get-next-id",
+        "prog-get-fd-by-id",
+        "map-get-fd-by-id",
+        "obj-get-info-by-fd",
+        "prog-query",
+        "raw-tracepoint-open",
+        "btf-load",
+        "btf-get-fd-by-id",
+        "task-fd-query",
+        "map-lookup-and-delete-elem",
+        "map-freeze",
+        "btf-get-next-id",
+        "map-lookup-batch",
+        "map-lookup-and-delete-batch",
+        "map-update-batch",
+        "map-delete-batch",
+        "link-create",
+        "link-update",
+        "link-get-fd-by-id",
+        "link-get-next-id",
+        "enable-stats",
+        "iter-create",
+        "link-detach",
+        "prog-bind-map",
+    ];
+
+    /// `bpf()` commands the `bpf` permit allows, bit N for command N: maps and their
+    /// elements, loading (of [`BPF_PROG_TYPES_PERMITTED`]), pinning, attaching, links,
+    /// test runs, BTF, queries and information on descriptors the task holds. Never the
+    /// commands that reach objects by id or path (`*_GET_NEXT_ID`, `*_GET_FD_BY_ID`,
+    /// `BPF_OBJ_GET`: the way to Rampart's), `RAW_TRACEPOINT_OPEN`, `TASK_FD_QUERY`,
+    /// `ENABLE_STATS`, `ITER_CREATE` (kernel-wide reading) or tokens.
+    pub const BPF_COMMANDS_PERMITTED: u64 = (1 << 0)
+        | (1 << 1)
+        | (1 << 2)
+        | (1 << 3)
+        | (1 << 4)
+        | (1 << BPF_PROG_LOAD)
+        | (1 << 6)
+        | (1 << 8)
+        | (1 << 9)
+        | (1 << 10)
+        | (1 << 15)
+        | (1 << 16)
+        | (1 << 18)
+        | (1 << 21)
+        | (1 << 22)
+        | (1 << 24)
+        | (1 << 25)
+        | (1 << 26)
+        | (1 << 27)
+        | (1 << 28)
+        | (1 << 29)
+        | (1 << 34)
+        | (1 << 35);
+
+    /// Program types the `bpf` permit may load, bit N for `enum bpf_prog_type` N: socket,
+    /// traffic-control, XDP, cgroup, sockmap, lightweight-tunnel, flow-dissector, sk_lookup
+    /// and netfilter programs. Never kprobe, tracepoint, perf-event, raw tracepoint,
+    /// tracing, `struct_ops`, extension, LSM or syscall programs: they watch or change the
+    /// kernel for every task (an `fmod_ret` program could undo Rampart's denials).
+    pub const BPF_PROG_TYPES_PERMITTED: u64 = (1 << 1)
+        | (1 << 3)
+        | (1 << 4)
+        | (1 << 6)
+        | (1 << 8)
+        | (1 << 9)
+        | (1 << 10)
+        | (1 << 11)
+        | (1 << 12)
+        | (1 << 13)
+        | (1 << 14)
+        | (1 << 15)
+        | (1 << 16)
+        | (1 << 18)
+        | (1 << 19)
+        | (1 << 20)
+        | (1 << 21)
+        | (1 << 22)
+        | (1 << 23)
+        | (1 << 25)
+        | (1 << 30)
+        | (1 << 32);
+
+    /// Whether the `bpf` permit allows command `cmd` (`prog_type`: the type a
+    /// `BPF_PROG_LOAD` loads; ignored otherwise).
+    pub const fn bpf_permitted(cmd: u32, prog_type: u32) -> bool {
+        if cmd >= 64 || BPF_COMMANDS_PERMITTED & (1 << cmd) == 0 {
+            return false;
+        }
+        cmd != BPF_PROG_LOAD || (prog_type < 64 && BPF_PROG_TYPES_PERMITTED & (1 << prog_type) != 0)
+    }
 
     /// Names of the kernel's `enum lockdown_reason` values in a lockdown event's
     /// `access`, for the values every supported kernel numbers alike (later ones moved

@@ -9,13 +9,16 @@ use crate::{
     decision::{conclude, governed, lsm_verdict, Request},
     governance::UNKNOWN,
     maps::MAP_EXEC_ALLOWED,
-    object::{btf_ptr, btf_u32, creds_overridden, file_identity, read_at},
+    object::{btf_ptr, btf_u32, creds_overridden, file_fs_magic, file_identity, read_at},
     path::{exec_pinned, judge_path},
 };
 
 const FMODE_READ: u32 = 0x1;
 const FMODE_WRITE: u32 = 0x2;
 const FMODE_EXEC: u32 = 0x20;
+/// `PID_FS_MAGIC`: pidfs (6.9 and later), where `pidfd_open` and `clone(CLONE_PIDFD)`
+/// open their descriptors through `file_open`.
+const PID_FS_MAGIC: u64 = 0x5049_4446;
 
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
@@ -73,6 +76,12 @@ pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) 
     };
     if from == FileFrom::Open && kernel_opens_for_overlay(file, layout) {
         return true;
+    }
+    // A pidfd names a process, not a file: no rule could name its path
+    // (`anon_inode:[pidfd]`), and what it is used for (signals, setns, pidfd_getfd) is
+    // judged where it is used.
+    if from == FileFrom::Open && file_fs_magic(file, layout) == Some(PID_FS_MAGIC) {
+        return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
     }
     if from == FileFrom::Open {
         let mode = btf_u32(file, layout.file_mode);

@@ -84,3 +84,10 @@ pub fn creds_overridden(layout: &KernelLayout) -> bool {
         _ => false,
     }
 }
+
+/// The magic number of the file system a `struct file` (probe-read) is on.
+pub fn file_fs_magic(file: *const u8, layout: &KernelLayout) -> Option<u64> {
+    read_at::<*const u8>(file, layout.file_inode)
+        .and_then(|inode| read_at::<*const u8>(inode, layout.inode_sb))
+        .and_then(|sb| read_at::<u64>(sb, layout.sb_magic))
+}

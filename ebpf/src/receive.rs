@@ -17,7 +17,7 @@ use crate::{
     decision::{conclude, governed, lsm_verdict, Request},
     file::judge_write,
     governance::cgroup_governor,
-    object::{file_identity, read_at},
+    object::{file_fs_magic, file_identity, read_at},
     path::{area, copy_name, dentry_name, judge_resolved, put_byte, scratch},
     walk::walk_path,
 };
@@ -101,10 +101,7 @@ fn judge_received(file: *const u8) -> bool {
         Err(verdict) => return verdict,
     };
     let mut request = Request::new(Action::Receive, 0);
-    let magic = read_at::<*const u8>(file, layout.file_inode)
-        .and_then(|inode| read_at::<*const u8>(inode, layout.inode_sb))
-        .and_then(|sb| read_at::<u64>(sb, layout.sb_magic));
-    let Some(magic) = magic else {
+    let Some(magic) = file_fs_magic(file, layout) else {
         return conclude(policy_id, &request, Reason::IdentityUnreadable, NO_RULE);
     };
     match magic {

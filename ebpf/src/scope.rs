@@ -1,15 +1,16 @@
 //! Process scope and self-protection: a governed task may signal, trace or read the memory
 //! of tasks governed by the same policy slot only (like Landlock's signal scope, plus
-//! ptrace), and may not use `bpf()` at all. Rampart's agent runs outside every governed
+//! ptrace), and may use `bpf()` only where `spec.permits` lists `bpf`, and then only for
+//! objects it makes itself. Rampart's agent runs outside every governed
 //! cgroup, so no governed task can kill, stop, trace or read it, nor get, detach or change
 //! its programs, links and maps.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
-use rampart_common::{Action, Reason, NO_RULE};
+use rampart_common::{system, Action, Reason, NO_RULE};
 
 use crate::{
     decision::{conclude, governed, lsm_verdict, Request},
-    governance::task_governor,
+    governance::{policy, task_governor},
     object::read_at,
 };
 
@@ -71,16 +72,31 @@ pub fn ptrace_traceme(ctx: LsmContext) -> i32 {
     lsm_verdict(judge_peer(ctx.arg(0), Action::Ptrace, false))
 }
 
-/// Any `bpf()` command from a governed task is denied.
+/// A `bpf()` command from a governed task: denied unless `spec.permits` lists `bpf`, and
+/// then only the commands and program types of [`system::bpf_permitted`], none of which
+/// reaches an object the task did not make (so never Rampart's).
 #[inline(always)]
-fn judge_bpf(cmd: i32) -> bool {
+fn judge_bpf(cmd: i32, attr: *const u8) -> bool {
     let policy_id = match governed(Action::Bpf, 0) {
         Ok((policy_id, _)) => policy_id,
         Err(verdict) => return verdict,
     };
+    let cmd = cmd as u32;
     // The command (BPF_OBJ_GET, BPF_LINK_DETACH, ...) travels in the access field.
-    let request = Request::new(Action::Bpf, cmd as u32);
-    conclude(policy_id, &request, Reason::NoRule, NO_RULE)
+    let request = Request::new(Action::Bpf, cmd);
+    let listed = policy(policy_id).is_some_and(|p| p.permits & system::BPF != 0);
+    // `attr` is the kernel's copy; a load's program type is its first field.
+    let prog_type = if cmd == system::BPF_PROG_LOAD {
+        read_at::<u32>(attr, 0).unwrap_or(u32::MAX)
+    } else {
+        0
+    };
+    let reason = if listed && system::bpf_permitted(cmd, prog_type) {
+        Reason::Allowed
+    } else {
+        Reason::NotPermitted
+    };
+    conclude(policy_id, &request, reason, NO_RULE)
 }
 
 /// `bpf(cmd, attr, size)` (to 6.14).
@@ -90,7 +106,7 @@ pub fn bpf(ctx: LsmContext) -> i32 {
     if previous != 0 {
         return previous;
     }
-    lsm_verdict(judge_bpf(ctx.arg(0)))
+    lsm_verdict(judge_bpf(ctx.arg(0), ctx.arg(1)))
 }
 
 /// `bpf(cmd, attr, size, kernel)` (6.15 and later).
@@ -100,5 +116,5 @@ pub fn bpf_kernel(ctx: LsmContext) -> i32 {
     if previous != 0 {
         return previous;
     }
-    lsm_verdict(judge_bpf(ctx.arg(0)))
+    lsm_verdict(judge_bpf(ctx.arg(0), ctx.arg(1)))
 }

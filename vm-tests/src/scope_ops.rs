@@ -117,6 +117,33 @@ fn vm_read(pid: &str) -> Result<()> {
     rc(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as i64).map(drop)
 }
 
+/// The `CLONE_NEW*` flag of a namespace kind.
+fn ns_flag(kind: &str) -> Result<libc::c_int> {
+    Ok(match kind {
+        "mnt" => libc::CLONE_NEWNS,
+        "uts" => libc::CLONE_NEWUTS,
+        "net" => libc::CLONE_NEWNET,
+        _ => return Err(Error::from_raw_os_error(libc::EINVAL)),
+    })
+}
+
+/// `setns(pidfd_open(PID), CLONE_NEW<KIND>)`: joins a namespace of another process.
+fn setns_pid(pid: &str, kind: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let pidfd = pidfd_open(pid)?;
+    // SAFETY: setns(2) on our own pidfd with a flag constant.
+    rc(unsafe { libc::setns(pidfd.as_raw_fd(), ns_flag(kind)?) } as i64).map(drop)
+}
+
+/// `setns(open(/proc/PID/ns/KIND), 0)`.
+fn setns_path(pid: &str, kind: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    ns_flag(kind)?;
+    let file = std::fs::File::open(format!("/proc/{}/ns/{kind}", pid_of(pid)?))?;
+    // SAFETY: setns(2) on a descriptor we own.
+    rc(unsafe { libc::setns(file.as_raw_fd(), 0) } as i64).map(drop)
+}
+
 /// Runs one scope op; `None` if `args` is not one.
 pub fn run(args: &[&str]) -> Option<Result<()>> {
     Some(match args {
@@ -129,6 +156,19 @@ pub fn run(args: &[&str]) -> Option<Result<()>> {
         ["open-mem", pid] => open_proc(pid, "mem"),
         ["open-environ", pid] => open_proc(pid, "environ"),
         ["vm-read", pid] => vm_read(pid),
+        ["setns-pid", pid, kind] => setns_pid(pid, kind),
+        ["bpf-map-create"] => crate::sys::bpf_map_create().map(drop),
+        ["bpf-prog-load", kind] => kind
+            .parse()
+            .map_err(|_| Error::from_raw_os_error(libc::EINVAL))
+            .and_then(crate::sys::bpf_prog_load)
+            .map(drop),
+        ["bpf-map-by-id", id] => id
+            .parse()
+            .map_err(|_| Error::from_raw_os_error(libc::EINVAL))
+            .and_then(crate::sys::bpf_map_by_id)
+            .map(drop),
+        ["setns-path", pid, kind] => setns_path(pid, kind),
         ["sleep", secs] => {
             let secs: u64 = secs
                 .parse()

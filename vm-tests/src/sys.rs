@@ -34,24 +34,11 @@ pub fn check(rc: i64) -> std::io::Result<i64> {
 }
 
 /// `bpf(BPF_OBJ_GET)` of a pinned object: a descriptor of it.
-pub fn bpf_obj_get(path: &str) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
+pub fn bpf_obj_get(path: &str) -> std::io::Result<OwnedFd> {
     const BPF_OBJ_GET: libc::c_long = 7;
     let p = cstr(path)?;
     // union bpf_attr for BPF_OBJ_GET: u64 pathname, u32 bpf_fd, u32 file_flags, ...
-    let mut attr = [0u64; 16];
-    attr[0] = p.as_ptr() as u64;
-    // SAFETY: `attr` is a zeroed bpf_attr-sized buffer holding a pointer to a live C string.
-    let fd = check(unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    })?;
-    // SAFETY: the kernel returned a fresh descriptor; owning it closes it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    bpf_fd(BPF_OBJ_GET, &[p.as_ptr() as u64])
 }
 
 /// `bpf(BPF_LINK_DETACH)`: detaches the link open as `link` from its target (cgroup links
@@ -140,4 +127,75 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> std::io::Result<Option<OwnedFd>> {
         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
         Ok(Some(OwnedFd::from_raw_fd(fd)))
     }
+}
+
+/// `bpf()` with a zeroed `union bpf_attr` whose first words are `fields`: the new
+/// descriptor the command returns.
+fn bpf_fd(cmd: libc::c_long, fields: &[u64]) -> std::io::Result<OwnedFd> {
+    let mut attr = [0u64; 16];
+    attr[..fields.len()].copy_from_slice(fields);
+    // SAFETY: a bpf_attr-sized buffer; any pointer in `fields` is the caller's, live
+    // across the call.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    })?;
+    // SAFETY: a descriptor the kernel just returned, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `BPF_MAP_CREATE` of an array map of one 8-byte entry.
+pub fn bpf_map_create() -> std::io::Result<OwnedFd> {
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_TYPE_ARRAY: u64 = 2;
+    // map_type, key_size (u32 pairs packed little-endian), value_size, max_entries.
+    bpf_fd(BPF_MAP_CREATE, &[BPF_MAP_TYPE_ARRAY | 4 << 32, 8 | 1 << 32])
+}
+
+/// `BPF_PROG_LOAD` of `r0 = 0; exit` as a program of type `prog_type`.
+pub fn bpf_prog_load(prog_type: u32) -> std::io::Result<OwnedFd> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    // mov64 r0, 0; exit
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let license = c"GPL";
+    // prog_type, insn_cnt | insns | license
+    bpf_fd(
+        BPF_PROG_LOAD,
+        &[
+            u64::from(prog_type) | 2 << 32,
+            insns.as_ptr() as u64,
+            license.as_ptr() as u64,
+        ],
+    )
+}
+
+/// `BPF_MAP_GET_FD_BY_ID` of the map with id `id`.
+pub fn bpf_map_by_id(id: u32) -> std::io::Result<OwnedFd> {
+    const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
+    bpf_fd(BPF_MAP_GET_FD_BY_ID, &[u64::from(id)])
+}
+
+/// The id of the map open as `map` (`BPF_OBJ_GET_INFO_BY_FD`: `struct bpf_map_info`
+/// starts with its type, then its id).
+pub fn bpf_map_id(map: BorrowedFd<'_>) -> std::io::Result<u32> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    let mut info = [0u32; 32];
+    let mut attr = [0u64; 16];
+    // bpf_fd, info_len | info
+    attr[0] = map.as_raw_fd() as u64 | (std::mem::size_of_val(&info) as u64) << 32;
+    attr[1] = info.as_mut_ptr() as u64;
+    // SAFETY: a bpf_attr-sized buffer pointing at `info`, which outlives the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    })?;
+    Ok(info[1])
 }

@@ -56,44 +56,7 @@ fn load_kind(access: u32) -> String {
 
 /// The name of a `bpf()` command (`enum bpf_cmd`), as a denied `bpf` event's `access`.
 fn bpf_command(cmd: u32) -> String {
-    const NAMES: [&str; 35] = [
-        "map-create",
-        "map-lookup-elem",
-        "map-update-elem",
-        "map-delete-elem",
-        "map-get-next-key",
-        "prog-load",
-        "obj-pin",
-        "obj-get",
-        "prog-attach",
-        "prog-detach",
-        "prog-test-run",
-        "prog-get-next-id",
-        "map-get-next-id",
-        "prog-get-fd-by-id",
-        "map-get-fd-by-id",
-        "obj-get-info-by-fd",
-        "prog-query",
-        "raw-tracepoint-open",
-        "btf-load",
-        "btf-get-fd-by-id",
-        "task-fd-query",
-        "map-lookup-and-delete-elem",
-        "map-freeze",
-        "btf-get-next-id",
-        "map-lookup-batch",
-        "map-lookup-and-delete-batch",
-        "map-update-batch",
-        "map-delete-batch",
-        "link-create",
-        "link-update",
-        "link-get-fd-by-id",
-        "link-get-next-id",
-        "enable-stats",
-        "iter-create",
-        "link-detach",
-    ];
-    NAMES
+    system::BPF_COMMAND_NAMES
         .get(cmd as usize)
         .map_or_else(|| format!("cmd-{cmd}"), |n| (*n).to_owned())
 }

@@ -118,6 +118,8 @@ pub enum Request {
         kind: u32,
         protocol: u32,
     },
+    /// A `bpf()` command (`prog_type`: the `enum bpf_prog_type` a `BPF_PROG_LOAD` loads).
+    Bpf { cmd: u32, prog_type: u32 },
     /// `bind` of a TCP or UDP socket to a local address and port (`listen`: `listen` on a
     /// TCP socket bound there; port 0 for one not bound).
     Serve {
@@ -803,6 +805,18 @@ fn judge(policy: &CompiledPolicy, request: &Request) -> Judgement {
             };
             file(action, hook, verdict)
         }
+        Request::Bpf { cmd, prog_type } => Judgement {
+            action: Action::Bpf,
+            hook: "bpf",
+            reason: if policy.permits & system::BPF != 0 && system::bpf_permitted(*cmd, *prog_type)
+            {
+                Reason::Allowed
+            } else {
+                Reason::NotPermitted
+            },
+            rule_id: None,
+            path: None,
+        },
         Request::Serve {
             addr,
             protocol,
@@ -852,6 +866,7 @@ fn request_path(request: &Request) -> Option<String> {
         | Request::Connect { .. }
         | Request::Send { .. }
         | Request::Serve { .. }
+        | Request::Bpf { .. }
         | Request::System(_)
         | Request::Socket { .. }
         | Request::Capability { .. } => None,
@@ -879,6 +894,16 @@ fn target(request: &Request) -> String {
             format!("{addr}/{}", format!("{protocol:?}").to_lowercase())
         }
         Request::System(r) => r.word.to_owned(),
+        Request::Bpf { cmd, prog_type } => {
+            let name = system::BPF_COMMAND_NAMES
+                .get(*cmd as usize)
+                .map_or_else(|| format!("cmd-{cmd}"), |n| (*n).to_owned());
+            if *cmd == system::BPF_PROG_LOAD {
+                format!("{name} type {prog_type}")
+            } else {
+                name
+            }
+        }
         Request::Capability { cap } => capability_name(*cap),
         Request::Socket {
             family,

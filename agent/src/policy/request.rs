@@ -64,11 +64,40 @@ fn rename(from: &str, to: &str, exchange: bool) -> Result<Request> {
     })
 }
 
+/// `bpf COMMAND [PROG-TYPE]`: a command by its event name (`map-create`, `obj-get`, ...)
+/// or number; a `prog-load` with the `enum bpf_prog_type` number it loads.
+fn parse_bpf(command: &str, rest: &[&str]) -> Result<Request> {
+    use rampart_common::system;
+    let cmd = system::BPF_COMMAND_NAMES
+        .iter()
+        .position(|n| *n == command)
+        .map(|i| i as u32)
+        .or_else(|| command.parse().ok())
+        .with_context(|| {
+            format!(
+                "unknown bpf command `{command}`: use one of {} or a number",
+                system::BPF_COMMAND_NAMES.join(", ")
+            )
+        })?;
+    let prog_type = match (cmd == system::BPF_PROG_LOAD, rest) {
+        (true, [t]) => t.parse().with_context(|| {
+            format!("`{t}`: the program type is a number (1: socket filter, 2: kprobe, ...)")
+        })?,
+        (true, _) => bail!(
+            "`bpf prog-load` needs the program type's number (1: socket filter, 2: kprobe, ...)"
+        ),
+        (false, []) => 0,
+        (false, _) => bail!("only `bpf prog-load` takes a program type"),
+    };
+    Ok(Request::Bpf { cmd, prog_type })
+}
+
 /// Parses one request line: `exec PATH`, `open PATH ACCESS`, `map-exec PATH`,
 /// `create PATH KIND`, `remove PATH`, `link FROM TO`, `rename FROM TO`, `exchange FROM TO`,
 /// `truncate PATH`, `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`,
 /// `connect ADDR:PORT/PROTO`, `send ADDR:PORT/PROTO`, `bind ADDR:PORT/PROTO`,
-/// `listen ADDR:PORT/tcp`, `receive PATH ACCESS`, `socket FAMILY TYPE [PROTOCOL]`,
+/// `listen ADDR:PORT/tcp`, `receive PATH ACCESS`, `bpf COMMAND [PROG-TYPE]`,
+/// `socket FAMILY TYPE [PROTOCOL]`,
 /// `capability NAME`, or a
 /// system action alone (`mount`,
 /// `chroot`, ...: [`SYSTEM_REQUESTS`]). Paths are resolved on this host; the entry a create, remove,
@@ -162,6 +191,7 @@ pub fn parse_request(line: &str) -> Result<Request> {
                 listen: *verb == "listen",
             }
         }
+        ["bpf", command, rest @ ..] => parse_bpf(command, rest)?,
         ["unix-connect", peer] => unix(peer, false)?,
         ["unix-send", peer] => unix(peer, true)?,
         ["socket", family, kind, protocol @ ..] => parse_socket(family, kind, protocol)?,
@@ -182,7 +212,7 @@ pub fn parse_request(line: &str) -> Result<Request> {
              `link FROM TO`, `rename FROM TO`, `exchange FROM TO`, `truncate PATH`, \
              `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, \
              `connect ADDR:PORT/tcp`, `send ADDR:PORT/udp`, `bind ADDR:PORT/tcp|udp`, \
-             `listen ADDR:PORT/tcp`, `receive PATH read,write`, \
+             `listen ADDR:PORT/tcp`, `receive PATH read,write`, `bpf COMMAND [PROG-TYPE]`, \
              `socket FAMILY TYPE [PROTOCOL]`, \
              `unix-connect PATH|@NAME`, `unix-send PATH|@NAME`, \
              `capability NAME` or a \

@@ -304,6 +304,8 @@ pub enum Permit {
     /// What kernel lockdown guards: raw memory and I/O ports, MSRs, `/proc/kcore`,
     /// debugfs, tracefs, kprobes, ...
     KernelAccess,
+    /// `bpf()` for the workload's own maps and network programs.
+    Bpf,
 }
 
 impl Permit {
@@ -317,6 +319,7 @@ impl Permit {
             Permit::KernelLoad => system::KERNEL_LOAD,
             Permit::PerfEvents => system::PERF_EVENTS,
             Permit::KernelAccess => system::KERNEL_ACCESS,
+            Permit::Bpf => system::BPF,
         }
     }
 }

@@ -301,6 +301,49 @@ fn a_received_file_is_judged_as_an_open_at_its_path() {
 }
 
 #[test]
+fn bpf_needs_the_permit_and_never_reaches_objects_it_did_not_make() {
+    use rampart_common::system;
+    let judge = |p: &super::CompiledPolicy, cmd: u32, prog_type: u32| {
+        explain(p, &Request::Bpf { cmd, prog_type }).reason
+    };
+    let plain = policy(BASE);
+    assert_eq!(judge(&plain, 0, 0), "not-permitted");
+    let p = policy(&format!("{BASE}  permits: [bpf]\n"));
+    let number = |name: &str| {
+        system::BPF_COMMAND_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap() as u32
+    };
+    for allowed in [
+        "map-create",
+        "map-update-elem",
+        "obj-pin",
+        "link-create",
+        "link-detach",
+    ] {
+        assert_eq!(judge(&p, number(allowed), 0), "allowed", "{allowed}");
+    }
+    for denied in [
+        "obj-get",
+        "prog-get-next-id",
+        "map-get-fd-by-id",
+        "link-get-fd-by-id",
+        "raw-tracepoint-open",
+        "iter-create",
+    ] {
+        assert_eq!(judge(&p, number(denied), 0), "not-permitted", "{denied}");
+    }
+    let load = number("prog-load");
+    assert_eq!(judge(&p, load, 1), "allowed"); // socket filter
+    assert_eq!(judge(&p, load, 6), "allowed"); // XDP
+    for tracing in [2, 5, 7, 17, 26, 27, 28, 29, 31, 99] {
+        assert_eq!(judge(&p, load, tracing), "not-permitted", "type {tracing}");
+    }
+    assert_eq!(judge(&p, 36, 0), "not-permitted"); // BPF_TOKEN_CREATE
+}
+
+#[test]
 fn audit_mode_reports_audit_decisions() {
     let p = policy(&BASE.replace(
         "governs: [/web.slice]",

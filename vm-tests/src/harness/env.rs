@@ -262,9 +262,10 @@ spec:
     # cgroupfs (scenarios/system.rs): written only in its own cgroups whatever this grants.
     - path: /sys/fs/cgroup/
       access: [read, write]
-  permits: [mount, chroot, user-namespaces, kernel-load, perf-events, kernel-access]
+  permits: [mount, chroot, user-namespaces, kernel-load, perf-events, kernel-access, bpf]
   sockets: [inet-raw, inet-ping, packet, netlink-route]
-  capabilities: [sys_admin, sys_chroot, sys_module, perfmon, net_raw, sys_rawio]
+  # bpf: checked before sys_admin by bpf() (scenarios/scope.rs)
+  capabilities: [sys_admin, sys_chroot, sys_module, perfmon, net_raw, sys_rawio, bpf]
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Policy
@@ -290,7 +291,7 @@ spec:
   files:
     - path: {F}/data/
       access: [read]
-  permits: [mount, chroot, user-namespaces, kernel-load, perf-events, kernel-access]
+  permits: [mount, chroot, user-namespaces, kernel-load, perf-events, kernel-access, bpf]
   sockets: [inet-raw]
 "#,
         F = FIXTURES

@@ -26,24 +26,6 @@ fn owned(rc: i64) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// An array map of one 8-byte entry.
-fn bpf_map() -> std::io::Result<OwnedFd> {
-    const BPF_MAP_CREATE: libc::c_long = 0;
-    const BPF_MAP_TYPE_ARRAY: u32 = 2;
-    // union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size, max_entries, ...
-    let mut attr = [0u32; 32];
-    attr[..4].copy_from_slice(&[BPF_MAP_TYPE_ARRAY, 4, 8, 1]);
-    // SAFETY: a zeroed bpf_attr-sized buffer with the four fields set.
-    owned(unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_CREATE,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    })
-}
-
 /// Makes or opens what `want` names.
 fn make(want: &str) -> std::io::Result<OwnedFd> {
     if let Some(path) = want.strip_prefix("file-ro:") {
@@ -75,7 +57,7 @@ fn make(want: &str) -> std::io::Result<OwnedFd> {
         "memfd" => owned(unsafe { libc::memfd_create(c"rampart-fd".as_ptr(), 0) } as i64),
         // SAFETY: eventfd(2) with constants only.
         "eventfd" => owned(unsafe { libc::eventfd(0, 0) } as i64),
-        "bpf-map" => bpf_map(),
+        "bpf-map" => crate::sys::bpf_map_create(),
         "nsfs" => Ok(std::fs::File::open("/proc/self/ns/mnt")?.into()),
         _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
     }

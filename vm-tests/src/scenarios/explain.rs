@@ -221,7 +221,7 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
     // request fails with EPROTONOSUPPORT whatever was decided, so its row is not here.)
     let readable = fx("data/readable.txt");
     let writable = fx("data/writable.txt");
-    let system: [(&str, Vec<&str>); 12] = [
+    let system: [(&str, Vec<&str>); 14] = [
         ("mount", vec!["bind-mount", &readable, &writable]),
         ("umount", vec!["umount", "/proc"]),
         ("pivot-root", vec!["pivot-root", "/tmp"]),
@@ -231,6 +231,8 @@ pub fn explain_table(env: &Env) -> Vec<(String, Vec<String>)> {
         ("finit-module", vec!["finit-module", &readable]),
         ("perf-event-open", vec!["perf-open"]),
         ("kernel-access", vec!["ioperm"]),
+        ("bpf map-create", vec!["bpf-map-create"]),
+        ("bpf prog-get-next-id", vec!["bpf-next-id"]),
         (
             "clone-into-cgroup",
             vec!["clone-into-cgroup", "/sys/fs/cgroup"],
@@ -325,8 +327,8 @@ pub fn event_target(request: &str) -> String {
     let mut words = request.split_whitespace();
     let kind = words.next().unwrap_or_default();
     let arg = words.next().unwrap_or_default();
-    if kind == "socket" || kind == "capability" {
-        // A socket or capability event names it in `access`, with no path or endpoint.
+    if kind == "socket" || kind == "capability" || kind == "bpf" {
+        // A socket, capability or bpf event names it in `access`, with no path or endpoint.
         return String::new();
     }
     if matches!(kind, "connect" | "send" | "bind" | "listen") {

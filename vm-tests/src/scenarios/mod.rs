@@ -310,6 +310,18 @@ pub const ALL: &[Scenario] = &[
         run: receive::received_descriptors_judged_as_their_origin,
     },
     Scenario {
+        name: "bpf-only-with-the-permit-and-never-on-rampart-objects",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: scope::bpf_only_with_the_permit_and_never_on_rampart_objects,
+    },
+    Scenario {
+        name: "setns-into-namespaces-outside-the-policy-denied",
+        phase: AgentPhase::Running,
+        requires: Requires::BpfLsm,
+        run: scope::setns_outside_the_policy_denied,
+    },
+    Scenario {
         name: "kernel-access-denied-unless-permitted",
         phase: AgentPhase::Running,
         requires: Requires::BpfLsm,

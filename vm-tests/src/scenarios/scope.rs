@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::harness::env::{Env, LINEAGE_DIR, PIN_DIR};
+use crate::harness::env::{Env, CGROUP_ROOT, LINEAGE_DIR, PERMITS_CGROUP, PIN_DIR};
 use crate::harness::observe::{exec_target, op_in, p, want, want_denied, Failures, Outcome};
 
 /// What a tamper attempt is, its op, and the event its denial must give (action, target,
@@ -96,17 +96,17 @@ pub fn tamper_chain_and_process_scope(env: &mut Env) -> Result<String> {
         (
             "bpf(BPF_OBJ_GET) of the pinned GOVERNED map",
             vec!["bpf-obj-get", &map_pin],
-            ("bpf", "", "no-rule"),
+            ("bpf", "", "not-permitted"),
         ),
         (
             "bpf(BPF_OBJ_GET) of a pinned link (to detach it)",
             vec!["bpf-obj-get", &link_pin],
-            ("bpf", "", "no-rule"),
+            ("bpf", "", "not-permitted"),
         ),
         (
             "bpf(BPF_PROG_GET_NEXT_ID): the way to every program without pins",
             vec!["bpf-next-id"],
-            ("bpf", "", "no-rule"),
+            ("bpf", "", "not-permitted"),
         ),
         (
             "unlink a pinned link",
@@ -247,6 +247,108 @@ pub fn tamper_chain_and_process_scope(env: &mut Env) -> Result<String> {
         "{} tamper and scope attempts denied and recorded (bpf on pins and program ids, pin unlink and rename, SIGKILL/SIGHUP/SIGSTOP, ptrace, process_vm_readv, pidfd_getfd, /proc/PID/mem of the agent; signal and ptrace of an ungoverned process); signal and ptrace within the policy allowed; exec and connect still denied afterwards",
         denials.len() + 3
     ))
+}
+
+/// `bpf()` with the `bpf` permit: the workload's own maps and network programs, never a
+/// way to objects it did not make (Rampart's pinned maps, ids) nor a tracing program.
+pub fn bpf_only_with_the_permit_and_never_on_rampart_objects(env: &mut Env) -> Result<String> {
+    let map_pin = find_pin(Path::new(PIN_DIR), "GOVERNED")
+        .with_context(|| format!("no GOVERNED map pinned under {PIN_DIR}"))?;
+    let map_pin = p(&map_pin);
+    // Its id, read from outside governance: the way to it without the pin.
+    let map = crate::sys::bpf_obj_get(&map_pin).context("BPF_OBJ_GET of the GOVERNED map")?;
+    let map_id = crate::sys::bpf_map_id(map.as_fd())
+        .context("the GOVERNED map's id")?
+        .to_string();
+    drop(map);
+    let permits = Path::new(CGROUP_ROOT).join(PERMITS_CGROUP.trim_start_matches('/'));
+    let mut failures = Failures::default();
+    let g = env.governed.clone();
+    failures.note(want_denied(
+        env,
+        "BPF_MAP_CREATE without the permit",
+        op_in(env, &g, &["bpf-map-create"])?,
+        ("bpf", "", "not-permitted"),
+    ));
+    for (what, op) in [
+        ("BPF_MAP_CREATE with the permit", vec!["bpf-map-create"]),
+        (
+            "BPF_PROG_LOAD of a socket filter",
+            vec!["bpf-prog-load", "1"],
+        ),
+    ] {
+        failures.note(want(what, op_in(env, &permits, &op)?, Outcome::Ok));
+    }
+    let denied: [(&str, Vec<&str>); 4] = [
+        (
+            "BPF_OBJ_GET of Rampart's GOVERNED map",
+            vec!["bpf-obj-get", &map_pin],
+        ),
+        ("BPF_PROG_GET_NEXT_ID", vec!["bpf-next-id"]),
+        (
+            "BPF_MAP_GET_FD_BY_ID of Rampart's GOVERNED map",
+            vec!["bpf-map-by-id", &map_id],
+        ),
+        (
+            "BPF_PROG_LOAD of a kprobe program",
+            vec!["bpf-prog-load", "2"],
+        ),
+    ];
+    for (what, op) in &denied {
+        let got = op_in(env, &permits, op)?;
+        failures.note(want_denied(env, what, got, ("bpf", "", "not-permitted")));
+    }
+    failures.check()?;
+    Ok(format!(
+        "without the permit bpf() denied; with it a map and a socket filter made, {} ways to other objects or to tracing denied and recorded (BPF_OBJ_GET of Rampart's map, GET_NEXT_ID, MAP_GET_FD_BY_ID of that map, a kprobe load)",
+        denied.len()
+    ))
+}
+
+/// Joining another process's namespaces (`setns`) is scoped like ptrace: the kernel asks
+/// for ptrace access to the process first (`/proc/PID/ns/*`, and a pidfd's target), so a
+/// governed root with `sys_admin` and `sys_chroot` still cannot enter the host's mount
+/// namespace; its own policy's processes' namespaces it may join.
+pub fn setns_outside_the_policy_denied(env: &mut Env) -> Result<String> {
+    let g = env.governed.clone();
+    let sibling = sleeper(env, Some(&g))?;
+    let sib = sibling.pid();
+    let mut failures = Failures::default();
+    // PID 1: the guest's init, outside every governed cgroup.
+    let got = op_in(env, &g, &["setns-pid", "1", "mnt"])?;
+    failures.note(want_denied(
+        env,
+        "setns into init's mount namespace through a pidfd",
+        got,
+        ("ptrace", "1", "no-rule"),
+    ));
+    // The magic link's open asks for ptrace access: EACCES from proc, not EPERM.
+    let got = op_in(env, &g, &["setns-path", "1", "mnt"])?;
+    if got == Outcome::Errno(libc::EACCES) {
+        env.expect_event("ptrace", "1", "deny", "no-rule");
+    } else {
+        failures.push(format!(
+            "setns into init's mount namespace through /proc/1/ns/mnt: got {got:?}, expected EACCES"
+        ));
+    }
+    let got = op_in(env, &g, &["setns-pid", &sib, "uts"])?;
+    if got != Outcome::Ok {
+        // Say what the kernel recorded, if it did.
+        let events =
+            std::fs::read_to_string(crate::harness::agent::AGENT_EVENTS).unwrap_or_default();
+        let last: Vec<&str> = events.lines().rev().take(2).collect();
+        failures.push(format!(
+            "setns into the UTS namespace of a task of the same policy: got {got:?}, expected Ok (last events: {last:?})"
+        ));
+    }
+    failures.note(want(
+        "setns into init's mount namespace from outside governance",
+        op_in(env, &env.ungoverned.clone(), &["setns-pid", "1", "mnt"])?,
+        Outcome::Ok,
+    ));
+    drop(sibling);
+    failures.check()?;
+    Ok("setns into init's mount namespace denied through a pidfd and through /proc/1/ns/mnt (ptrace scope, recorded) with sys_admin and sys_chroot listed; into a same-policy task's namespace allowed; ungoverned unchanged".to_owned())
 }
 
 /// The `tamper` records of the main agent's lineage so far, as `(found, repaired)` (read
