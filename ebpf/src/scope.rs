@@ -25,14 +25,17 @@ fn judge_peer(peer: *const u8, action: Action, quiet: bool) -> bool {
         Ok(found) => found,
         Err(verdict) => return verdict,
     };
-    // Slots are small numbers; NOBODY and UNKNOWN never equal one.
-    if task_governor(peer, layout) == policy_id {
-        return true;
-    }
     let mut request = Request::new(action, 0);
     request.peer_pid = read_at::<i32>(peer, layout.task_tgid).unwrap_or(0) as u32;
     request.quiet = quiet;
-    conclude(policy_id, &request, Reason::NoRule, NO_RULE)
+    // Slots are small numbers; NOBODY and UNKNOWN never equal one. Through `conclude`
+    // either way: an expired or missing policy denies its own tasks' signals too.
+    let reason = if task_governor(peer, layout) == policy_id {
+        Reason::Allowed
+    } else {
+        Reason::NoRule
+    };
+    conclude(policy_id, &request, reason, NO_RULE)
 }
 
 /// `task_kill(p, info, sig, cred)`: `kill`, `tgkill`, `pidfd_send_signal`, ... from

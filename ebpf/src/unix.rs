@@ -69,12 +69,13 @@ fn judge_peer_socket(peer: *const u8, through_socket: bool, action: Action) -> b
     };
     let cgroup = read_at::<*const u8>(peer, layout.sock_cgrp_data + layout.sock_cgroup)
         .unwrap_or(core::ptr::null());
-    // Slots are small numbers; NOBODY and UNKNOWN never equal one.
-    if cgroup_governor(cgroup, layout) == policy_id {
-        return true;
-    }
     let mut request = Request::new(action, access::CONNECT);
     request.family = sockets::AF_UNIX;
+    // Slots are small numbers; NOBODY and UNKNOWN never equal one. Through `conclude`:
+    // an expired or missing policy denies its own peers too.
+    if cgroup_governor(cgroup, layout) == policy_id {
+        return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
+    }
     let bound_at = peer.wrapping_add(layout.unix_path as usize);
     let dentry = read_at::<*const u8>(bound_at, layout.path_dentry).unwrap_or(core::ptr::null());
     if dentry.is_null() {

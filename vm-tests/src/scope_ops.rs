@@ -117,6 +117,19 @@ fn vm_read(pid: &str) -> Result<()> {
     rc(unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) } as i64).map(drop)
 }
 
+/// Sends `sig` to `pid` once a second for `secs` seconds: ok if every one was delivered,
+/// else the errno of the first that was not (a policy that expires meanwhile).
+fn repeat_kill(pid: &str, sig: &str, secs: &str) -> Result<()> {
+    let secs: u64 = secs
+        .parse()
+        .map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    for _ in 0..secs {
+        kill(pid, sig)?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    Ok(())
+}
+
 /// The `CLONE_NEW*` flag of a namespace kind.
 fn ns_flag(kind: &str) -> Result<libc::c_int> {
     Ok(match kind {
@@ -150,6 +163,7 @@ pub fn run(args: &[&str]) -> Option<Result<()>> {
         ["bpf-obj-get", path] => bpf_obj_get(path),
         ["bpf-next-id"] => bpf_next_id(),
         ["kill", pid, sig] => kill(pid, sig),
+        ["repeat-kill", pid, sig, secs] => repeat_kill(pid, sig, secs),
         ["pidfd-signal", pid, sig] => pidfd_signal(pid, sig),
         ["pidfd-getfd", pid] => pidfd_getfd(pid),
         ["ptrace-attach", pid] => ptrace_attach(pid),

@@ -458,25 +458,57 @@ fn run_until_expired(env: &Env, name: &str, lifetime: u64) -> Result<Expired> {
 }
 
 /// A bundle that expires while in force: governed actions it allowed are then denied with
-/// reason policy-expired, and the agent logs the expiry.
+/// reason policy-expired, and the agent logs the expiry. What a policy allows between its
+/// own tasks (signals) fails closed too: a task started before the expiry signals another
+/// of the same cgroup every second until the kernel refuses.
 pub fn expiry_fails_closed(env: &mut Env) -> Result<String> {
+    let cg = make_cgroup("rampart-expiry")?;
+    let mut sibling = Command::new(&env.runner)
+        .arg("cg-exec")
+        .arg(&cg)
+        .arg(&env.allowed)
+        .args(["op", "sleep", "240"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the sibling")?;
+    let sib = sibling.id().to_string();
+    let shared: &Env = env;
+    let (expired, signals) = std::thread::scope(|scope| {
+        let signaller = scope.spawn(|| op_in(shared, &cg, &["repeat-kill", &sib, "0", "200"]));
+        let expired = run_until_expired(shared, "expiry", 20);
+        (expired, signaller.join())
+    });
+    let _ = sibling.kill();
+    let _ = sibling.wait();
     let Expired {
         mut agent,
         cg,
         fa,
         lifetime,
         ..
-    } = run_until_expired(env, "expiry", 20)?;
+    } = expired?;
     let after = op_in(env, &cg, &["open", &fa, "read"])?;
     let drops = agent.stop()?;
     if !after.denied() {
         bail!("after expiry the read must be denied, got {after:?}");
+    }
+    let signals = signals.map_err(|_| anyhow::anyhow!("the signalling thread panicked"))??;
+    if !signals.denied() {
+        bail!("after expiry a signal to a task of the same policy must be denied, got {signals:?}");
     }
     let events = agent.events()?;
     let expired = events
         .iter()
         .filter(|e| e["reason"] == "policy-expired" && e["decision"] == "deny")
         .count();
+    if !events.iter().any(|e| {
+        e["reason"] == "policy-expired"
+            && e["action"] == "signal"
+            && e["peer_pid"] == sib.parse::<u64>().unwrap_or(0)
+    }) {
+        bail!("no policy-expired denial of the signal to the sibling ({sib}) was recorded");
+    }
     // Once expired every governed action fails closed: already the probe's exec.
     if expired == 0 {
         bail!(
@@ -493,7 +525,7 @@ pub fn expiry_fails_closed(env: &mut Env) -> Result<String> {
         bail!("the agent did not log the expiry");
     }
     Ok(format!(
-        "read allowed before expiry, denied {lifetime} s later; {expired} policy-expired denials recorded; expiry logged"
+        "read allowed before expiry, denied {lifetime} s later; a signal between the policy's own tasks denied once expired; {expired} policy-expired denials recorded; expiry logged"
     ))
 }
 
