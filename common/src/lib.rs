@@ -550,8 +550,9 @@ pub enum Action {
     /// Receiving a descriptor from another process (`SCM_RIGHTS`, `pidfd_getfd`:
     /// `file_receive`): a file with a path is judged as an open of it with the access it
     /// was opened for; a socket only if it was made in a cgroup of the same policy slot;
-    /// bpf objects, io_uring instances and namespace files never; pipes and other
-    /// anonymous files (memfd, eventfd, ...) are allowed. The event's path is the file's,
+    /// namespace files and anonymous files other than eventfd, epoll, timerfd, signalfd
+    /// and pidfd (bpf objects, io_uring, perf events, inotify, ...) never; pipes and files
+    /// on kernel-internal mounts (memfd, ...) are allowed. The event's path is the file's,
     /// or `socket:PROTO`, `anon_inode:NAME`, `nsfs` for those without one.
     Receive = 32,
 }

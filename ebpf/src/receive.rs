@@ -4,11 +4,11 @@
 //! judged as an open of that path with the access it was opened for (also a cgroupfs file
 //! opened for writing elsewhere, or a pinned program opened for writing); a socket only if
 //! it was made in a cgroup of the task's own policy slot (a raw, packet or TCP socket made
-//! outside would send past every rule); bpf objects (maps, programs, links), io_uring
-//! instances (whose kernel thread acts for their maker) and namespace files (`setns`)
-//! never. Pipes and the other anonymous files (memfd, eventfd, timerfd, pidfd, epoll, ...)
-//! carry data only and are allowed: running or mapping a memfd executable is judged at
-//! `exec` and `mmap`.
+//! outside would send past every rule); namespace files (`setns`) never, nor anonymous
+//! files other than eventfd, epoll, timerfd, signalfd and pidfd (bpf objects, io_uring,
+//! perf events, fanotify, ... act with their maker's authority). Pipes and files on
+//! kernel-internal mounts (memfd, dma-buf, ...) carry data only and are allowed: running
+//! or mapping a memfd executable is judged at `exec` and `mmap`.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use rampart_common::{access, Action, KernelLayout, Reason, NO_RULE};
@@ -72,25 +72,38 @@ fn label(file: *const u8, prefix: &[u8], named: bool, layout: &KernelLayout) -> 
     at + len + 1
 }
 
-/// Whether an anonymous file is one that acts with its maker's authority: a bpf object
-/// (`bpf-map`, `bpf-prog`, `bpf_link`, `bpf_iter`, ...) or an io_uring instance (its
-/// kernel thread acts for its maker; `SCM_RIGHTS` refuses io_uring descriptors itself, a
-/// seccomp supervisor's `SECCOMP_IOCTL_NOTIF_ADDFD` and binder do not).
-fn carries_authority(file: *const u8, layout: &KernelLayout) -> bool {
+/// The anonymous files a governed task may receive, by the first bytes of their names:
+/// `[eventfd]`, `[eventpoll]`, `[timerfd]`, `[signalfd]`, `[pidfd]` (before 6.9; pidfs
+/// after). They carry data or name a process whose use is judged where it is used.
+const DATA_ONLY_ANON: [[u8; 6]; 4] = [*b"[event", *b"[timer", *b"[signa", *b"[pidfd"];
+
+/// Whether an anonymous file carries only data. Every other one may act with its maker's
+/// authority and is refused: bpf objects (`bpf-map`, `bpf-prog`, `bpf_link`, ...),
+/// io_uring instances (their kernel thread acts for their maker; `SCM_RIGHTS` refuses
+/// them itself, a seccomp supervisor's `SECCOMP_IOCTL_NOTIF_ADDFD` and binder do not),
+/// perf events (the `perf-events` permit), fanotify and inotify groups (events about, and
+/// with fanotify decisions on, files the policy does not name), userfaultfd, KVM, ...
+fn data_only(file: *const u8, layout: &KernelLayout) -> bool {
     let Some(dentry) = read_at::<*const u8>(file, layout.file_path + layout.path_dentry) else {
-        return true;
+        return false;
     };
     let Ok((name, len)) = dentry_name(dentry, layout) else {
-        return true;
+        return false;
     };
-    let Some(head) = read_at::<[u8; 4]>(name, 0) else {
-        return true;
-    };
-    if len >= 3 && head[0] == b'b' && head[1] == b'p' && head[2] == b'f' {
-        return true;
+    if len < 6 {
+        return false;
     }
-    // "[io_uring]"
-    len >= 4 && head == *b"[io_"
+    let Some(head) = read_at::<[u8; 6]>(name, 0) else {
+        return false;
+    };
+    let mut i = 0;
+    while i < DATA_ONLY_ANON.len() {
+        if head == DATA_ONLY_ANON[i] {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Judges a received descriptor for the current task; true to allow.
@@ -121,7 +134,7 @@ fn judge_received(file: *const u8) -> bool {
             return conclude(policy_id, &request, reason, NO_RULE);
         }
         ANON_INODE_FS_MAGIC => {
-            if !carries_authority(file, layout) {
+            if data_only(file, layout) {
                 return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
             }
             request.path_len = label(file, b"anon_inode:", true, layout);

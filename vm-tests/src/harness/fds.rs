@@ -1,7 +1,7 @@
 //! A host process that hands out descriptors (issue 17): a unix stream listener outside
 //! every governed cgroup, as a daemon that passes descriptors to its clients is. A client
 //! writes what it wants (`file-ro:PATH`, `file-rw:PATH`, `raw`, `tcp`, `pipe`, `memfd`,
-//! `eventfd`, `bpf-map`, `nsfs`); the server makes or opens it as ungoverned
+//! `eventfd`, `bpf-map`, `inotify`, `nsfs`); the server makes or opens it as ungoverned
 //! root and sends it with `SCM_RIGHTS`. It lives as long as the runner, in a thread.
 
 use std::{
@@ -58,6 +58,8 @@ fn make(want: &str) -> std::io::Result<OwnedFd> {
         // SAFETY: eventfd(2) with constants only.
         "eventfd" => owned(unsafe { libc::eventfd(0, 0) } as i64),
         "bpf-map" => crate::sys::bpf_map_create(),
+        // SAFETY: inotify_init1(2) with constants only.
+        "inotify" => owned(unsafe { libc::inotify_init1(0) } as i64),
         "nsfs" => Ok(std::fs::File::open("/proc/self/ns/mnt")?.into()),
         _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
     }

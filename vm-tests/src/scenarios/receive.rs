@@ -1,7 +1,7 @@
 //! Received descriptors (issue 17): a governed workload that reaches a host process which
 //! hands out descriptors gets only what it could have opened or made itself: files by
 //! their path and the access they were opened with, sockets only its own policy made, no
-//! bpf object or namespace file; pipes and anonymous data files pass. (io_uring
+//! bpf object, inotify group or namespace file; pipes and anonymous data files pass. (io_uring
 //! descriptors, also refused, cannot be sent over `SCM_RIGHTS` at all: the kernel says
 //! `EINVAL` to the sender.)
 //! Ungoverned receivers are not affected.
@@ -72,6 +72,12 @@ pub fn received_descriptors_judged_as_their_origin(env: &mut Env) -> Result<Stri
             "no-rule",
         ),
         (
+            "an inotify group (events about files no rule names)",
+            "inotify".to_owned(),
+            "anon_inode:inotify".to_owned(),
+            "no-rule",
+        ),
+        (
             "the host's mount namespace",
             "nsfs".to_owned(),
             "nsfs".to_owned(),
@@ -92,7 +98,7 @@ pub fn received_descriptors_judged_as_their_origin(env: &mut Env) -> Result<Stri
     }
     failures.check()?;
     Ok(format!(
-        "{} descriptors from a host process received where they carry nothing the policy withholds (files by path and access, pipe, memfd, eventfd; its own socket); {} denied and recorded (unnamed file, write past read, raw and TCP sockets made outside, bpf map, mount namespace); ungoverned receivers unchanged",
+        "{} descriptors from a host process received where they carry nothing the policy withholds (files by path and access, pipe, memfd, eventfd; its own socket); {} denied and recorded (unnamed file, write past read, raw and TCP sockets made outside, bpf map, inotify group, mount namespace); ungoverned receivers unchanged",
         allowed.len() + 1,
         denied.len()
     ))
