@@ -9,7 +9,7 @@ use crate::{
     decision::{conclude, governed, lsm_verdict, Request},
     governance::UNKNOWN,
     maps::MAP_EXEC_ALLOWED,
-    object::{btf_ptr, btf_u32, creds_overridden, file_fs_magic, file_identity, read_at},
+    object::{btf_ptr, btf_u32, creds_overridden, file_fs_magic, file_identity, on_internal_mount},
     path::{exec_pinned, judge_path},
 };
 
@@ -41,26 +41,27 @@ pub enum FileFrom {
     File,
 }
 
-/// `ERR_PTR(-EINVAL)`: the `mnt_ns` of the kernel's private mounts (`clone_private_mount`,
-/// `kern_mount`).
-const MNT_NS_INTERNAL: u64 = -22i64 as u64;
-
 /// Whether this open is the kernel's own, on the workload's behalf: overlayfs opening a
 /// layer's file behind an overlay file, or copying a lower file up into a temporary file of
 /// its work directory. Such opens run with the mounter's credentials (`override_creds`:
-/// `cred` differs from `real_cred`) on a layer's private mount (`MNT_NS_INTERNAL`), which
+/// `cred` differs from `real_cred`) on a layer's private mount, which
 /// no path of the workload reaches. The workload's own open of the overlay file was judged
 /// at the overlay path first; the layer's path would name no rule and deny every write
 /// that needs a copy-up.
 fn kernel_opens_for_overlay(file: *const u8, layout: &KernelLayout) -> bool {
-    if !creds_overridden(layout) {
-        return false;
+    creds_overridden(layout) && on_internal_mount(file, layout)
+}
+
+/// The rights an open file was opened with: `read`, `write` from its `f_mode`.
+pub fn mode_access(mode: u32) -> u32 {
+    let mut need = 0;
+    if mode & FMODE_READ != 0 {
+        need |= access::READ;
     }
-    let Some(vfsmnt) = read_at::<*const u8>(file, layout.file_path + layout.path_mnt) else {
-        return false;
-    };
-    let mount = vfsmnt.wrapping_sub(layout.mount_mnt as usize);
-    read_at::<u64>(mount, layout.mount_ns) == Some(MNT_NS_INTERNAL)
+    if mode & FMODE_WRITE != 0 {
+        need |= access::WRITE;
+    }
+    need
 }
 
 /// Judges an action on a file for the current task; true to allow.
@@ -85,13 +86,7 @@ pub fn judge_file(object: *const u8, from: FileFrom, action: Action, need: u32) 
     }
     if from == FileFrom::Open {
         let mode = btf_u32(file, layout.file_mode);
-        let mut need = 0;
-        if mode & FMODE_READ != 0 {
-            need |= access::READ;
-        }
-        if mode & FMODE_WRITE != 0 {
-            need |= access::WRITE;
-        }
+        let mut need = mode_access(mode);
         // The kernel opening a program or its ELF interpreter for execve: `open_exec` passes
         // __FMODE_EXEC in the open flags; f_mode only gains FMODE_EXEC on some kernels.
         let flags = btf_u32(file, layout.file_flags);

@@ -83,6 +83,15 @@ pub fn cgroup_governor(cgrp: *const u8, layout: &KernelLayout) -> u32 {
     found
 }
 
+/// Who governs the cgroup a socket (`struct sock *`, probe-read) was made in
+/// (`sk->sk_cgrp_data`, set when it is made and never changed), as [`cgroup_governor`].
+#[inline(always)]
+pub fn socket_governor(sk: *const u8, layout: &KernelLayout) -> u32 {
+    let cgroup = read_at::<*const u8>(sk, layout.sock_cgrp_data + layout.sock_cgroup)
+        .unwrap_or(core::ptr::null());
+    cgroup_governor(cgroup, layout)
+}
+
 /// The slot's policy, if it is fully loaded.
 pub fn policy(id: u32) -> Option<PolicyInfo> {
     match POLICIES.get(id) {

@@ -70,6 +70,27 @@ fn unreadable(policy_id: u32, action: Action) -> bool {
     conclude(policy_id, &request, Reason::IdentityUnreadable, NO_RULE)
 }
 
+/// Judges `action` at a local endpoint read from kernel memory (`None`: unreadable).
+#[inline(always)]
+fn judge_local(
+    policy_id: u32,
+    action: Action,
+    (v6, protocol): (bool, u32),
+    port: Option<u16>,
+    words: Option<[u32; 4]>,
+) -> bool {
+    let (Some(port), Some(words)) = (port, words) else {
+        return unreadable(policy_id, action);
+    };
+    let address = Address {
+        v6,
+        words,
+        port,
+        protocol,
+    };
+    judge_address(policy_id, action, true, &address)
+}
+
 /// `bind(fd, addr, len)`: `address` is the kernel's copy of the caller's address.
 #[inline(always)]
 fn judge_bind(sock: *const u8, address: *const u8, len: i32) -> bool {
@@ -83,35 +104,26 @@ fn judge_bind(sock: *const u8, address: *const u8, len: i32) -> bool {
         Judged::Inet(_, v6, protocol) => (v6, protocol),
     };
     // The kernel refuses a short address itself; nothing is bound.
-    if len
-        < if v6 {
-            SOCKADDR_IN6_BYTES
-        } else {
-            SOCKADDR_IN_BYTES
-        }
-    {
+    let shortest = if v6 {
+        SOCKADDR_IN6_BYTES
+    } else {
+        SOCKADDR_IN_BYTES
+    };
+    if len < shortest {
         return true;
     }
     // The address is read as the socket's family: an IPv4 socket also takes AF_UNSPEC.
     // sockaddr_in: port at 2, address at 4; sockaddr_in6: port at 2, address at 8.
     let port = read_at::<u16>(address, 2).map(u16::from_be);
-    let (Some(port), Some(words)) = (port, address_words(address, 4, 8, v6)) else {
-        return unreadable(policy_id, Action::Bind);
-    };
-    let address = Address {
-        v6,
-        words,
-        port,
-        protocol,
-    };
-    if port == 0 {
+    let words = address_words(address, 4, 8, v6);
+    if port == Some(0) && words.is_some() {
         // An ephemeral port: what a client binds; judged again if it listens.
         let mut request = Request::new(Action::Bind, 0);
         request.family = if v6 { AF_INET6 } else { AF_INET };
         request.protocol = protocol;
         return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
     }
-    judge_address(policy_id, Action::Bind, true, &address)
+    judge_local(policy_id, Action::Bind, (v6, protocol), port, words)
 }
 
 /// `listen(fd, backlog)`: judged at the address and port the socket is bound to.
@@ -128,16 +140,7 @@ fn judge_listen(sock: *const u8) -> bool {
     };
     let port = read_at::<u16>(sk, layout.sk_num);
     let words = address_words(sk, layout.sk_rcv_saddr, layout.sk_v6_rcv_saddr, v6);
-    let (Some(port), Some(words)) = (port, words) else {
-        return unreadable(policy_id, Action::Listen);
-    };
-    let address = Address {
-        v6,
-        words,
-        port,
-        protocol,
-    };
-    judge_address(policy_id, Action::Listen, true, &address)
+    judge_local(policy_id, Action::Listen, (v6, protocol), port, words)
 }
 
 /// `socket_bind(sock, address, addrlen)`.

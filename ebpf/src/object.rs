@@ -91,3 +91,16 @@ pub fn file_fs_magic(file: *const u8, layout: &KernelLayout) -> Option<u64> {
         .and_then(|inode| read_at::<*const u8>(inode, layout.inode_sb))
         .and_then(|sb| read_at::<u64>(sb, layout.sb_magic))
 }
+
+/// `ERR_PTR(-EINVAL)`: the `mnt_ns` of the kernel's private and internal mounts
+/// (`clone_private_mount`, `kern_mount`: overlay layers, memfds, pipes, sockets).
+const MNT_NS_INTERNAL: u64 = -22i64 as u64;
+
+/// Whether a `struct file` (probe-read) is on a mount no mount namespace holds: the
+/// kernel's internal and private mounts, which no path of the workload reaches.
+pub fn on_internal_mount(file: *const u8, layout: &KernelLayout) -> bool {
+    read_at::<*const u8>(file, layout.file_path + layout.path_mnt)
+        .map(|vfsmnt| vfsmnt.wrapping_sub(layout.mount_mnt as usize))
+        .and_then(|mount| read_at::<u64>(mount, layout.mount_ns))
+        == Some(MNT_NS_INTERNAL)
+}

@@ -15,9 +15,9 @@ use rampart_common::{access, Action, KernelLayout, Reason, NO_RULE};
 
 use crate::{
     decision::{conclude, governed, lsm_verdict, Request},
-    file::judge_write,
-    governance::cgroup_governor,
-    object::{file_fs_magic, file_identity, read_at},
+    file::{judge_write, mode_access},
+    governance::socket_governor,
+    object::{file_fs_magic, file_identity, on_internal_mount, read_at},
     path::{area, copy_name, dentry_name, judge_resolved, put_byte, scratch},
     walk::walk_path,
 };
@@ -26,12 +26,6 @@ const SOCKFS_MAGIC: u64 = 0x534f_434b;
 const PIPEFS_MAGIC: u64 = 0x5049_5045;
 const ANON_INODE_FS_MAGIC: u64 = 0x0904_1934;
 const NSFS_MAGIC: u64 = 0x6e73_6673;
-/// `ERR_PTR(-EINVAL)`: the `mnt_ns` of the kernel's internal mounts (`kern_mount`), where
-/// memfds, pipes, sockets and anonymous files live.
-const MNT_NS_INTERNAL: u64 = -22i64 as u64;
-
-const FMODE_READ: u32 = 0x1;
-const FMODE_WRITE: u32 = 0x2;
 
 /// Longest dentry name copied into a label.
 const LABEL_NAME_MAX: u32 = 64;
@@ -120,12 +114,11 @@ fn judge_received(file: *const u8) -> bool {
     match magic {
         PIPEFS_MAGIC => return conclude(policy_id, &request, Reason::Allowed, NO_RULE),
         SOCKFS_MAGIC => {
-            let cgroup = read_at::<*const u8>(file, layout.file_private_data)
+            let sk = read_at::<*const u8>(file, layout.file_private_data)
                 .and_then(|sock| read_at::<*const u8>(sock, layout.socket_sk))
-                .and_then(|sk| read_at::<*const u8>(sk, layout.sock_cgrp_data + layout.sock_cgroup))
                 .unwrap_or(core::ptr::null());
             // Slots are small numbers; NOBODY and UNKNOWN never equal one.
-            let reason = if cgroup_governor(cgroup, layout) == policy_id {
+            let reason = if socket_governor(sk, layout) == policy_id {
                 Reason::Allowed
             } else {
                 Reason::NoRule
@@ -146,22 +139,14 @@ fn judge_received(file: *const u8) -> bool {
         }
         _ => {}
     }
-    let path = file.wrapping_add(layout.file_path as usize);
-    let internal = read_at::<*const u8>(path, layout.path_mnt)
-        .map(|vfsmnt| vfsmnt.wrapping_sub(layout.mount_mnt as usize))
-        .and_then(|mount| read_at::<u64>(mount, layout.mount_ns))
-        == Some(MNT_NS_INTERNAL);
-    if internal {
+    if on_internal_mount(file, layout) {
         // memfd, secretmem, dma-buf, ...: no path a rule could name, data only.
         return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
     }
-    let mode = read_at::<u32>(file, layout.file_mode).unwrap_or(FMODE_READ | FMODE_WRITE);
-    if mode & FMODE_READ != 0 {
-        request.access |= access::READ;
-    }
-    if mode & FMODE_WRITE != 0 {
-        request.access |= access::WRITE;
-    }
+    // Unreadable: judged as if opened for both.
+    request.access =
+        read_at::<u32>(file, layout.file_mode).map_or(access::READ | access::WRITE, mode_access);
+    let path = file.wrapping_add(layout.file_path as usize);
     let verdict = match file_identity(file, layout) {
         Some(id) => {
             request.file = id;

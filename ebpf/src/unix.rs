@@ -14,7 +14,7 @@ use rampart_common::{access, sockets, Action, KernelLayout, Reason, NO_RULE};
 
 use crate::{
     decision::{conclude, governed, lsm_verdict, Request},
-    governance::cgroup_governor,
+    governance::socket_governor,
     object::{dentry_identity, read_at},
     path::{area, copy_name, judge_resolved, put_byte, scratch},
     walk::walk_path,
@@ -67,13 +67,11 @@ fn judge_peer_socket(peer: *const u8, through_socket: bool, action: Action) -> b
     } else {
         peer
     };
-    let cgroup = read_at::<*const u8>(peer, layout.sock_cgrp_data + layout.sock_cgroup)
-        .unwrap_or(core::ptr::null());
     let mut request = Request::new(action, access::CONNECT);
     request.family = sockets::AF_UNIX;
     // Slots are small numbers; NOBODY and UNKNOWN never equal one. Through `conclude`:
     // an expired or missing policy denies its own peers too.
-    if cgroup_governor(cgroup, layout) == policy_id {
+    if socket_governor(peer, layout) == policy_id {
         return conclude(policy_id, &request, Reason::Allowed, NO_RULE);
     }
     let bound_at = peer.wrapping_add(layout.unix_path as usize);
