@@ -164,7 +164,10 @@ pub struct ExplainArgs {
     /// `chmod PATH`, `chown PATH`, `utimes PATH`, `xattr PATH`, `connect ADDR:PORT/tcp`,
     /// `send ADDR:PORT/udp`, `socket FAMILY TYPE [PROTOCOL]` (e.g. `socket inet raw 1`),
     /// `capability NAME` (e.g. `capability net_bind_service`), `unix-connect PATH|@NAME`,
-    /// `unix-send PATH|@NAME` (a unix socket outside the policy's cgroups), or a system
+    /// `unix-send PATH|@NAME` (a unix socket outside the policy's cgroups),
+    /// `bind ADDR:PORT/tcp|udp`, `listen ADDR:PORT/tcp`, `receive PATH read,write` (a
+    /// descriptor opened elsewhere), `bpf COMMAND [PROG-TYPE]` (e.g. `bpf obj-get`,
+    /// `bpf prog-load 2`), or a system
     /// action alone:
     /// `mount`, `move-mount`, `umount`, `pivot-root`, `chroot`, `user-namespace`,
     /// `module-request`, `init-module`, `finit-module`, `perf-event-open`,
