@@ -41,6 +41,48 @@ pub enum LineageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a proof that checks offline with only the host's public key.
+    ///
+    /// With --seq: an inclusion proof of that record (the record, its leaf index, the
+    /// audit path and the signed checkpoint it leads to). With --from-size: a consistency
+    /// proof that the checkpoint of --to-size records (default: the latest) extends the one
+    /// of --from-size records, so a collector keeping only checkpoints can check the host
+    /// never rewrote its history. Check either with `lineage verify-proof`.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["seq", "from_size"])))]
+    Prove {
+        /// The lineage directory.
+        dir: PathBuf,
+        /// The record to prove (its seq).
+        #[arg(long)]
+        seq: Option<u64>,
+        /// For --seq: the checkpoint (by the records it covers) to prove against; default
+        /// the latest.
+        #[arg(long, value_name = "SIZE", requires = "seq")]
+        checkpoint_size: Option<u64>,
+        /// The earlier checkpoint of a consistency proof (by the records it covers).
+        #[arg(long, value_name = "SIZE")]
+        from_size: Option<u64>,
+        /// The later checkpoint; default the latest.
+        #[arg(long, value_name = "SIZE", requires = "from_size")]
+        to_size: Option<u64>,
+        /// Where to write the proof (JSON); `-` for stdout.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Check a proof from `lineage prove` with the host's public key.
+    ///
+    /// Exit 0 only if every checkpoint in it is signed by the key and its hashes lead to
+    /// the signed root; 1 with the reason otherwise (any changed byte fails).
+    VerifyProof {
+        /// The proof file (`-` for stdin).
+        proof: PathBuf,
+        /// The host's public key.
+        #[arg(long = "pub", value_name = "FILE")]
+        public: PathBuf,
+        /// What was verified, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print records (not verified: use `lineage verify`).
     Show {
         /// The lineage directory.
@@ -115,6 +157,27 @@ impl LineageCommand {
                 checkpoints,
                 json,
             } => verify_command(&dir, &public, checkpoints.as_deref(), json).map(ExitCode::from),
+            Self::Prove {
+                dir,
+                seq,
+                checkpoint_size,
+                from_size,
+                to_size,
+                output,
+            } => super::lineage_proof::prove(
+                &dir,
+                seq,
+                checkpoint_size,
+                from_size,
+                to_size,
+                &output,
+            )
+            .map(|()| ExitCode::SUCCESS),
+            Self::VerifyProof {
+                proof,
+                public,
+                json,
+            } => super::lineage_proof::verify_proof(&proof, &public, json),
             Self::Show { dir, filter } => {
                 show_command(&dir, &filter.build()?, filter.json).map(|()| ExitCode::SUCCESS)
             }

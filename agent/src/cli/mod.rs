@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod keygen;
 pub mod keys;
 pub mod lineage;
+pub mod lineage_proof;
 pub mod policy;
 pub mod release;
 pub mod run;

@@ -1,19 +1,19 @@
-//! Checkpoints as signed notes, in the shape of a transparency-log checkpoint
-//! (C2SP `signed-note` and `tlog-checkpoint`): origin, size, head hash, extension lines,
-//! then Ed25519 signature lines. The "root hash" of a Rampart checkpoint is the head of
-//! the record chain, not a Merkle root.
+//! Checkpoints as signed notes: a C2SP `tlog-checkpoint` body (origin, size, root hash,
+//! extension lines) signed as a C2SP `signed-note` with the host's Ed25519 key. The body and
+//! note formats are the `tlog_tiles` and `signed_note` crates'; this module adds the host key
+//! as a signer and verifier and Rampart's extension lines.
 //!
-//! Invariant: [`verify`] accepts a note only if a signature line by the expected key name
-//! and key hash verifies (`verify_strict`) over the exact note body.
+//! The root hash is the Merkle tree root over the first `size` records
+//! ([`super::tree`]); checkpoints written before the tree existed carried the chain head
+//! there instead (see [`super::verify`]).
+//!
+//! Invariant: [`verify`] accepts a note only if a signature by the expected key name and key
+//! id verifies (`verify_strict`) over the exact note text.
 
-use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use ed25519_dalek::Signature;
-use sha2::{Digest, Sha256};
+use signed_note::{Note, VerifierList};
 
 use crate::bundle::keys::{PublicKey, SecretKey};
-
-/// The em dash and space that start a signature line.
-const SIG_PREFIX: &str = "\u{2014} ";
 
 /// What a checkpoint states.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +22,8 @@ pub struct Checkpoint {
     pub origin: String,
     /// Number of records covered (seq 0 ..= size - 1).
     pub size: u64,
-    /// Hash of record `size - 1`.
-    pub head: [u8; 32],
+    /// The Merkle tree root over records 0 .. size - 1.
+    pub root: [u8; 32],
     /// Wall clock, Unix ns, when it was made.
     pub time_ns: u64,
     /// Segment of record `size - 1`.
@@ -35,39 +35,55 @@ pub fn key_name(key: &PublicKey) -> String {
     format!("rampart-host-{}", key.id)
 }
 
-/// The 4-byte key hash of signed notes for an Ed25519 key:
-/// `SHA-256(name || "\n" || 0x01 || public key)[..4]`.
-fn key_hash(name: &str, key: &PublicKey) -> [u8; 4] {
-    let mut h = Sha256::new();
-    h.update(name.as_bytes());
-    h.update(b"\n");
-    h.update([0x01]);
-    h.update(key.key.as_bytes());
-    let d = h.finalize();
-    [d[0], d[1], d[2], d[3]]
+/// The signed-note key id of an Ed25519 key: `SHA-256(name || "\n" || 0x01 || key)[..4]`.
+fn key_id(name: &str, key: &PublicKey) -> u32 {
+    let mut encoded = vec![0x01];
+    encoded.extend_from_slice(key.key.as_bytes());
+    signed_note::key_id(name, &encoded)
 }
 
-impl Checkpoint {
-    /// The note body: every line ends with a newline.
-    pub fn body(&self) -> String {
-        format!(
-            "{}\n{}\n{}\ntime {}\nsegment {}\n",
-            self.origin,
-            self.size,
-            B64.encode(self.head),
-            self.time_ns,
-            self.segment
-        )
-    }
+/// The host key as a note signer.
+struct HostSigner<'a> {
+    key: &'a SecretKey,
+    name: String,
+    id: u32,
+}
 
-    /// The signed note: body, blank line, one signature line.
-    pub fn sign(&self, key: &SecretKey) -> String {
-        let body = self.body();
-        let public = key.public();
-        let name = key_name(&public);
-        let mut blob = key_hash(&name, &public).to_vec();
-        blob.extend_from_slice(&key.sign(body.as_bytes()));
-        format!("{body}\n{SIG_PREFIX}{name} {}\n", B64.encode(blob))
+impl signed_note::Signer for HostSigner<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn key_id(&self) -> u32 {
+        self.id
+    }
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
+        Ok(self.key.sign(msg).to_vec())
+    }
+}
+
+/// The host's public key as a note verifier, with `verify_strict` (no malleable or
+/// small-order signatures).
+struct HostVerifier {
+    key: PublicKey,
+    name: String,
+    id: u32,
+}
+
+impl signed_note::Verifier for HostVerifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn key_id(&self) -> u32 {
+        self.id
+    }
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        let Ok(sig) = <[u8; 64]>::try_from(sig) else {
+            return false;
+        };
+        self.key
+            .key
+            .verify_strict(msg, &Signature::from_bytes(&sig))
+            .is_ok()
     }
 }
 
@@ -80,52 +96,47 @@ pub enum NoteError {
     NotSigned(String),
 }
 
-/// Parses a signed note and checks its signature by `key`.
-pub fn verify(note: &str, key: &PublicKey) -> Result<Checkpoint, NoteError> {
-    let bad = |m: &str| NoteError::Malformed(m.into());
-    let (body, sigs) = note
-        .split_once("\n\n")
-        .ok_or_else(|| bad("no blank line before the signatures"))?;
-    let body = format!("{body}\n");
-    let name = key_name(key);
-    let want_hash = key_hash(&name, key);
-    let signed = sigs.lines().filter(|l| !l.is_empty()).any(|line| {
-        let Some((who, blob)) = line
-            .strip_prefix(SIG_PREFIX)
-            .and_then(|l| l.split_once(' '))
-        else {
-            return false;
-        };
-        let Ok(blob) = B64.decode(blob) else {
-            return false;
-        };
-        if who != name || blob.len() != 68 || blob[..4] != want_hash {
-            return false;
+impl Checkpoint {
+    /// The note text (the checkpoint body): every line ends with a newline.
+    pub fn body(&self) -> String {
+        let extension = format!("time {}\nsegment {}\n", self.time_ns, self.segment);
+        match tlog_tiles::Checkpoint::new(
+            &self.origin,
+            self.size,
+            tlog_tiles::Hash(self.root),
+            &extension,
+        ) {
+            Ok(c) => String::from_utf8_lossy(&c.to_bytes()).into_owned(),
+            // Only an empty origin is refused; the writer always has one.
+            Err(_) => String::new(),
         }
-        let Ok(sig) = <[u8; 64]>::try_from(&blob[4..]) else {
-            return false;
-        };
-        key.key
-            .verify_strict(body.as_bytes(), &Signature::from_bytes(&sig))
-            .is_ok()
-    });
-    if !signed {
-        return Err(NoteError::NotSigned(name));
     }
-    let mut lines = body.lines();
-    let origin = lines.next().ok_or_else(|| bad("no origin"))?.to_owned();
-    let size = lines
-        .next()
-        .and_then(|l| l.parse().ok())
-        .ok_or_else(|| bad("size is not a number"))?;
-    let head = lines
-        .next()
-        .and_then(|l| B64.decode(l).ok())
-        .and_then(|h| <[u8; 32]>::try_from(h).ok())
-        .ok_or_else(|| bad("head is not 32 bytes of base64"))?;
+
+    /// The signed note: body, blank line, one signature line by `key`.
+    pub fn sign(&self, key: &SecretKey) -> String {
+        let public = key.public();
+        let name = key_name(&public);
+        let signer = HostSigner {
+            id: key_id(&name, &public),
+            name,
+            key,
+        };
+        let signed = Note::new(self.body().as_bytes(), &[]).and_then(|mut note| {
+            note.add_sigs(&[&signer])?;
+            Ok(note.to_bytes())
+        });
+        String::from_utf8_lossy(&signed.unwrap_or_default()).into_owned()
+    }
+}
+
+/// Parses a checkpoint body (the note text, without signatures).
+fn parse_body(text: &[u8]) -> Result<Checkpoint, NoteError> {
+    let bad = |m: &str| NoteError::Malformed(m.into());
+    let cp = tlog_tiles::Checkpoint::from_bytes(text)
+        .map_err(|_| bad("not an origin, size and base64 root hash, then extension lines"))?;
     let mut time_ns = None;
     let mut segment = None;
-    for ext in lines {
+    for ext in cp.extension().lines() {
         if let Some(t) = ext.strip_prefix("time ") {
             time_ns = t.parse().ok();
         } else if let Some(s) = ext.strip_prefix("segment ") {
@@ -133,10 +144,34 @@ pub fn verify(note: &str, key: &PublicKey) -> Result<Checkpoint, NoteError> {
         }
     }
     Ok(Checkpoint {
-        origin,
-        size,
-        head,
+        origin: cp.origin().to_owned(),
+        size: cp.size(),
+        root: cp.hash().0,
         time_ns: time_ns.ok_or_else(|| bad("no time line"))?,
         segment: segment.ok_or_else(|| bad("no segment line"))?,
     })
+}
+
+/// Parses a signed note's checkpoint without checking any signature (to find which
+/// checkpoint to prove against; whoever checks the proof checks the signature).
+pub fn parse_unverified(note: &str) -> Result<Checkpoint, NoteError> {
+    let note = Note::from_bytes(note.as_bytes())
+        .map_err(|e| NoteError::Malformed(format!("not a signed note: {e}")))?;
+    parse_body(note.text())
+}
+
+/// Parses a signed note and checks its signature by `key`.
+pub fn verify(note: &str, key: &PublicKey) -> Result<Checkpoint, NoteError> {
+    let name = key_name(key);
+    let parsed = Note::from_bytes(note.as_bytes())
+        .map_err(|e| NoteError::Malformed(format!("not a signed note: {e}")))?;
+    let verifiers = VerifierList::new(vec![Box::new(HostVerifier {
+        id: key_id(&name, key),
+        name: name.clone(),
+        key: key.clone(),
+    })]);
+    parsed
+        .verify(&verifiers)
+        .map_err(|_| NoteError::NotSigned(name))?;
+    parse_body(parsed.text())
 }

@@ -151,6 +151,9 @@ pub enum Body<'a> {
     /// A signed checkpoint over the first `size` records.
     Checkpoint {
         size: u64,
+        /// Hex Merkle tree root over records 0 .. size - 1 (what the note signs).
+        root: &'a str,
+        /// Hex chain hash of record size - 1.
         head: &'a str,
         /// The signed note, exactly as also written to the checkpoint file.
         note: &'a str,
@@ -198,6 +201,8 @@ pub struct Parsed<'a> {
     // Checkpoint fields.
     #[serde(default)]
     pub size: Option<u64>,
+    #[serde(default)]
+    pub root: Option<&'a str>,
     #[serde(default)]
     pub head: Option<&'a str>,
     #[serde(default)]

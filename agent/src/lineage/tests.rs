@@ -202,7 +202,7 @@ fn a_rehashed_segment_is_caught_by_the_checkpoint_signature() {
         .tampered
         .unwrap()
         .reason
-        .contains("checkpoint head does not match"));
+        .contains("checkpoint root does not match"));
     std::fs::remove_dir_all(&f.dir).unwrap();
 }
 

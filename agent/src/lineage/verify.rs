@@ -2,7 +2,8 @@
 //!
 //! Invariant: the report says "intact" only when every record chains to the one before it
 //! with contiguous seqs across contiguous segments, every checkpoint (in the lineage and in
-//! an off-host checkpoint file) is signed by the host key and matches the chain, and no
+//! an off-host checkpoint file) is signed by the host key and its root is the Merkle root of
+//! the records it covers (or, for a checkpoint written before the tree, the chain head), and no
 //! agent recorded that it found the lineage cut back (`truncated`).
 
 use std::{
@@ -17,6 +18,7 @@ use super::{
     note::{self, Checkpoint},
     record::{record_hash, Parsed, GENESIS},
     segment::{segment_path, segments},
+    tree::{leaf_hash, Frontier},
 };
 use crate::bundle::keys::{hex, PublicKey};
 
@@ -92,8 +94,9 @@ struct State<'k> {
     key: &'k PublicKey,
     report: Report,
     head: String,
-    /// Hashes wanted for external checkpoints: size -> hash of record size-1.
-    wanted: BTreeMap<u64, Option<String>>,
+    frontier: Frontier,
+    /// What external checkpoints must match: size -> (tree root, chain head) at that size.
+    wanted: BTreeMap<u64, Option<([u8; 32], String)>>,
     origin: Option<String>,
     last_checkpoint_seq: Option<u64>,
     starts: u64,
@@ -161,7 +164,8 @@ impl State<'_> {
             );
             return false;
         }
-        let hash = hex(&record_hash(line));
+        let raw = record_hash(line);
+        let hash = hex(&raw);
         match parsed.kind {
             "gap" => {
                 self.report.gaps += 1;
@@ -193,8 +197,18 @@ impl State<'_> {
         }
         self.head = hash;
         self.report.records += 1;
+        if let Err(e) = self.frontier.push(leaf_hash(&raw)) {
+            self.tamper(expected, segment, format!("{e:#}"));
+            return false;
+        }
         if let Some(slot) = self.wanted.get_mut(&self.report.records) {
-            *slot = Some(self.head.clone());
+            match self.frontier.root() {
+                Ok(root) => *slot = Some((root.0, self.head.clone())),
+                Err(e) => {
+                    self.tamper(expected, segment, format!("{e:#}"));
+                    return false;
+                }
+            }
         }
         true
     }
@@ -211,10 +225,16 @@ impl State<'_> {
                 cp.size
             ));
         }
-        if hex(&cp.head) != self.head || parsed.head != Some(self.head.as_str()) {
+        let root = self.frontier.root().map_err(|e| format!("{e:#}"))?;
+        let (signed, recorded) = match parsed.root {
+            Some(r) => (cp.root == root.0, r == hex(&root.0)),
+            // Written before the tree: the note signs the chain head.
+            None => (hex(&cp.root) == self.head, true),
+        };
+        if !signed || !recorded || parsed.head != Some(self.head.as_str()) {
             return Err(format!(
-                "checkpoint head does not match the chain: records before seq {seq} were \
-                 altered (and re-hashed)"
+                "checkpoint root does not match the records it covers: records before seq \
+                 {seq} were altered (and re-hashed)"
             ));
         }
         self.same_origin(&cp)?;
@@ -258,6 +278,7 @@ pub fn verify(dir: &Path, key: &PublicKey, checkpoints: Option<&Path>) -> Result
         key,
         report: Report::default(),
         head: GENESIS.into(),
+        frontier: Frontier::default(),
         wanted: external.iter().map(|c| (c.size, None)).collect(),
         origin: None,
         last_checkpoint_seq: None,
@@ -311,7 +332,7 @@ pub fn verify(dir: &Path, key: &PublicKey, checkpoints: Option<&Path>) -> Result
                     st.report.records,
                     cp.size - 1
                 )),
-                Some(h) if h != hex(&cp.head) => Err(format!(
+                Some((root, head)) if root != cp.root && head != hex(&cp.root) => Err(format!(
                     "an off-host checkpoint of {} records does not match the chain: records \
                      before seq {} were altered (and re-hashed)",
                     cp.size, cp.size

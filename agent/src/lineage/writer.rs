@@ -8,6 +8,9 @@
 //! - The file holds only complete lines: a failed write is cut back to the last complete
 //!   line. A torn line left by a crash is moved aside (kept, never dropped) and recorded.
 //! - Each agent start opens a new segment whose first record chains on the last head.
+//! - Record `seq` is leaf `seq` of the tree: its stored hashes reach `DIR/tree` before the
+//!   record reaches its segment, so after a crash the tree file is cut back, never rebuilt,
+//!   unless it is missing or short (then it is rebuilt from the segments).
 
 use std::{
     fs::{File, OpenOptions},
@@ -24,9 +27,10 @@ use super::{
     note::Checkpoint,
     record::{encode, record_hash, Body, GapReason, Header, GENESIS},
     segment::{segment_path, segments, CHECKPOINTS_FILE},
+    tree::{self, leaf_hash, Frontier, TreeFile},
 };
 use crate::{
-    bundle::keys::{decode_hex, hex, SecretKey},
+    bundle::keys::{hex, SecretKey},
     support::time,
 };
 
@@ -92,6 +96,8 @@ pub struct Recovery {
     pub torn: Option<(u64, PathBuf)>,
     /// The anchor the lineage fell short of (recorded as `truncated`), if it did.
     pub truncated: Option<Anchor>,
+    /// Whether `DIR/tree` was missing or short and was rebuilt from the segments.
+    pub tree_rebuilt: bool,
 }
 
 /// The lineage writer.
@@ -111,6 +117,11 @@ pub struct Writer {
     buffer: Vec<u8>,
     seq: u64,
     head: String,
+    /// The Merkle tree: its right edge, the file of stored hashes, and stored hashes (raw)
+    /// not yet written there.
+    frontier: Frontier,
+    tree: TreeFile,
+    tree_pending: Vec<u8>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
     /// Records refused (buffer full) since the last gap record, and when that began.
@@ -194,6 +205,33 @@ fn recover_tail(dir: &Path, last: u64) -> Result<Tail> {
     })
 }
 
+/// The tree of the `records` records in `dir` (segments `existing`): the tree file cut back to
+/// them when it covers them, else rebuilt from the segments.
+fn open_tree(dir: &Path, existing: &[u64], records: u64) -> Result<(TreeFile, Frontier, bool)> {
+    let mut file = TreeFile::open_rw(dir)?;
+    if file.covers(records) {
+        file.cut_to(records)?;
+        let frontier = Frontier::read(records, &file)?;
+        return Ok((file, frontier, false));
+    }
+    let mut out = std::io::BufWriter::new(tree::create(dir)?);
+    let mut frontier = Frontier::default();
+    for &n in existing {
+        let path = segment_path(dir, n);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            for h in frontier.push(leaf_hash(&record_hash(line)))? {
+                out.write_all(&h.0)?;
+            }
+        }
+    }
+    out.into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_data()
+        .context("writing the rebuilt lineage tree")?;
+    Ok((TreeFile::open_rw(dir)?, frontier, true))
+}
+
 /// The lineage id, from the first record of the first segment.
 fn lineage_id(dir: &Path) -> Result<String> {
     let first = segments(dir)?
@@ -241,8 +279,13 @@ impl Writer {
                 hex(&id)
             }
         };
+        let records = tail.as_ref().map_or(0, |t| t.seq);
+        let (tree, frontier, tree_rebuilt) = open_tree(&cfg.dir, &existing, records)?;
         let (file, file_len) = open_segment(&segment_path(&cfg.dir, segment))?;
         let mut w = Self {
+            frontier,
+            tree,
+            tree_pending: Vec::with_capacity(1 << 12),
             origin: format!("rampart.dev/lineage/{host}/{lineage}"),
             lineage: lineage.clone(),
             anchored: None,
@@ -281,6 +324,7 @@ impl Writer {
             records: w.seq,
             torn: None,
             truncated: None,
+            tree_rebuilt,
         };
         if let Some(a) = anchor.filter(|a| anchor::truncated(a, &lineage, found)) {
             w.append(
@@ -385,7 +429,11 @@ impl Writer {
             },
             body,
         );
-        self.head = hex(&record_hash(&line));
+        let hash = record_hash(&line);
+        for h in self.frontier.push(leaf_hash(&hash))? {
+            self.tree_pending.extend_from_slice(&h.0);
+        }
+        self.head = hex(&hash);
         self.buffer.extend_from_slice(&line);
         self.buffer.push(b'\n');
         self.seq += 1;
@@ -401,6 +449,16 @@ impl Writer {
     /// Writes the buffer to the segment file (no fsync). On error the file is cut back to
     /// its last complete line and the buffer kept for the next attempt.
     fn write_buffer(&mut self) -> Result<()> {
+        if !self.tree_pending.is_empty() {
+            self.tree.append(&self.tree_pending).with_context(|| {
+                format!(
+                    "writing the lineage tree {} ({} bytes buffered, kept for retry)",
+                    self.cfg.dir.join(tree::TREE_FILE).display(),
+                    self.tree_pending.len()
+                )
+            })?;
+            self.tree_pending.clear();
+        }
         if self.buffer.is_empty() {
             return Ok(());
         }
@@ -467,18 +525,17 @@ impl Writer {
     /// and appends the note to the checkpoint file.
     pub fn checkpoint(&mut self) -> Result<()> {
         let now = Stamp::now();
-        let head: [u8; 32] = decode_hex(&self.head)
-            .and_then(|b| b.try_into().ok())
-            .unwrap_or([0; 32]);
+        let root = self.frontier.root()?;
         let cp = Checkpoint {
             origin: self.origin.clone(),
             size: self.seq,
-            head,
+            root: root.0,
             time_ns: now.time_ns,
             segment: self.segment,
         };
         let note = cp.sign(&self.key);
         let head_hex = self.head.clone();
+        let root_hex = hex(&root.0);
         let covered = cp.size;
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
@@ -487,11 +544,13 @@ impl Writer {
             None,
             &Body::Checkpoint {
                 size: cp.size,
+                root: &root_hex,
                 head: &head_hex,
                 note: &note,
             },
         )?;
         self.flush()?;
+        self.tree.sync().context("fsync of the lineage tree")?;
         let path = self.cfg.dir.join(CHECKPOINTS_FILE);
         let mut f = OpenOptions::new()
             .create(true)
