@@ -35,6 +35,7 @@ fn decision(i: u64) -> DecisionRecord {
         policy_version: 42,
         policy: Some("web-server".into()),
         rule: Some("spec.files[3]".into()),
+        bundle: None,
         access: Some("read".into()),
         path: Some("/srv/www/static/css/site.css".into()),
         path_truncated: false,

@@ -4,6 +4,7 @@
 //!   unsafe): policy sources and their compilation, signed bundles, the hash-chained record.
 //! - [`kernel`]: BTF, the enforcer and its pins, cgroups, events; [`kernel::sys`] holds all
 //!   libc FFI.
+//! - [`replay`]: recomputing a lineage's decisions from its archived bundles (pure).
 //! - [`daemon`]: `rampart run` (configuration, intake, swap, recorder, control socket).
 //! - [`support`]: durable files and clocks shared by all of them.
 //!
@@ -14,4 +15,5 @@ pub mod daemon;
 pub mod kernel;
 pub mod lineage;
 pub mod policy;
+pub mod replay;
 pub mod support;

@@ -39,6 +39,7 @@ fn decision(i: u32, decision: &'static str) -> DecisionRecord {
         policy_version: 3,
         policy: Some("batch".into()),
         rule: None,
+        bundle: None,
         access: None,
         path: Some(format!("/data/{i}")),
         path_truncated: false,

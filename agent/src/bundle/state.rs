@@ -22,6 +22,14 @@ use crate::support::files::{read_capped, write_atomic};
 
 /// The state file's name inside the state directory.
 pub const STATE_FILE: &str = "bundle-state.json";
+/// The directory in the state directory where every bundle loaded is kept, as
+/// `DIGEST.rpb`, for lineage replay.
+pub const ARCHIVE_DIR: &str = "bundles";
+
+/// The archived copy of the bundle with payload digest `digest` in `archive`.
+pub fn archived(archive: &Path, digest: &str) -> PathBuf {
+    archive.join(format!("{digest}.rpb"))
+}
 const STATE_FORMAT: u32 = 1;
 
 /// What the host has accepted so far.
@@ -224,6 +232,27 @@ impl StateDir {
                 reason: format!("cannot persist: {e}"),
             }
         })
+    }
+
+    /// Keeps `bundle` (its envelope: payload and signatures) as `bundles/DIGEST.rpb`, once
+    /// per digest. The digest covers the payload, so the copy holds what was loaded.
+    pub fn archive(&self, bundle: &VerifiedBundle) -> Result<PathBuf, BundleError> {
+        let dir = self.dir.join(ARCHIVE_DIR);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| self.io(&dir, e))?;
+        let path = archived(&dir, &bundle.digest);
+        if !path.exists() {
+            write_atomic(&path, &bundle.envelope.to_bytes(), 0o600).map_err(|e| {
+                BundleError::State {
+                    file: path.display().to_string(),
+                    reason: format!("cannot archive the bundle: {e}"),
+                }
+            })?;
+        }
+        Ok(path)
     }
 
     /// Checks `bundle` against the higher of the persisted state and the pinned mark and, if it is

@@ -83,6 +83,31 @@ pub enum LineageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Recompute every recorded decision from the policy that was in force.
+    ///
+    /// Verifies the lineage, then for each policy-change record the bundle it names (from
+    /// the archive of loaded bundles, by digest; signatures under TRUST at the time of the
+    /// change), compiles it with the host answers the record carries, and recomputes each
+    /// decision with the explain engine. Prints `N decisions replayed, M divergences`, the
+    /// first divergent record, and decisions that could not be recomputed (counted apart,
+    /// never as agreement). Exit 0 all agree, 1 the lineage does not verify, 2 divergences,
+    /// 3 a policy change whose bundle is missing or does not verify.
+    Replay {
+        /// The lineage directory.
+        dir: PathBuf,
+        /// The host's public key.
+        #[arg(long = "pub", value_name = "FILE")]
+        public: PathBuf,
+        /// The trust root bundles are checked under.
+        #[arg(long, value_name = "FILE", default_value = "/etc/rampart/trust.json")]
+        trust: PathBuf,
+        /// The archived bundles (DIGEST.rpb); default STATE_DIR/bundles.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/rampart/bundles")]
+        bundles: PathBuf,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print records (not verified: use `lineage verify`).
     Show {
         /// The lineage directory.
@@ -164,20 +189,23 @@ impl LineageCommand {
                 from_size,
                 to_size,
                 output,
-            } => super::lineage_proof::prove(
-                &dir,
-                seq,
-                checkpoint_size,
-                from_size,
-                to_size,
-                &output,
-            )
-            .map(|()| ExitCode::SUCCESS),
+            } => {
+                super::lineage_proof::prove(&dir, seq, checkpoint_size, from_size, to_size, &output)
+                    .map(|()| ExitCode::SUCCESS)
+            }
             Self::VerifyProof {
                 proof,
                 public,
                 json,
             } => super::lineage_proof::verify_proof(&proof, &public, json),
+            Self::Replay {
+                dir,
+                public,
+                trust,
+                bundles,
+                json,
+            } => super::lineage_proof::replay(&dir, &public, &trust, &bundles, json)
+                .map(ExitCode::from),
             Self::Show { dir, filter } => {
                 show_command(&dir, &filter.build()?, filter.json).map(|()| ExitCode::SUCCESS)
             }

@@ -1,11 +1,12 @@
-//! `rampart lineage prove` and `rampart lineage verify-proof`.
+//! `rampart lineage prove`, `verify-proof` and `replay`: evidence a third party checks.
 
 use std::{io::Read, path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
 use rampart::{
-    bundle::keys::PublicKey,
+    bundle::{keys::PublicKey, trust::TrustRoot},
     lineage::proof::{self, Proof},
+    replay::{self, Inputs},
     support::files::read_capped,
 };
 
@@ -103,4 +104,75 @@ pub fn verify_proof(path: &Path, key: &Path, json: bool) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `lineage replay`: prints the summary; returns the exit code (0 all agree, 1 lineage not
+/// verified, 2 divergences, 3 a bundle missing or not verifying).
+pub fn replay(dir: &Path, key: &Path, trust: &Path, bundles: &Path, json: bool) -> Result<u8> {
+    let key = PublicKey::read(key).map_err(|e| anyhow::anyhow!(e.in_file(key)))?;
+    let trust = TrustRoot::read(trust).map_err(|e| anyhow::anyhow!(e.in_file(trust)))?;
+    let started = std::time::Instant::now();
+    let r = replay::replay(&Inputs {
+        dir,
+        key: &key,
+        trust: &trust,
+        bundles,
+    })?;
+    let code = r.exit_code();
+    if json {
+        let mut v = serde_json::to_value(&r)?;
+        v["exit_code"] = code.into();
+        println!("{v}");
+        return Ok(code);
+    }
+    if let Some(t) = &r.lineage.tampered {
+        println!(
+            "lineage {} does not verify (first bad record seq {}: {}); nothing replayed",
+            dir.display(),
+            t.seq,
+            t.reason
+        );
+        return Ok(code);
+    }
+    println!(
+        "lineage {}: {} records verified; {} policy changes, {} put in force from verified bundles",
+        dir.display(),
+        r.lineage.records,
+        r.policy_changes,
+        r.policy_changes_verified
+    );
+    for u in &r.unverified {
+        println!(
+            "policy change at seq {} (version {}): {}",
+            u.seq, u.version, u.reason
+        );
+    }
+    println!(
+        "{} decisions replayed, {} divergences ({} agree; {} of {} decisions not recomputable) in {:.1} s",
+        r.replayed,
+        r.divergences,
+        r.agreed,
+        r.not_recomputable,
+        r.decisions,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(d) = &r.first_divergence {
+        println!(
+            "first divergence: seq {} {} {} (policy {}): recorded {} {} rule {:?}, replayed {} {} rule {:?}",
+            d.seq,
+            d.action,
+            d.target,
+            d.policy,
+            d.recorded.decision,
+            d.recorded.reason,
+            d.recorded.rule_id,
+            d.replayed.decision,
+            d.replayed.reason,
+            d.replayed.rule_id
+        );
+    }
+    for (why, n) in &r.not_recomputable_by {
+        println!("  not recomputable: {n} x {why}");
+    }
+    Ok(code)
 }

@@ -100,7 +100,7 @@ pub fn apply(
     warn_missing_programs(&incoming.policies);
     let current = in_force.as_ref().map(|f| &f.current);
     keep_deadline(current, &mut incoming.info);
-    let generation = match swap::switch(
+    let mut generation = match swap::switch(
         maps,
         resolve,
         current,
@@ -118,6 +118,11 @@ pub fn apply(
     let t = incoming.times;
     let (digest, expires_at) = match &incoming.bundle {
         Some((verified, state)) => {
+            // For replay: the bundle as it was loaded, by digest, beside the state.
+            if let Err(e) = state.archive(verified) {
+                warn!(error = %format!("{e:#}"), digest = %verified.digest,
+                    "bundle loaded, but not archived: lineage replay will not find it");
+            }
             match state.advance(verified, unix_now()) {
                 Ok((_, mark)) => {
                     if let Err(e) = maps.record_mark(&mark) {
@@ -158,6 +163,7 @@ pub fn apply(
             (None, None)
         }
     };
+    generation.bundle = digest.clone();
     let names: Vec<String> = generation
         .policies
         .iter()
@@ -175,6 +181,7 @@ pub fn apply(
         (generation.info.version, digest.as_deref()),
         &signers,
         &names,
+        &incoming.resolutions,
     );
     for (slot, p) in &generation.policies {
         info!(
@@ -212,6 +219,7 @@ mod tests {
             slots: vec![0],
             policies: Vec::new(),
             governed: Vec::new(),
+            bundle: None,
         }
     }
 

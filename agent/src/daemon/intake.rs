@@ -21,6 +21,7 @@ use crate::{
     policy::{
         self,
         compile::CompiledPolicy,
+        resolutions::{Recording, Resolutions},
         source::{EventsSetting, Mode, PolicySource},
     },
     support::time::{boot_ns, unix_now},
@@ -73,6 +74,8 @@ pub struct Incoming {
     pub bundle: Option<(VerifiedBundle, StateDir)>,
     /// How long verifying and compiling took (the kernel steps are added by the switch).
     pub times: LoadTimes,
+    /// What this host's files answered while compiling (recorded for replay).
+    pub resolutions: Resolutions,
 }
 
 /// Why a policy was not loaded: a stable code and the full reason.
@@ -107,20 +110,25 @@ pub fn prepare(
 ) -> Result<Incoming, Refusal> {
     let started = Instant::now();
     match origin {
-        PolicyOrigin::Files(files) => Ok(Incoming {
-            policies: policy::host::compile_files(files, &policy::host::Host)
-                .map_err(|e| Refusal::new("compile", e))?,
-            info: SlotInfo {
-                version: 0,
-                expires_boot_ns: 0,
-                extra_flags,
-            },
-            bundle: None,
-            times: LoadTimes {
-                compile: started.elapsed(),
-                ..LoadTimes::default()
-            },
-        }),
+        PolicyOrigin::Files(files) => {
+            let recording = Recording::new(&policy::host::Host);
+            let policies = policy::host::compile_files(files, &recording)
+                .map_err(|e| Refusal::new("compile", e))?;
+            Ok(Incoming {
+                policies,
+                resolutions: recording.into_resolutions(),
+                info: SlotInfo {
+                    version: 0,
+                    expires_boot_ns: 0,
+                    extra_flags,
+                },
+                bundle: None,
+                times: LoadTimes {
+                    compile: started.elapsed(),
+                    ..LoadTimes::default()
+                },
+            })
+        }
         PolicyOrigin::Bundle(src) => {
             let trust = TrustRoot::read(&src.trust).map_err(Refusal::bundle)?;
             let scope = src.scope.clone().unwrap_or_else(|| trust.scope.clone());
@@ -152,8 +160,10 @@ pub fn prepare(
                 .map(|f| PolicySource::parse(&f.name, &f.source))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Refusal::new("compile", e.into()))?;
-            let policies = policy::host::compile_sources(&sources, &policy::host::Host)
+            let recording = Recording::new(&policy::host::Host);
+            let policies = policy::host::compile_sources(&sources, &recording)
                 .map_err(|e| Refusal::new("compile", e))?;
+            let resolutions = recording.into_resolutions();
             if let Some(allowed) = &src.allowed {
                 for p in &policies {
                     if let Some(g) = p.governs.iter().find(|g| !within(g, allowed)) {
@@ -180,6 +190,7 @@ pub fn prepare(
                 .saturating_add(left.saturating_mul(1_000_000_000));
             Ok(Incoming {
                 policies,
+                resolutions,
                 info: SlotInfo {
                     version: verified.payload.version,
                     expires_boot_ns,
@@ -245,6 +256,7 @@ fn newest_valid(
 pub fn no_policy(cgroups: &[String], fallback: Fallback) -> Incoming {
     let audit = fallback == Fallback::Audit;
     Incoming {
+        resolutions: Resolutions::default(),
         policies: vec![CompiledPolicy {
             name: "no-policy".into(),
             file: "(host configuration: policy.on_no_policy)".into(),

@@ -24,6 +24,7 @@ use crate::{
         record::{Body, GapReason},
         writer::{Config, Stamp, Writer},
     },
+    policy::resolutions::Resolutions,
     support::files::write_atomic,
 };
 
@@ -61,8 +62,9 @@ pub fn drain_into(
 fn annotate(record: &mut DecisionRecord, generations: &[&Generation]) {
     let policy = generations
         .iter()
-        .find_map(|g| g.policy(record.policy_id, record.policy_version));
-    if let Some(p) = policy {
+        .find_map(|g| Some((*g, g.policy(record.policy_id, record.policy_version)?)));
+    if let Some((g, p)) = policy {
+        record.bundle = g.bundle.clone();
         record.policy = Some(p.name.clone());
         record.rule = record
             .rule_id
@@ -287,6 +289,7 @@ impl Recorder {
         new: (u64, Option<&str>),
         signers: &[String],
         policies: &[String],
+        resolved: &Resolutions,
     ) {
         if let Some(w) = self.lineage.as_mut() {
             w.policy_version = new.0;
@@ -301,6 +304,7 @@ impl Recorder {
                 new_digest: new.1,
                 signers,
                 policies,
+                resolved: Some(resolved),
             },
         );
     }

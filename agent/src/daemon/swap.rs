@@ -113,6 +113,8 @@ pub struct Generation {
     pub policies: Vec<(u32, CompiledPolicy)>,
     /// (slot, cgroup) for every governed cgroup.
     pub governed: Vec<(u32, Cgroup)>,
+    /// The digest of the bundle its policies came from (none: local files, or adopted).
+    pub bundle: Option<String>,
 }
 
 impl Generation {
@@ -130,6 +132,7 @@ impl Generation {
             },
             slots: adopted.slots.iter().map(|(s, _)| *s).collect(),
             policies: Vec::new(),
+            bundle: None,
             // Names and ids are adopted apart (which id was made at which name is not
             // recorded): the next swap ungoverns each that it does not govern again.
             governed: adopted
@@ -224,6 +227,7 @@ pub fn switch(
         slots: free.clone(),
         governed: cgroups.into_iter().map(|(i, c)| (free[i], c)).collect(),
         policies: free.iter().copied().zip(policies).collect(),
+        bundle: None,
     };
 
     let prepared = (|| -> Result<()> {

@@ -80,6 +80,7 @@ pub fn parse(bytes: &[u8]) -> Result<DecisionRecord, EventError> {
         policy_version: e.policy_version,
         policy: None,
         rule: None,
+        bundle: None,
         access: match action {
             Some(Action::Socket) => Some(explain::socket_name(e.family, e.access, e.protocol)),
             Some(Action::Capability) => Some(explain::capability_name(e.access)),

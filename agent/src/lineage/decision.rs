@@ -23,6 +23,10 @@ pub struct DecisionRecord {
     /// Set by the agent from its loaded policies: the policy name and the rule's field.
     pub policy: Option<String>,
     pub rule: Option<String>,
+    /// The digest of the bundle the deciding policy came from (none: local files or an
+    /// adopted generation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
     /// The requested access of a file action (`read,write`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,

@@ -23,7 +23,8 @@ struct Host {
 
 impl Host {
     fn new(name: &str) -> Self {
-        let base = std::env::temp_dir().join(format!("rampart-proof-{name}-{}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("rampart-proof-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let keys = base.join("keys");
         std::fs::create_dir_all(&keys).unwrap();
@@ -104,7 +105,11 @@ fn inclusion_proofs_verify_across_restarts_and_every_changed_byte_fails() {
     assert!(report.tampered.is_none(), "{report:?}");
     let total = report.records;
     let latest = *sizes(&h.dir).iter().max().unwrap();
-    assert_eq!(latest, total - 1, "the final checkpoint covers all but itself");
+    assert_eq!(
+        latest,
+        total - 1,
+        "the final checkpoint covers all but itself"
+    );
     for seq in [0, 1, 15, 16, 17, 41, 70, latest - 1] {
         let p = proof::prove_inclusion(&h.dir, seq, None).unwrap();
         let v = proof::check(&p, &h.public).unwrap();
@@ -146,7 +151,10 @@ fn inclusion_proofs_verify_across_restarts_and_every_changed_byte_fails() {
             checkpoint: checkpoint.clone(),
         };
         let err = proof::check(&swapped, &h.public).unwrap_err();
-        assert!(format!("{err:#}").contains("audit path does not lead"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("audit path does not lead"),
+            "{err:#}"
+        );
     }
     h.cleanup();
 }

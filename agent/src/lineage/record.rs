@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::decision::DecisionRecord;
+use crate::policy::resolutions::Resolutions;
 
 /// BLAKE3 `derive_key` context of record hashes.
 pub const RECORD_HASH_CONTEXT: &str = "rampart.dev 2026 lineage record v1";
@@ -86,6 +87,10 @@ pub enum Body<'a> {
         new_digest: Option<&'a str>,
         signers: &'a [String],
         policies: &'a [String],
+        /// What the host's files answered while the policies compiled (canonical paths,
+        /// pinned identities): with the archived bundle, the exact policy in force.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resolved: Option<&'a Resolutions>,
     },
     /// A policy was offered and refused; the policy in force did not change.
     PolicyRefused { code: &'a str, error: &'a str },

@@ -35,6 +35,7 @@ pub fn decision(i: u64) -> DecisionRecord {
         policy_version: 7,
         policy: Some("web-server".into()),
         rule: (!denied).then(|| "spec.files[2]".into()),
+        bundle: None,
         access: Some("read".into()),
         path: Some(format!("/srv/www/static/assets/file-{i:06}.css")),
         path_truncated: false,

@@ -25,8 +25,8 @@ use std::{
 
 use anyhow::{Context, Result};
 use tlog_tiles::{
-    split_stored_hash_index, stored_hash_count, stored_hash_index,
-    stored_hashes_for_record_hash, tree_hash, Error as TlogError, Hash, HashReader, HASH_SIZE,
+    split_stored_hash_index, stored_hash_count, stored_hash_index, stored_hashes_for_record_hash,
+    tree_hash, Error as TlogError, Hash, HashReader, HASH_SIZE,
 };
 
 /// The file of stored hashes in the lineage directory.

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod explain;
 pub mod host;
 pub mod request;
+pub mod resolutions;
 pub mod source;
 
 #[cfg(test)]
