@@ -44,6 +44,11 @@ pub struct ScenarioResult {
     pub detail: String,
 }
 
+/// The scenario whose lineage, bundles and proofs the host checks again after the boot.
+pub const EVIDENCE_SCENARIO: &str = "replay-recomputes-every-decision-proofs-verify-offline";
+/// The name prefix of the files it ships (as [`Line::DemoFile`]).
+pub const EVIDENCE_PREFIX: &str = "evidence/";
+
 /// One protocol line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {
@@ -57,7 +62,7 @@ pub enum Line {
     End,
     /// `demo`: a line of the story, shown to the user as it is.
     DemoSay(String),
-    /// `demo`: a file for the host.
+    /// `demo` (and the evidence scenario): a file for the host.
     DemoFile {
         /// Its path below `target/demo/`.
         name: String,

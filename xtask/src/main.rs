@@ -4,6 +4,7 @@ mod bench;
 mod cycles;
 mod debian;
 mod ebpf;
+mod evidence;
 mod fuzz;
 mod initramfs;
 mod install;

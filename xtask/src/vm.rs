@@ -357,6 +357,30 @@ fn rows_of(kernel: &'static str, b: &Boot) -> Vec<Row> {
     rows
 }
 
+/// The host's check of what the evidence scenario shipped: a row of its own, skipped (with
+/// why) when the scenario was planned but shipped nothing.
+fn evidence_row(kernel: &'static str, agent: &Path, b: &Boot, out: &Path) -> Option<Row> {
+    use rampart_vm_tests::protocol::EVIDENCE_SCENARIO;
+    let planned = b.plan.iter().any(|n| n == EVIDENCE_SCENARIO);
+    let scenario = format!("host-checks-{EVIDENCE_SCENARIO}");
+    let dir = out.join(format!("evidence-{kernel}"));
+    let (outcome, detail) = match crate::evidence::check(agent, &b.files, &dir) {
+        Some(Ok(detail)) => (Outcome::Pass, detail),
+        Some(Err(e)) => (Outcome::Fail, format!("{e:#}")),
+        None if planned => (
+            Outcome::Skip,
+            "the guest shipped no evidence (its scenario was skipped or failed there)".into(),
+        ),
+        None => return None,
+    };
+    Some(Row {
+        kernel,
+        scenario,
+        outcome,
+        detail,
+    })
+}
+
 fn console_tail(console: &str, lines: usize) -> String {
     let all: Vec<&str> = console.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -469,7 +493,7 @@ pub fn demo() -> Result<()> {
         lineage.join("checkpoints").display()
     );
     println!(
-        "\n== 9. Back on this machine: the guest's lineage, checkpoints and host key are in {}",
+        "\n== 10. Back on this machine: the guest's lineage, checkpoints and host key are in {}",
         demo_dir.display()
     );
     println!("$ {cmd}");
@@ -491,9 +515,58 @@ pub fn demo() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let proof = demo_dir.join("denial-proof.json");
+    let shown = |args: &[&std::ffi::OsStr]| -> Result<()> {
+        println!(
+            "$ {} {}",
+            agent.display(),
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let out = Command::new(&agent)
+            .args(args)
+            .output()
+            .context("running the agent on the host")?;
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("  {line}");
+        }
+        if !out.status.success() {
+            bail!("exit {}", out.status.code().unwrap_or(-1));
+        }
+        Ok(())
+    };
+    println!("\n== 11. A denial's inclusion proof, checked here with only host.pub");
+    shown(&[
+        "lineage".as_ref(),
+        "verify-proof".as_ref(),
+        proof.as_os_str(),
+        "--pub".as_ref(),
+        public.as_os_str(),
+    ])
+    .context("the denial's inclusion proof did not verify on the host")?;
+    println!("\n== 12. Replay on this machine: the guest's decisions, recomputed here");
+    shown(&[
+        "lineage".as_ref(),
+        "replay".as_ref(),
+        lineage.as_os_str(),
+        "--pub".as_ref(),
+        public.as_os_str(),
+        "--trust".as_ref(),
+        demo_dir.join("trust.json").as_os_str(),
+        "--bundles".as_ref(),
+        demo_dir.join("bundles").as_os_str(),
+    ])
+    .context("replay on the host found divergences or could not verify a bundle")?;
     println!(
-        "\nRun the command above yourself; edit a byte in {}/segment-*.jsonl and run it again.",
-        lineage.display()
+        "\nRun the commands above yourself; edit a byte in {}/segment-*.jsonl or in {} and \
+         run them again.",
+        lineage.display(),
+        proof.display()
     );
     Ok(())
 }
@@ -555,7 +628,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {
             names.join(", ")
         );
     }
-    let (initrd, _) = prepare_guest()?;
+    let (initrd, agent) = prepare_guest()?;
     let out = out_dir();
 
     let mut rows = Vec::new();
@@ -568,7 +641,16 @@ pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {
         eprintln!("==> kernel {} ({package})", kernel.name);
         let log = out.join(format!("console-{}.log", kernel.name));
         let b = boot(&vmlinuz, kernel.lsm, &initrd, args, &log)?;
-        let kernel_rows = rows_of(kernel.name, &b);
+        let mut kernel_rows = rows_of(kernel.name, &b);
+        if let Some(row) = evidence_row(kernel.name, &agent, &b, &out) {
+            println!(
+                "    {:<5} {}: {}",
+                outcome_label(row.outcome),
+                row.scenario,
+                row.detail
+            );
+            kernel_rows.push(row);
+        }
         let any_failed = kernel_rows.iter().any(|r| r.outcome == Outcome::Fail);
         if any_failed {
             failed_boots.push((kernel.name, log.clone(), console_tail(&b.console, 60)));

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use rampart_common::{access, system, FileId};
+use rampart_common::{access, sockets, system, FileId};
 use serde::Deserialize;
 
 use crate::policy::{
@@ -212,7 +212,32 @@ pub fn request_of(r: &Recorded<'_>) -> Result<Request, String> {
             }
             Request::Bpf { cmd, prog_type: 0 }
         }
+        "socket" => socket(r.access.as_deref().unwrap_or_default())?,
         _ => system(action, r.access.as_deref())?,
+    })
+}
+
+/// A socket record's `FAMILY/TYPE/PROTOCOL` (as `explain::socket_name` writes it) back to
+/// numbers.
+fn socket(triple: &str) -> Result<Request, String> {
+    let bad = || format!("socket {triple}: not FAMILY/TYPE/PROTOCOL");
+    let number = |table: &[(u32, &str)], name: &str, what: &str| {
+        table
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(v, _)| *v)
+            .or_else(|| name.strip_prefix(what)?.strip_prefix('-')?.parse().ok())
+    };
+    let mut parts = triple.split('/');
+    let (Some(f), Some(t), Some(p), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    Ok(Request::Socket {
+        family: number(&sockets::FAMILIES, f, "family").ok_or_else(bad)?,
+        kind: number(&sockets::TYPES, t, "type").ok_or_else(bad)?,
+        protocol: p.parse().map_err(|_| bad())?,
     })
 }
 
@@ -253,4 +278,28 @@ fn is_file_action(action: &str) -> bool {
             | "unix-connect"
             | "unix-send"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::explain::socket_name;
+
+    #[test]
+    fn socket_names_read_back_as_the_numbers_they_name() {
+        for (f, t, p) in [(2, 3, 1), (1, 1, 0), (16, 3, 9), (99, 9, 0), (10, 2, 17)] {
+            let name = socket_name(f, t, p);
+            assert_eq!(
+                socket(&name),
+                Ok(Request::Socket {
+                    family: f,
+                    kind: t,
+                    protocol: p
+                }),
+                "{name}"
+            );
+        }
+        assert!(socket("inet/raw").is_err());
+        assert!(socket("inet/raw/x").is_err());
+    }
 }

@@ -408,7 +408,48 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
         "--kind",
         "release",
     ])?;
+    step(
+        9,
+        "Replay: every decision recomputed from the archived bundles; a proof for a denial",
+    );
+    let lineage = format!("{BASE}/lineage");
+    let bundles = format!("{BASE}/state/bundles");
+    run_shown(&[
+        "lineage",
+        "replay",
+        &lineage,
+        "--pub",
+        "/etc/rampart/host.pub",
+        "--trust",
+        "/etc/rampart/trust.json",
+        "--bundles",
+        &bundles,
+    ])?;
+    let denial = last_denial(&lineage)?;
+    let proof = format!("{BASE}/denial-proof.json");
+    run_shown(&[
+        "lineage",
+        "prove",
+        &lineage,
+        "--seq",
+        &denial.to_string(),
+        "-o",
+        &proof,
+    ])?;
     let files = ship(&base.join("lineage"), "lineage/")?;
+    let bundle_files = ship(&base.join("state/bundles"), "bundles/")?;
+    for (name, path) in [
+        ("trust.json", "/etc/rampart/trust.json"),
+        ("denial-proof.json", proof.as_str()),
+    ] {
+        println!(
+            "{}",
+            Line::DemoFile {
+                name: name.into(),
+                bytes: std::fs::read(path)?,
+            }
+        );
+    }
     println!(
         "{}",
         Line::DemoFile {
@@ -417,9 +458,20 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
         }
     );
     say(&format!(
-        "shipping the lineage ({files} files) and host.pub to the host"
+        "shipping the lineage ({files} files), {bundle_files} archived bundles, the trust \
+         root, the proof and host.pub to the host"
     ));
     Ok(())
+}
+
+/// The seq of the last denied decision in the lineage at `dir`.
+fn last_denial(dir: &str) -> Result<u64> {
+    let out = rampart(&["lineage", "show", dir, "--decision", "deny", "--json"])?;
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["seq"].as_u64())
+        .last()
+        .context("the lineage records no denial")
 }
 
 /// Runs the demo; the last line says whether it worked.

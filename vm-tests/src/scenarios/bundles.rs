@@ -28,7 +28,7 @@ pub struct BundleAgent {
 }
 
 impl BundleAgent {
-    fn start(dir: &Path, first: &Path, extra: &[&str]) -> Result<Self> {
+    pub fn start(dir: &Path, first: &Path, extra: &[&str]) -> Result<Self> {
         let current = dir.join("current.rpb");
         std::fs::copy(first, &current)?;
         let log = dir.join("agent.log");
@@ -90,7 +90,7 @@ impl BundleAgent {
     }
 
     /// Loads `bundle` and waits until the agent says version `version` is in force.
-    fn load(&self, bundle: &Path, version: u64) -> Result<()> {
+    pub fn load(&self, bundle: &Path, version: u64) -> Result<()> {
         let r = self.reload(bundle, |r| {
             r["message"] == "policy in force"
                 || r["message"]
@@ -104,7 +104,7 @@ impl BundleAgent {
     }
 
     /// Offers `bundle` and expects it refused with `code`, the policy in force unchanged.
-    fn refused(&self, bundle: &Path, code: &str, keeping: u64) -> Result<()> {
+    pub fn refused(&self, bundle: &Path, code: &str, keeping: u64) -> Result<()> {
         let r = self.reload(bundle, |r| {
             r["message"] == "policy in force"
                 || r["message"]
@@ -125,7 +125,7 @@ impl BundleAgent {
     }
 
     /// Stops the agent; returns the kernel's event drop count.
-    fn stop(&mut self) -> Result<u64> {
+    pub fn stop(&mut self) -> Result<u64> {
         let child = self.child.take().context("agent not running")?;
         let summary =
             terminate_agent(child, &self.log)?.context("the agent logged no closing summary")?;

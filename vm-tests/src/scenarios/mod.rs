@@ -8,6 +8,7 @@ pub mod attrs;
 pub mod bundles;
 pub mod control;
 pub mod daemon;
+pub mod evidence;
 pub mod examples;
 pub mod exec;
 pub mod explain;
@@ -80,6 +81,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
         run: bundles::expiry_fails_closed,
+    },
+    Scenario {
+        name: evidence::SCENARIO,
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: evidence::replay_and_proofs,
     },
     Scenario {
         name: "clock-moved-back-expired-bundle-stays-expired",
