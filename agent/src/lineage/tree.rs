@@ -25,8 +25,8 @@ use std::{
 
 use anyhow::{Context, Result};
 use tlog_tiles::{
-    split_stored_hash_index, stored_hash_count, stored_hash_index, stored_hashes_for_record_hash,
-    tree_hash, Error as TlogError, Hash, HashReader, HASH_SIZE,
+    node_hash, split_stored_hash_index, stored_hash_count, stored_hash_index, tree_hash,
+    Error as TlogError, Hash, HashReader, HASH_SIZE,
 };
 
 /// The file of stored hashes in the lineage directory.
@@ -67,16 +67,23 @@ impl Frontier {
         self.size
     }
 
-    /// Appends a leaf; returns the hashes to store from `stored_hash_index(0, size)`.
-    pub fn push(&mut self, leaf: Hash) -> Result<Vec<Hash>> {
-        let stored = stored_hashes_for_record_hash(self.size, leaf, self)
-            .context("extending the lineage tree")?;
-        // The new leaf completed subtrees of levels 0 .. top; they merge into one at `top`.
-        let top = (stored.len() - 1) as u8;
-        self.nodes.retain(|(level, _)| *level > top);
-        self.nodes.push((top, stored[stored.len() - 1]));
+    /// Appends a leaf, and the hashes to store from `stored_hash_index(0, size)` (raw, the
+    /// leaf first, then each subtree it completes: tlog's `stored_hashes`) to `stored`.
+    pub fn push(&mut self, leaf: Hash, stored: &mut Vec<u8>) {
+        stored.extend_from_slice(&leaf.0);
+        // The new leaf completes one subtree per trailing one bit of the old size: those
+        // are the lowest frontier nodes, merged from level 0 up into one.
+        let merges = (self.size + 1).trailing_zeros();
+        let mut h = leaf;
+        for _ in 0..merges {
+            let Some((_, left)) = self.nodes.pop() else {
+                break;
+            };
+            h = node_hash(left, h);
+            stored.extend_from_slice(&h.0);
+        }
+        self.nodes.push((merges as u8, h));
         self.size += 1;
-        Ok(stored)
     }
 
     /// The root hash of the tree of [`Self::size`] leaves.
@@ -198,15 +205,13 @@ impl TreeFile {
 
 /// Builds a tree from leaves (tests and benchmarks): the stored hashes, raw, and the
 /// frontier.
-pub fn build(leaves: impl IntoIterator<Item = Hash>) -> Result<(Vec<u8>, Frontier)> {
+pub fn build(leaves: impl IntoIterator<Item = Hash>) -> (Vec<u8>, Frontier) {
     let mut frontier = Frontier::default();
     let mut raw = Vec::new();
     for leaf in leaves {
-        for h in frontier.push(leaf)? {
-            raw.extend_from_slice(&h.0);
-        }
+        frontier.push(leaf, &mut raw);
     }
-    Ok((raw, frontier))
+    (raw, frontier)
 }
 
 /// Creates `DIR/tree` empty, to be written from the start.
@@ -279,7 +284,7 @@ mod tests {
     fn roots_match_rfc6962_test_vectors() {
         let mut frontier = Frontier::default();
         for (leaf, want) in leaves().into_iter().zip(ROOTS) {
-            frontier.push(leaf).unwrap();
+            frontier.push(leaf, &mut Vec::new());
             assert_eq!(
                 crate::bundle::keys::hex(&frontier.root().unwrap().0),
                 want,
@@ -292,22 +297,33 @@ mod tests {
     #[test]
     fn a_frontier_read_back_from_stored_hashes_continues_the_same_tree() {
         let all = leaves();
-        let (raw, full) = build(all.clone()).unwrap();
+        let (raw, full) = build(all.clone());
         for size in 1..=8u64 {
-            let (prefix_raw, _) = build(all[..size as usize].to_vec()).unwrap();
+            let (prefix_raw, _) = build(all[..size as usize].to_vec());
             let mut f = Frontier::read(size, &Mem(prefix_raw)).unwrap();
             for leaf in &all[size as usize..] {
-                f.push(*leaf).unwrap();
+                f.push(*leaf, &mut Vec::new());
             }
             assert_eq!(f.root().unwrap(), full.root().unwrap(), "from size {size}");
         }
         assert_eq!(raw.len() as u64, stored_hash_count(8) * HASH_SIZE as u64);
+        // The same stored hashes, in the same order, as tlog's own `stored_hashes`.
+        let mut theirs = Vec::new();
+        for (n, leaf) in all.iter().enumerate() {
+            let hashes =
+                tlog_tiles::stored_hashes_for_record_hash(n as u64, *leaf, &Mem(theirs.clone()))
+                    .unwrap();
+            for h in hashes {
+                theirs.extend_from_slice(&h.0);
+            }
+        }
+        assert_eq!(raw, theirs);
     }
 
     #[test]
     fn every_inclusion_and_consistency_proof_verifies_and_every_tampered_one_fails() {
         let all = leaves();
-        let (raw, _) = build(all.clone()).unwrap();
+        let (raw, _) = build(all.clone());
         let store = Mem(raw);
         for t in 1..=8u64 {
             let root = tree_hash(t, &store).unwrap();

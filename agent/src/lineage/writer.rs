@@ -216,13 +216,14 @@ fn open_tree(dir: &Path, existing: &[u64], records: u64) -> Result<(TreeFile, Fr
     }
     let mut out = std::io::BufWriter::new(tree::create(dir)?);
     let mut frontier = Frontier::default();
+    let mut raw = Vec::with_capacity(64 * 33);
     for &n in existing {
         let path = segment_path(dir, n);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            for h in frontier.push(leaf_hash(&record_hash(line)))? {
-                out.write_all(&h.0)?;
-            }
+            raw.clear();
+            frontier.push(leaf_hash(&record_hash(line)), &mut raw);
+            out.write_all(&raw)?;
         }
     }
     out.into_inner()
@@ -430,9 +431,7 @@ impl Writer {
             body,
         );
         let hash = record_hash(&line);
-        for h in self.frontier.push(leaf_hash(&hash))? {
-            self.tree_pending.extend_from_slice(&h.0);
-        }
+        self.frontier.push(leaf_hash(&hash), &mut self.tree_pending);
         self.head = hex(&hash);
         self.buffer.extend_from_slice(&line);
         self.buffer.push(b'\n');

@@ -102,7 +102,14 @@ pub fn replay_and_proofs(env: &mut Env) -> Result<String> {
     let mut daemon = BundleAgent::start(
         dir,
         &bundle(1),
-        &["--lineage", &s(&lineage), "--host-key", &host_key],
+        &[
+            "--lineage",
+            &s(&lineage),
+            "--host-key",
+            &host_key,
+            "--checkpoint-every",
+            "16",
+        ],
     )?;
     let mut denials = 0;
     let mut ops = 0;
