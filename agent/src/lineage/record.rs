@@ -168,25 +168,39 @@ pub enum Body<'a> {
 /// Serialises a record line (without newline). Header fields come first, then `kind` and
 /// the kind's fields.
 pub fn encode(header: &Header<'_>, body: &Body<'_>) -> Vec<u8> {
-    use std::io::Write;
     let mut out = Vec::with_capacity(640);
+    encode_into(&mut out, header, body);
+    out
+}
+
+/// [`encode`], appended to `out`.
+pub fn encode_into(out: &mut Vec<u8>, header: &Header<'_>, body: &Body<'_>) {
+    use std::io::Write;
     // The header by hand (serde's flatten buffers every field); strings through serde_json
-    // so they are escaped like any other.
+    // so they are escaped like any other, but for a hex `prev`, which needs no escaping.
     let _ = write!(out, "{{\"seq\":{},\"prev\":", header.seq);
-    let _ = serde_json::to_writer(&mut out, header.prev);
+    if header.prev.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        out.push(b'"');
+        out.extend_from_slice(header.prev.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, header.prev);
+    }
     let _ = write!(out, ",\"segment\":{},\"boot\":", header.segment);
-    let _ = serde_json::to_writer(&mut out, header.boot);
+    let _ = serde_json::to_writer(&mut *out, header.boot);
     let _ = write!(
         out,
-        ",\"mono_ns\":{},\"time_ns\":{},\"policy_version\":{},",
+        ",\"mono_ns\":{},\"time_ns\":{},\"policy_version\":{}",
         header.mono_ns, header.time_ns, header.policy_version
     );
-    // The body is a JSON object starting with `{"kind":`; splice it in after the header.
+    // The body is a JSON object starting with `{"kind":`; its `{` becomes the comma after
+    // the header.
     let start = out.len();
     // Serialising these plain structs to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, body);
-    out.remove(start);
-    out
+    let _ = serde_json::to_writer(&mut *out, body);
+    if let Some(b) = out.get_mut(start) {
+        *b = b',';
+    }
 }
 
 /// The parts of a record verification reads (other fields are skipped, not trusted).
@@ -223,7 +237,11 @@ pub struct Parsed<'a> {
 /// order), up to the kind, for the records whose other fields verification does not read.
 /// `None` when the line does not start exactly so (an escaped character in `boot`, another
 /// order, a leading zero): the caller then parses it as JSON, which says what is wrong.
-pub fn fixed_header(line: &[u8]) -> Option<Parsed<'_>> {
+///
+/// Also returns where the body (`"kind":...`) starts: the header read so is valid JSON by
+/// construction (digits, and strings without quotes, escapes or control bytes), so the line
+/// is one JSON object exactly when `{` followed by the body is.
+pub fn fixed_header(line: &[u8]) -> Option<(Parsed<'_>, usize)> {
     struct Cursor<'a> {
         rest: &'a [u8],
     }
@@ -274,9 +292,11 @@ pub fn fixed_header(line: &[u8]) -> Option<Parsed<'_>> {
     let time_ns = c.num()?;
     c.lit(b",\"policy_version\":")?;
     c.num()?;
-    c.lit(b",\"kind\":\"")?;
+    c.lit(b",")?;
+    let body = line.len() - c.rest.len();
+    c.lit(b"\"kind\":\"")?;
     let kind = c.plain(|b| b.is_ascii_lowercase() || b == b'-')?;
-    Some(Parsed {
+    let parsed = Parsed {
         seq,
         prev,
         segment,
@@ -290,5 +310,6 @@ pub fn fixed_header(line: &[u8]) -> Option<Parsed<'_>> {
         note: None,
         anchored_size: None,
         found: None,
-    })
+    };
+    Some((parsed, body))
 }

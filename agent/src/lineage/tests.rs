@@ -386,7 +386,9 @@ fn the_fixed_header_reads_what_json_reads_or_defers_to_it() {
     let f = lineage("fixed", 20, 8, true);
     for line in lines(&f.dir) {
         let json: Parsed<'_> = serde_json::from_str(&line).unwrap();
-        let fast = fixed_header(line.as_bytes()).expect("every written header reads directly");
+        let (fast, at) =
+            fixed_header(line.as_bytes()).expect("every written header reads directly");
+        assert!(line[at..].starts_with("\"kind\":"));
         assert_eq!(
             (fast.seq, fast.prev, fast.segment, fast.kind, fast.time_ns),
             (json.seq, json.prev, json.segment, json.kind, json.time_ns)

@@ -8,6 +8,7 @@
 
 use std::{
     collections::BTreeMap,
+    io::Read,
     path::{Path, PathBuf},
 };
 
@@ -16,7 +17,7 @@ use serde::Serialize;
 
 use super::{
     note::{self, Checkpoint},
-    record::{fixed_header, record_hash, Parsed, GENESIS},
+    record::{fixed_header, record_hash, Parsed},
     segment::{segment_path, segments},
     tree::{leaf_hash, Frontier},
 };
@@ -93,7 +94,8 @@ pub fn split_notes(text: &str) -> Vec<String> {
 struct State<'k> {
     key: &'k PublicKey,
     report: Report,
-    head: String,
+    /// The hash of the last record verified (zeros before the first).
+    head: [u8; 32],
     frontier: Frontier,
     /// Stored hashes of the last push (verification needs only the frontier).
     scratch: Vec<u8>,
@@ -119,10 +121,10 @@ impl State<'_> {
     fn record(&mut self, facts: Facts<'_>, segment: u64) -> bool {
         let expected = self.report.records;
         let raw = facts.hash;
-        let parsed = match facts.parsed {
+        let parsed = match &facts.parsed {
             Ok(p) => p,
             Err(e) => {
-                self.tamper(expected, segment, e);
+                self.tamper(expected, segment, e.clone());
                 return false;
             }
         };
@@ -138,7 +140,7 @@ impl State<'_> {
             );
             return false;
         }
-        if parsed.prev != self.head {
+        if facts.prev != Some(self.head) {
             let (seq, reason) = if expected == 0 {
                 (
                     0,
@@ -167,7 +169,6 @@ impl State<'_> {
             );
             return false;
         }
-        let hash = hex(&raw);
         match parsed.kind {
             "gap" => {
                 self.report.gaps += 1;
@@ -188,7 +189,7 @@ impl State<'_> {
                 ),
             ),
             "checkpoint" => {
-                if let Err(reason) = self.checkpoint(&parsed, expected) {
+                if let Err(reason) = self.checkpoint(parsed, expected) {
                     self.tamper(expected, segment, reason);
                     return false;
                 }
@@ -197,13 +198,13 @@ impl State<'_> {
             }
             _ => {}
         }
-        self.head = hash;
+        self.head = raw;
         self.report.records += 1;
         self.frontier.push(leaf_hash(&raw), &mut self.scratch);
         self.scratch.clear();
         if let Some(slot) = self.wanted.get_mut(&self.report.records) {
             match self.frontier.root() {
-                Ok(root) => *slot = Some((root.0, self.head.clone())),
+                Ok(root) => *slot = Some((root.0, hex(&self.head))),
                 Err(e) => {
                     self.tamper(expected, segment, format!("{e:#}"));
                     return false;
@@ -229,9 +230,9 @@ impl State<'_> {
         let (signed, recorded) = match parsed.root {
             Some(r) => (cp.root == root.0, r == hex(&root.0)),
             // Written before the tree: the note signs the chain head.
-            None => (hex(&cp.root) == self.head, true),
+            None => (cp.root == self.head, true),
         };
-        if !signed || !recorded || parsed.head != Some(self.head.as_str()) {
+        if !signed || !recorded || parsed.head != Some(hex(&self.head).as_str()) {
             return Err(format!(
                 "checkpoint root does not match the records it covers: records before seq \
                  {seq} were altered (and re-hashed)"
@@ -259,50 +260,133 @@ impl State<'_> {
 /// What one line says, worked out apart from the others (so on every core).
 struct Facts<'a> {
     hash: [u8; 32],
+    /// `prev`, decoded (none if it is not 64 hex digits).
+    prev: Option<[u8; 32]>,
     parsed: Result<Parsed<'a>, String>,
 }
 
 /// Kinds whose fields verification reads; for the others the fixed header is enough.
 const KINDS_READ: [&str; 3] = ["gap", "truncated", "checkpoint"];
 
-fn facts(line: &[u8]) -> Facts<'_> {
+/// What one line says; `body` is scratch space.
+fn facts<'a>(line: &'a [u8], body: &mut Vec<u8>) -> Facts<'a> {
     let hash = record_hash(line);
     let bad = |e: serde_json::Error| format!("not a valid record: {e}");
     let parsed = match fixed_header(line) {
-        // Still a whole JSON object, checked without building anything.
-        Some(p) if !KINDS_READ.contains(&p.kind) => {
-            serde_json::from_slice::<serde::de::IgnoredAny>(line)
+        // Still one JSON object: the header is by construction, so check `{` + the body,
+        // without building anything.
+        Some((p, at)) if !KINDS_READ.contains(&p.kind) => {
+            body.clear();
+            body.push(b'{');
+            body.extend_from_slice(&line[at..]);
+            serde_json::from_slice::<serde::de::IgnoredAny>(body)
                 .map(|_| p)
                 .map_err(bad)
         }
         _ => serde_json::from_slice::<Parsed<'_>>(line).map_err(bad),
     };
-    Facts { hash, parsed }
+    let prev = parsed.as_ref().ok().and_then(|p| prev_bytes(p.prev));
+    Facts { hash, prev, parsed }
+}
+
+/// The non-empty lines of `text` (newline-terminated).
+fn split_lines(text: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::with_capacity(text.len() / 256);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text) {
+        if end > start {
+            lines.push(&text[start..end]);
+        }
+        start = end + 1;
+    }
+    if start < text.len() {
+        lines.push(&text[start..]);
+    }
+    lines
+}
+
+/// A record's `prev` exactly as written (64 lowercase hex digits), as bytes.
+fn prev_bytes(prev: &str) -> Option<[u8; 32]> {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let text: &[u8; 64] = prev.as_bytes().try_into().ok()?;
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *o = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// Below this many lines a segment is checked on one thread.
 const PARALLEL_LINES: usize = 4096;
+/// Bytes of a segment read at a time.
+const BLOCK_BYTES: usize = 8 << 20;
+/// Lines a worker takes at a time.
+const CHUNK_LINES: usize = 512;
 
-/// [`facts`] of every line, in order, on all cores.
-fn all_facts<'a>(lines: &[&'a [u8]]) -> Result<Vec<Facts<'a>>> {
+/// Hands the [`facts`] of every line, in order, to `each` until it returns false: worked
+/// out on every core, chunk by chunk, while `each` runs on this thread.
+fn for_each_facts<'a>(lines: &[&'a [u8]], mut each: impl FnMut(Facts<'a>) -> bool) -> Result<()> {
+    use std::sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        mpsc,
+    };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if workers < 2 || lines.len() < PARALLEL_LINES {
-        return Ok(lines.iter().map(|l| facts(l)).collect());
-    }
-    let chunk = lines.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = lines
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(|l| facts(l)).collect::<Vec<_>>()))
-            .collect();
-        let mut out = Vec::with_capacity(lines.len());
-        for h in handles {
-            out.extend(
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a verification thread failed"))?,
-            );
+        let mut body = Vec::new();
+        for l in lines {
+            if !each(facts(l, &mut body)) {
+                break;
+            }
         }
-        Ok(out)
+        return Ok(());
+    }
+    let chunks: Vec<&[&'a [u8]]> = lines.chunks(CHUNK_LINES).collect();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (tx, rx) = mpsc::sync_channel::<(usize, Vec<Facts<'a>>)>(workers * 2);
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (chunks, next, stop) = (&chunks, &next, &stop);
+            s.spawn(move || {
+                let mut body = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= chunks.len() || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let done: Vec<Facts<'a>> =
+                        chunks[i].iter().map(|l| facts(l, &mut body)).collect();
+                    if tx.send((i, done)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        // Chunks arrive in any order; they are checked in order.
+        let mut early = BTreeMap::new();
+        let mut want = 0;
+        for (i, done) in rx {
+            early.insert(i, done);
+            while let Some(done) = early.remove(&want) {
+                want += 1;
+                for f in done {
+                    if !each(f) {
+                        stop.store(true, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if want != chunks.len() {
+            anyhow::bail!("a verification thread failed");
+        }
+        Ok(())
     })
 }
 
@@ -327,7 +411,7 @@ pub fn verify(dir: &Path, key: &PublicKey, checkpoints: Option<&Path>) -> Result
     let mut st = State {
         key,
         report: Report::default(),
-        head: GENESIS.into(),
+        head: [0; 32],
         frontier: Frontier::default(),
         scratch: Vec::with_capacity(64 * 33),
         wanted: external.iter().map(|c| (c.size, None)).collect(),
@@ -337,6 +421,7 @@ pub fn verify(dir: &Path, key: &PublicKey, checkpoints: Option<&Path>) -> Result
     };
     let segs = segments(dir)?;
     st.report.segments = segs.len() as u64;
+    let mut buf = Vec::with_capacity(BLOCK_BYTES + (1 << 16));
     'outer: for (i, &seg) in segs.iter().enumerate() {
         if seg != i as u64 {
             let seq = st.report.records;
@@ -344,18 +429,33 @@ pub fn verify(dir: &Path, key: &PublicKey, checkpoints: Option<&Path>) -> Result
             break;
         }
         let path = segment_path(dir, seg);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-        let lines: Vec<&[u8]> = bytes[..complete]
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        for f in all_facts(&lines)? {
-            if !st.record(f, seg) {
+        let mut file =
+            std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+        // Block by block into one reused buffer; a line cut by a block's end waits for the
+        // next block.
+        buf.clear();
+        loop {
+            let read = (&mut file)
+                .take(BLOCK_BYTES as u64)
+                .read_to_end(&mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if read == 0 {
+                break;
+            }
+            let complete = memchr::memrchr(b'\n', &buf).map_or(0, |p| p + 1);
+            let lines = split_lines(&buf[..complete]);
+            let mut going = true;
+            for_each_facts(&lines, |f| {
+                going = st.record(f, seg);
+                going
+            })?;
+            if !going {
                 break 'outer;
             }
+            buf.drain(..complete);
         }
-        if complete < bytes.len() {
+        // What is left is a line without its newline.
+        if !buf.is_empty() {
             if i + 1 == segs.len() {
                 // A crash cut the last line; recovery will move it aside.
                 st.report.torn.push(path.clone());

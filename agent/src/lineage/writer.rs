@@ -25,12 +25,12 @@ use anyhow::{bail, Context, Result};
 use super::{
     anchor::{self, Anchor},
     note::Checkpoint,
-    record::{encode, record_hash, Body, GapReason, Header, GENESIS},
+    record::{encode_into, record_hash, Body, GapReason, Header},
     segment::{segment_path, segments, CHECKPOINTS_FILE},
     tree::{self, leaf_hash, Frontier, TreeFile},
 };
 use crate::{
-    bundle::keys::{hex, SecretKey},
+    bundle::keys::{decode_hex, hex, SecretKey},
     support::time,
 };
 
@@ -116,7 +116,8 @@ pub struct Writer {
     file_len: u64,
     buffer: Vec<u8>,
     seq: u64,
-    head: String,
+    /// The hash of the last record (zeros before the first).
+    head: [u8; 32],
     /// The Merkle tree: its right edge, the file of stored hashes, and stored hashes (raw)
     /// not yet written there.
     frontier: Frontier,
@@ -298,7 +299,9 @@ impl Writer {
             seq: tail.as_ref().map_or(0, |t| t.seq),
             head: tail
                 .as_ref()
-                .map_or_else(|| GENESIS.into(), |t| t.head.clone()),
+                .and_then(|t| decode_hex(&t.head))
+                .and_then(|h| h.try_into().ok())
+                .unwrap_or([0; 32]),
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             refused: 0,
@@ -399,8 +402,8 @@ impl Writer {
     }
 
     /// Hex hash of the last record.
-    pub fn head(&self) -> &str {
-        &self.head
+    pub fn head(&self) -> String {
+        hex(&self.head)
     }
 
     pub fn origin(&self) -> &str {
@@ -418,10 +421,14 @@ impl Writer {
             self.refused += 1;
             return Ok(false);
         }
-        let line = encode(
+        // Encoded straight into the write buffer.
+        let prev = hex(&self.head);
+        let start = self.buffer.len();
+        encode_into(
+            &mut self.buffer,
             &Header {
                 seq: self.seq,
-                prev: &self.head,
+                prev: &prev,
                 segment: self.segment,
                 boot: &self.boot,
                 mono_ns: stamp.mono_ns,
@@ -430,10 +437,9 @@ impl Writer {
             },
             body,
         );
-        let hash = record_hash(&line);
+        let hash = record_hash(&self.buffer[start..]);
         self.frontier.push(leaf_hash(&hash), &mut self.tree_pending);
-        self.head = hex(&hash);
-        self.buffer.extend_from_slice(&line);
+        self.head = hash;
         self.buffer.push(b'\n');
         self.seq += 1;
         self.since_checkpoint += 1;
@@ -533,7 +539,7 @@ impl Writer {
             segment: self.segment,
         };
         let note = cp.sign(&self.key);
-        let head_hex = self.head.clone();
+        let head_hex = hex(&self.head);
         let root_hex = hex(&root.0);
         let covered = cp.size;
         self.since_checkpoint = 0;

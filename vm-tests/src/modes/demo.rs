@@ -470,7 +470,7 @@ fn last_denial(dir: &str) -> Result<u64> {
     out.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| v["seq"].as_u64())
-        .last()
+        .next_back()
         .context("the lineage records no denial")
 }
 
