@@ -30,7 +30,7 @@ pub struct BenchArgs {
 }
 
 /// The criterion benches `cargo xtask bench` runs on the host.
-const HOST_BENCHES: [&str; 4] = ["policy", "load", "lineage", "event_path"];
+const HOST_BENCHES: [&str; 5] = ["policy", "load", "lineage", "evidence", "event_path"];
 
 /// The median of values (0 for none).
 fn median_f(mut v: Vec<f64>) -> f64 {
