@@ -98,22 +98,25 @@ pub enum NoteError {
 
 impl Checkpoint {
     /// The note text (the checkpoint body): every line ends with a newline.
-    pub fn body(&self) -> String {
+    pub fn body(&self) -> Result<String, NoteError> {
         let extension = format!("time {}\nsegment {}\n", self.time_ns, self.segment);
-        match tlog_tiles::Checkpoint::new(
+        tlog_tiles::Checkpoint::new(
             &self.origin,
             self.size,
             tlog_tiles::Hash(self.root),
             &extension,
-        ) {
-            Ok(c) => String::from_utf8_lossy(&c.to_bytes()).into_owned(),
-            // Only an empty origin is refused; the writer always has one.
-            Err(_) => String::new(),
-        }
+        )
+        .map(|c| String::from_utf8_lossy(&c.to_bytes()).into_owned())
+        .map_err(|_| {
+            NoteError::Malformed(format!(
+                "origin `{}` cannot start a checkpoint",
+                self.origin
+            ))
+        })
     }
 
     /// The signed note: body, blank line, one signature line by `key`.
-    pub fn sign(&self, key: &SecretKey) -> String {
+    pub fn sign(&self, key: &SecretKey) -> Result<String, NoteError> {
         let public = key.public();
         let name = key_name(&public);
         let signer = HostSigner {
@@ -121,11 +124,11 @@ impl Checkpoint {
             name,
             key,
         };
-        let signed = Note::new(self.body().as_bytes(), &[]).and_then(|mut note| {
-            note.add_sigs(&[&signer])?;
-            Ok(note.to_bytes())
-        });
-        String::from_utf8_lossy(&signed.unwrap_or_default()).into_owned()
+        let mut note = Note::new(self.body()?.as_bytes(), &[])
+            .map_err(|e| NoteError::Malformed(format!("checkpoint text: {e}")))?;
+        note.add_sigs(&[&signer])
+            .map_err(|e| NoteError::Malformed(format!("signing the checkpoint: {e}")))?;
+        Ok(String::from_utf8_lossy(&note.to_bytes()).into_owned())
     }
 }
 

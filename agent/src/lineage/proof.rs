@@ -19,7 +19,7 @@ use tlog_tiles::{check_record, check_tree, prove_record, prove_tree, Hash};
 
 use super::{
     note::{self, Checkpoint},
-    record::record_hash,
+    record::{fixed_header, record_hash},
     segment::{segment_path, segments, CHECKPOINTS_FILE},
     tree::{leaf_hash, TreeFile},
     verify::split_notes,
@@ -136,6 +136,17 @@ fn checkpoint_of(all: &[(Checkpoint, String)], size: Option<u64>) -> Result<(Che
     })
 }
 
+/// A record line's seq: from its fixed header, else as JSON.
+fn seq_of(line: &str) -> Option<u64> {
+    fixed_header(line.as_bytes())
+        .map(|(p, _)| p.seq)
+        .or_else(|| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["seq"].as_u64())
+        })
+}
+
 /// The record line with `seq` (without its newline).
 pub fn find_record(dir: &Path, seq: u64) -> Result<String> {
     // The segment whose first record is the last one at or before `seq`.
@@ -145,9 +156,7 @@ pub fn find_record(dir: &Path, seq: u64) -> Result<String> {
         let file = std::fs::File::open(&path)?;
         let mut first = String::new();
         BufReader::new(file).read_line(&mut first)?;
-        let first_seq = serde_json::from_str::<serde_json::Value>(&first)
-            .ok()
-            .and_then(|v| v["seq"].as_u64());
+        let first_seq = seq_of(first.trim_end());
         match first_seq {
             Some(s) if s <= seq => chosen = Some(path),
             Some(_) => break,
@@ -158,9 +167,7 @@ pub fn find_record(dir: &Path, seq: u64) -> Result<String> {
     let reader = BufReader::new(std::fs::File::open(&path)?);
     for line in reader.lines() {
         let line = line?;
-        let this = serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .and_then(|v| v["seq"].as_u64());
+        let this = seq_of(&line);
         if this == Some(seq) {
             return Ok(line);
         }

@@ -238,5 +238,17 @@ fn a_tree_file_left_ahead_by_a_crash_is_cut_back_and_a_lost_one_rebuilt() {
     let all = sizes(&h.dir);
     let p = proof::prove_consistency(&h.dir, all[0], None).unwrap();
     proof::check(&p, &h.public).unwrap();
+    // A tree file of the right length that is not this lineage's (zeros): its last leaf
+    // is not the last record's, so the next start rebuilds it instead of extending it.
+    let len = std::fs::metadata(&tree).unwrap().len() as usize;
+    std::fs::write(&tree, vec![0u8; len]).unwrap();
+    let key = SecretKey::read(&h.secret).unwrap();
+    let (mut w, recovery) = Writer::open(Config::new(&h.dir), key, 7, None).unwrap();
+    assert!(recovery.tree_rebuilt);
+    w.close("test").unwrap();
+    let r = verify(&h.dir, &h.public, None).unwrap();
+    assert!(r.tampered.is_none(), "{r:?}");
+    let p = proof::prove_inclusion(&h.dir, 44, None).unwrap();
+    proof::check(&p, &h.public).unwrap();
     h.cleanup();
 }

@@ -177,6 +177,18 @@ impl TreeFile {
         self.hashes >= stored_hash_count(records)
     }
 
+    /// Whether the leaf of record `records - 1` in the file is the leaf of the record with
+    /// chain hash `last` (true for an empty lineage).
+    pub fn last_leaf_is(&self, records: u64, last: Option<[u8; 32]>) -> Result<bool> {
+        let (Some(n), Some(last)) = (records.checked_sub(1), last) else {
+            return Ok(records == 0);
+        };
+        let stored = self
+            .read_hashes(&[stored_hash_index(0, n)])
+            .context("reading the lineage tree's last leaf")?;
+        Ok(stored.first() == Some(&leaf_hash(&last)))
+    }
+
     /// Cuts the file to exactly the stored hashes of `records` records (hashes written for
     /// records that never reached the segment, e.g. by a crash between the two writes).
     pub fn cut_to(&mut self, records: u64) -> Result<()> {

@@ -208,9 +208,16 @@ fn recover_tail(dir: &Path, last: u64) -> Result<Tail> {
 
 /// The tree of the `records` records in `dir` (segments `existing`): the tree file cut back to
 /// them when it covers them, else rebuilt from the segments.
-fn open_tree(dir: &Path, existing: &[u64], records: u64) -> Result<(TreeFile, Frontier, bool)> {
+/// `last_hash` is the chain hash of the last record: the file's last leaf must be its leaf,
+/// or the file belongs to other records and is rebuilt.
+fn open_tree(
+    dir: &Path,
+    existing: &[u64],
+    records: u64,
+    last_hash: Option<[u8; 32]>,
+) -> Result<(TreeFile, Frontier, bool)> {
     let mut file = TreeFile::open_rw(dir)?;
-    if file.covers(records) {
+    if file.covers(records) && file.last_leaf_is(records, last_hash)? {
         file.cut_to(records)?;
         let frontier = Frontier::read(records, &file)?;
         return Ok((file, frontier, false));
@@ -282,7 +289,11 @@ impl Writer {
             }
         };
         let records = tail.as_ref().map_or(0, |t| t.seq);
-        let (tree, frontier, tree_rebuilt) = open_tree(&cfg.dir, &existing, records)?;
+        let last_hash = tail
+            .as_ref()
+            .and_then(|t| decode_hex(&t.head))
+            .and_then(|h| h.try_into().ok());
+        let (tree, frontier, tree_rebuilt) = open_tree(&cfg.dir, &existing, records, last_hash)?;
         let (file, file_len) = open_segment(&segment_path(&cfg.dir, segment))?;
         let mut w = Self {
             frontier,
@@ -297,11 +308,7 @@ impl Writer {
             file_len,
             buffer: Vec::with_capacity(1 << 16),
             seq: tail.as_ref().map_or(0, |t| t.seq),
-            head: tail
-                .as_ref()
-                .and_then(|t| decode_hex(&t.head))
-                .and_then(|h| h.try_into().ok())
-                .unwrap_or([0; 32]),
+            head: last_hash.unwrap_or([0; 32]),
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             refused: 0,
@@ -538,7 +545,7 @@ impl Writer {
             time_ns: now.time_ns,
             segment: self.segment,
         };
-        let note = cp.sign(&self.key);
+        let note = cp.sign(&self.key).context("signing a lineage checkpoint")?;
         let head_hex = hex(&self.head);
         let root_hex = hex(&root.0);
         let covered = cp.size;

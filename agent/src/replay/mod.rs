@@ -222,7 +222,9 @@ pub fn replay(inputs: &Inputs<'_>) -> Result<Replay> {
 /// The policies a policy-change record put in force, from its archived bundle.
 fn put_in_force(inputs: &Inputs<'_>, change: &Change<'_>, time_ns: u64) -> InForce {
     let Some(digest) = change.new_digest.as_deref() else {
-        return InForce::Unavailable("policy from local files (no signed bundle)".into());
+        return InForce::Unavailable(
+            "no signed bundle (local policy files, or the no-policy fallback)".into(),
+        );
     };
     let path = archived(inputs.bundles, digest);
     let bytes = match std::fs::read(&path) {

@@ -152,26 +152,10 @@ pub fn replay_and_proofs(env: &mut Env) -> Result<String> {
     let key = s(&dir.join("host.pub"));
     let trust = s(&dir.join("trust.json"));
     let bundles = dir.join("state/bundles");
-    let replay = agent(&[
-        "lineage",
-        "replay",
-        &s(&lineage),
-        "--pub",
-        &key,
-        "--trust",
-        &trust,
-        "--bundles",
-        &s(&bundles),
-        "--json",
-    ])?;
-    let report: Value = serde_json::from_slice(&replay.stdout).with_context(|| {
-        format!(
-            "lineage replay printed no JSON: {}",
-            String::from_utf8_lossy(&replay.stderr)
-        )
-    })?;
-    if replay.status.code() != Some(0) {
-        bail!("lineage replay exited {:?}: {report}", replay.status.code());
+    let replay = |bundles: &Path| replay_json(&lineage, &key, &trust, bundles);
+    let (code, report) = replay(&bundles)?;
+    if code != Some(0) {
+        bail!("lineage replay exited {code:?}: {report}");
     }
     let replayed = report["replayed"].as_u64().unwrap_or(0);
     if report["divergences"] != 0 || replayed < ops || report["policy_changes_verified"] != 4 {
@@ -187,23 +171,10 @@ pub fn replay_and_proofs(env: &mut Env) -> Result<String> {
             std::fs::copy(&path, partial.join(path.file_name().context("name")?))?;
         }
     }
-    let without = agent(&[
-        "lineage",
-        "replay",
-        &s(&lineage),
-        "--pub",
-        &key,
-        "--trust",
-        &trust,
-        "--bundles",
-        &s(&partial),
-        "--json",
-    ])?;
-    let w: Value = serde_json::from_slice(&without.stdout)?;
-    if without.status.code() != Some(3) || w["replayed"].as_u64() >= Some(replayed) {
+    let (code, w) = replay(&partial)?;
+    if code != Some(3) || w["replayed"].as_u64() >= Some(replayed) {
         bail!(
-            "replay without version 2's bundle should exit 3 and replay fewer: exit {:?}, {w}",
-            without.status.code()
+            "replay without version 2's bundle should exit 3 and replay fewer: exit {code:?}, {w}"
         );
     }
 
@@ -277,6 +248,34 @@ pub fn replay_and_proofs(env: &mut Env) -> Result<String> {
          proven and verified, a changed proof refused; {files} files shipped to the host",
         report["not_recomputable"]
     ))
+}
+
+/// `rampart lineage replay --json` of `lineage`: its exit code and report.
+fn replay_json(
+    lineage: &Path,
+    key: &str,
+    trust: &str,
+    bundles: &Path,
+) -> Result<(Option<i32>, Value)> {
+    let out = agent(&[
+        "lineage",
+        "replay",
+        &s(lineage),
+        "--pub",
+        key,
+        "--trust",
+        trust,
+        "--bundles",
+        &s(bundles),
+        "--json",
+    ])?;
+    let report = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "lineage replay printed no JSON: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok((out.status.code(), report))
 }
 
 /// The bundle digest the lineage's policy-change to `version` names.
