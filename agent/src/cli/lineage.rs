@@ -20,10 +20,11 @@ use rampart::{
 };
 use serde_json::Value;
 
-/// Verify and read a lineage (the hash-chained record `rampart run --lineage` writes).
+/// Verify, prove, replay and read a lineage (the hash-chained, Merkle-tree record
+/// `rampart run --lineage` writes).
 #[derive(Debug, Subcommand)]
 pub enum LineageCommand {
-    /// Check every hash, link, seq, segment link and checkpoint signature.
+    /// Check every hash, link, seq, segment link, checkpoint signature and tree root.
     ///
     /// Prints the verified range, the anchored size, the unanchored tail, gaps (count and
     /// events lost) and restarts. Exit 0 intact, 1 tampered (naming the first bad record;
