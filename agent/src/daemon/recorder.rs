@@ -150,6 +150,10 @@ impl Recorder {
                     warn!(bytes, kept_in = %aside.display(),
                         "the lineage ended in a torn record (a crash); kept aside and recorded as a gap");
                 }
+                if recovery.tree_rebuilt && recovery.records > 0 {
+                    warn!(records = recovery.records,
+                        "the lineage's tree file was missing, short or not this lineage's; rebuilt from the segments");
+                }
                 info!(dir = %s.dir.display(), records = w.len(), origin = w.origin(), "lineage open");
                 Some(w)
             }
