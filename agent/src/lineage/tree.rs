@@ -143,7 +143,8 @@ impl TreeFile {
         let path = dir.join(TREE_FILE);
         let file = File::open(&path).with_context(|| {
             format!(
-                "opening the lineage tree {} (written by agents since lineage v2)",
+                "opening the lineage tree {} (a lineage written before the tree has none: the \
+                 next agent start on it rebuilds it from the segments)",
                 path.display()
             )
         })?;
