@@ -60,6 +60,16 @@ impl Host {
         }
     }
 
+    /// An agent start that must rebuild the tree file; the lineage still verifies after.
+    fn restart_rebuilds_the_tree(&self) {
+        let key = SecretKey::read(&self.secret).unwrap();
+        let (mut w, recovery) = Writer::open(Config::new(&self.dir), key, 7, None).unwrap();
+        assert!(recovery.tree_rebuilt);
+        w.close("test").unwrap();
+        let r = verify(&self.dir, &self.public, None).unwrap();
+        assert!(r.tampered.is_none(), "{r:?}");
+    }
+
     fn cleanup(&self) {
         let _ = std::fs::remove_dir_all(self.dir.parent().unwrap());
         let _ = std::fs::remove_dir_all(&self.keys);
@@ -225,12 +235,7 @@ fn a_tree_file_left_ahead_by_a_crash_is_cut_back_and_a_lost_one_rebuilt() {
     proof::check(&p, &h.public).unwrap();
     // The tree file lost: the next start rebuilds it from the segments.
     std::fs::remove_file(&tree).unwrap();
-    let key = SecretKey::read(&h.secret).unwrap();
-    let (mut w, recovery) = Writer::open(Config::new(&h.dir), key, 7, None).unwrap();
-    assert!(recovery.tree_rebuilt);
-    w.close("test").unwrap();
-    let r = verify(&h.dir, &h.public, None).unwrap();
-    assert!(r.tampered.is_none(), "{r:?}");
+    h.restart_rebuilds_the_tree();
     for seq in [0, 35, 44] {
         let p = proof::prove_inclusion(&h.dir, seq, None).unwrap();
         proof::check(&p, &h.public).unwrap();
@@ -242,12 +247,7 @@ fn a_tree_file_left_ahead_by_a_crash_is_cut_back_and_a_lost_one_rebuilt() {
     // is not the last record's, so the next start rebuilds it instead of extending it.
     let len = std::fs::metadata(&tree).unwrap().len() as usize;
     std::fs::write(&tree, vec![0u8; len]).unwrap();
-    let key = SecretKey::read(&h.secret).unwrap();
-    let (mut w, recovery) = Writer::open(Config::new(&h.dir), key, 7, None).unwrap();
-    assert!(recovery.tree_rebuilt);
-    w.close("test").unwrap();
-    let r = verify(&h.dir, &h.public, None).unwrap();
-    assert!(r.tampered.is_none(), "{r:?}");
+    h.restart_rebuilds_the_tree();
     let p = proof::prove_inclusion(&h.dir, 44, None).unwrap();
     proof::check(&p, &h.public).unwrap();
     h.cleanup();
