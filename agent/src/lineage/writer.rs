@@ -30,7 +30,7 @@ use super::{
     tree::{self, leaf_hash, Frontier, TreeFile},
 };
 use crate::{
-    bundle::keys::{decode_hex, hex, SecretKey},
+    bundle::keys::{hex, SecretKey},
     support::time,
 };
 
@@ -160,7 +160,8 @@ fn open_segment(path: &Path) -> Result<(File, u64)> {
 /// The state at the end of an existing lineage: next seq, head, last time, lineage id.
 struct Tail {
     seq: u64,
-    head: String,
+    /// The chain hash of the last record.
+    head: [u8; 32],
     last_time_ns: u64,
     lineage: String,
     torn: Option<(u64, PathBuf)>,
@@ -199,7 +200,7 @@ fn recover_tail(dir: &Path, last: u64) -> Result<Tail> {
         .with_context(|| format!("the last record of {} is not a record", path.display()))?;
     Ok(Tail {
         seq: parsed.seq + 1,
-        head: hex(&record_hash(line)),
+        head: record_hash(line),
         last_time_ns: parsed.time_ns,
         lineage: lineage_id(dir)?,
         torn,
@@ -289,10 +290,7 @@ impl Writer {
             }
         };
         let records = tail.as_ref().map_or(0, |t| t.seq);
-        let last_hash = tail
-            .as_ref()
-            .and_then(|t| decode_hex(&t.head))
-            .and_then(|h| h.try_into().ok());
+        let last_hash = tail.as_ref().map(|t| t.head);
         let (tree, frontier, tree_rebuilt) = open_tree(&cfg.dir, &existing, records, last_hash)?;
         let (file, file_len) = open_segment(&segment_path(&cfg.dir, segment))?;
         let mut w = Self {
@@ -318,7 +316,7 @@ impl Writer {
             cfg,
         };
         let now = Stamp::now();
-        let resumed = tail.as_ref().map(|t| t.head.clone());
+        let resumed = tail.as_ref().map(|t| hex(&t.head));
         w.append(
             now,
             None,

@@ -7,4 +7,5 @@ pub mod daemon;
 pub mod env;
 pub mod fds;
 pub mod observe;
+pub mod ship;
 pub mod unix;

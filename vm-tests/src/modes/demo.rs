@@ -18,6 +18,7 @@ use rampart_vm_tests::protocol::Line;
 
 use crate::harness::agent::spawn_agent;
 use crate::harness::env::{AGENT, CGROUP_ROOT, FIXTURES};
+use crate::harness::ship;
 
 const BASE: &str = "/run/demo";
 
@@ -125,23 +126,6 @@ fn workload(what: &str, argv: &[&str]) -> Result<()> {
 fn step(n: u32, title: &str) {
     say("");
     say(&format!("== {n}. {title}"));
-}
-
-fn ship(dir: &Path, prefix: &str) -> Result<usize> {
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_file() {
-            let name = format!(
-                "{prefix}{}",
-                path.file_name().context("name")?.to_string_lossy()
-            );
-            let bytes = std::fs::read(&path)?;
-            println!("{}", Line::DemoFile { name, bytes });
-            n += 1;
-        }
-    }
-    Ok(n)
 }
 
 fn story(agent: &mut Option<Child>) -> Result<()> {
@@ -436,27 +420,11 @@ fn story(agent: &mut Option<Child>) -> Result<()> {
         "-o",
         &proof,
     ])?;
-    let files = ship(&base.join("lineage"), "lineage/")?;
-    let bundle_files = ship(&base.join("state/bundles"), "bundles/")?;
-    for (name, path) in [
-        ("trust.json", "/etc/rampart/trust.json"),
-        ("denial-proof.json", proof.as_str()),
-    ] {
-        println!(
-            "{}",
-            Line::DemoFile {
-                name: name.into(),
-                bytes: std::fs::read(path)?,
-            }
-        );
-    }
-    println!(
-        "{}",
-        Line::DemoFile {
-            name: "host.pub".into(),
-            bytes: std::fs::read("/etc/rampart/host.pub")?,
-        }
-    );
+    let files = ship::dir("lineage/", &base.join("lineage"))?;
+    let bundle_files = ship::dir("bundles/", &base.join("state/bundles"))?;
+    ship::file("trust.json", Path::new("/etc/rampart/trust.json"))?;
+    ship::file("denial-proof.json", Path::new(&proof))?;
+    ship::file("host.pub", Path::new("/etc/rampart/host.pub"))?;
     say(&format!(
         "shipping the lineage ({files} files), {bundle_files} archived bundles, the trust \
          root, the proof and host.pub to the host"

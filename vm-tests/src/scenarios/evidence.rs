@@ -14,12 +14,13 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use rampart_vm_tests::protocol::{Line, EVIDENCE_PREFIX, EVIDENCE_SCENARIO};
+use rampart_vm_tests::protocol::{EVIDENCE_PREFIX, EVIDENCE_SCENARIO};
 
 use super::bundles::{make_cgroup, BundleAgent};
 use crate::harness::cli::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE};
 use crate::harness::env::{Env, AGENT, FIXTURES};
 use crate::harness::observe::{op_in, records, Outcome};
+use crate::harness::ship;
 
 pub const SCENARIO: &str = EVIDENCE_SCENARIO;
 
@@ -30,28 +31,9 @@ fn agent(args: &[&str]) -> Result<Output> {
         .with_context(|| format!("running rampart {}", args.join(" ")))
 }
 
+/// Ships `path` to the host as `evidence/NAME`.
 fn ship_file(name: &str, path: &Path) -> Result<()> {
-    println!(
-        "{}",
-        Line::DemoFile {
-            name: format!("{EVIDENCE_PREFIX}{name}"),
-            bytes: std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-        }
-    );
-    Ok(())
-}
-
-fn ship_dir(prefix: &str, dir: &Path) -> Result<usize> {
-    let mut n = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_file() {
-            let name = path.file_name().context("name")?.to_string_lossy();
-            ship_file(&format!("{prefix}{name}"), &path)?;
-            n += 1;
-        }
-    }
-    Ok(n)
+    ship::file(&format!("{EVIDENCE_PREFIX}{name}"), path)
 }
 
 pub fn replay_and_proofs(env: &mut Env) -> Result<String> {
@@ -236,7 +218,8 @@ pub fn replay_and_proofs(env: &mut Env) -> Result<String> {
         bail!("a changed proof should exit 1, got {:?}", out.status.code());
     }
 
-    let files = ship_dir("lineage/", &lineage)? + ship_dir("bundles/", &bundles)?;
+    let files = ship::dir(&format!("{EVIDENCE_PREFIX}lineage/"), &lineage)?
+        + ship::dir(&format!("{EVIDENCE_PREFIX}bundles/"), &bundles)?;
     ship_file("trust.json", &dir.join("trust.json"))?;
     ship_file("host.pub", &dir.join("host.pub"))?;
     ship_file("denial-proof.json", &proof)?;
