@@ -11,6 +11,7 @@
 //! The command line itself lives in the binary (`src/main.rs`, `src/cli/`).
 
 pub mod bundle;
+pub mod console;
 pub mod daemon;
 pub mod kernel;
 pub mod lineage;

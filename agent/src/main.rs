@@ -32,6 +32,7 @@ enum Command {
     State(cli::state::StateCommand),
     #[command(subcommand)]
     Lineage(cli::lineage::LineageCommand),
+    Console(cli::console::ConsoleArgs),
 }
 
 impl Command {
@@ -52,6 +53,7 @@ impl Command {
             Self::Status(args) => done(args.run()),
             Self::State(command) => done(command.run()),
             Self::Lineage(command) => command.run(),
+            Self::Console(args) => done(args.run()),
         }
     }
 }

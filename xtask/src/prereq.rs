@@ -157,8 +157,12 @@ pub fn ensure_bpf_linker() -> Result<()> {
     })
 }
 
-/// Ensures the musl target is installed (the guest binaries are static).
+/// Ensures the musl target is installed (the guest binaries are static), with musl-gcc for
+/// the C in ring (the console's TLS); `.cargo/config.toml` names it as that target's CC.
 pub fn ensure_musl_target() -> Result<()> {
+    if !on_path("musl-gcc") {
+        apt_install(&["musl-tools"], "building the static agent (ring's C code)")?;
+    }
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     if !installed.lines().any(|l| l.trim() == MUSL_TARGET) {
         eprintln!("==> rustup target add {MUSL_TARGET}");

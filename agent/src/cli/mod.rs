@@ -3,6 +3,7 @@
 
 pub mod break_glass;
 pub mod bundle;
+pub mod console;
 pub mod keygen;
 pub mod keys;
 pub mod lineage;

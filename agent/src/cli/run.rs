@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use rampart::daemon::{
     self, defaults,
@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// Do not pin: enforcement ends when this process exits (for trials and tests).
     #[arg(long)]
     no_pin: bool,
+    /// Serve the console (/metrics, /healthz, /readyz and the web pages) on this loopback
+    /// address, e.g. 127.0.0.1:9464. With --config, [console] decides instead (on by
+    /// default); without either, there is no console.
+    #[arg(long, value_name = "ADDR")]
+    console_listen: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
@@ -109,12 +114,17 @@ impl RunArgs {
             segment_bytes,
             pin_dir,
             no_pin,
+            console_listen,
         } = self;
         if policies.is_empty() && bundle.is_none() {
             let path = config.unwrap_or_else(|| PathBuf::from(defaults::CONFIG_FILE));
             return RunConfig::from_file(path);
         }
         let pin_dir = (!no_pin).then_some(pin_dir);
+        let console = console_listen.map(rampart::console::serve::Settings::loopback);
+        if let Some(c) = &console {
+            c.check().context("--console-listen")?;
+        }
         // With a bundle the state directory is in use: the lineage anchor is kept there too.
         let anchor_file = bundle
             .is_some()
@@ -148,6 +158,7 @@ impl RunArgs {
             no_policy: None,
             control_socket: None,
             config_file: None,
+            console,
         })
     }
 

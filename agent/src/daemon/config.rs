@@ -38,6 +38,10 @@ pub struct Config {
     /// `[daemon]`: pins and the control socket.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// `[console]`: metrics, health endpoints and the web console (on by default, on a
+    /// unix socket and 127.0.0.1:9464).
+    #[serde(default)]
+    pub console: crate::console::serve::Settings,
 }
 
 /// `[policy]`.
@@ -184,6 +188,7 @@ impl Config {
         if let Some(scope) = &p.scope {
             crate::bundle::scope::valid_scope(scope).context("policy.scope")?;
         }
+        self.console.check()?;
         if let Some(l) = &self.lineage {
             if l.checkpoint_every == 0 {
                 bail!("lineage.checkpoint_every: must be at least 1");
@@ -262,5 +267,25 @@ checkpoint_interval = "30s"
         assert!(e.contains("missing field"), "{e}");
         let e = err(&GOOD.replace("governs =", "on_no_policy = \"allow\"\ngoverns ="));
         assert!(e.contains("unknown variant `allow`"), "{e}");
+    }
+
+    #[test]
+    fn the_console_is_on_loopback_by_default_and_off_host_only_with_tls_and_a_token() {
+        let c = Config::parse("r.toml", GOOD).unwrap();
+        assert_eq!(c.console, crate::console::serve::Settings::default());
+        assert_eq!(c.console.listen, vec!["127.0.0.1:9464".parse().unwrap()]);
+        let open = format!("{GOOD}\n[console]\nlisten = [\"0.0.0.0:9464\"]\n");
+        let e = err(&open);
+        assert!(e.contains("needs tls_cert, tls_key and token_file"), "{e}");
+        let e = err(&format!("{open}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n"));
+        assert!(e.contains("token_file"), "{e}");
+        let ok = format!(
+            "{open}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntoken_file = \"/t\"\n"
+        );
+        assert!(Config::parse("r.toml", &ok).is_ok());
+        let e = err(&format!("{GOOD}\n[console]\ntls_cert = \"/c.pem\"\n"));
+        assert!(e.contains("tls_cert and tls_key go together"), "{e}");
+        let e = err(&format!("{GOOD}\n[console]\nlisten = [\"localhost\"]\n"));
+        assert!(e.contains("listen"), "{e}");
     }
 }

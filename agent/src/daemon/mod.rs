@@ -22,7 +22,8 @@ pub mod watch;
 use std::{
     collections::HashSet,
     path::PathBuf,
-    time::{Duration, SystemTime},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result};
@@ -40,6 +41,10 @@ use self::{
     watch::DirWatch,
 };
 use crate::{
+    console::{
+        live::{Live, PolicyView},
+        metrics::{HookLabel, Metrics, RequestLabels, StepLabel, TamperLabels},
+    },
     kernel::{
         btf::Btf,
         cgroup,
@@ -74,6 +79,17 @@ pub struct Daemon {
     /// Pins removed or links detached behind the agent's back, and how many were put back.
     tamper_found: u64,
     tamper_repaired: u64,
+    /// What `/metrics` exports, and the snapshots the console shows.
+    metrics: Arc<Metrics>,
+    live: tokio::sync::watch::Sender<Live>,
+    /// Every kernel hook this agent attached, and whether it is in place.
+    hooks: Vec<(String, bool)>,
+    /// The last policy load's steps and seconds.
+    load_seconds: Vec<(String, f64)>,
+    /// Whether the bundle in force has expired (until the next load).
+    expired: bool,
+    /// The compiled policies in force, shared with the console's explain form.
+    compiled: Arc<Vec<crate::policy::compile::CompiledPolicy>>,
 }
 
 impl Daemon {
@@ -102,6 +118,9 @@ impl Daemon {
             None => None,
         };
         let mut recorder = Recorder::open(config.lineage.as_ref(), 0, pinned_anchor)?;
+        let metrics = Arc::new(Metrics::new());
+        recorder.set_metrics(metrics.clone());
+        let prepare_started = Instant::now();
 
         // Verify and compile before touching the kernel: a bad policy changes nothing.
         let mut reported = Reported::new();
@@ -121,6 +140,7 @@ impl Daemon {
                 }
             },
         };
+        let prepare_seconds = prepare_started.elapsed().as_secs_f64();
         let mut enforcer = match &config.pin_dir {
             Some(dir) => Enforcer::load_pinned(&layout, &hooks, &hierarchy, dir)?,
             None => Enforcer::load(&layout, &hooks, &hierarchy)?,
@@ -140,6 +160,12 @@ impl Daemon {
             None
         };
         recorder.start_drops(adopted.is_some(), enforcer.event_drops()?);
+        let attached = hooks
+            .iter()
+            .copied()
+            .chain(rampart_common::programs::SOCK_ADDR.iter().copied())
+            .map(|h| (h.to_owned(), true))
+            .collect();
         let mut daemon = Self {
             config,
             enforcer,
@@ -152,7 +178,14 @@ impl Daemon {
             ticks: 0,
             tamper_found: 0,
             tamper_repaired: 0,
+            metrics,
+            live: tokio::sync::watch::Sender::new(Live::default()),
+            hooks: attached,
+            load_seconds: Vec::new(),
+            expired: false,
+            compiled: Arc::new(Vec::new()),
         };
+        daemon.observe_load("prepare", prepare_seconds);
         if let Err(r) = daemon.load(incoming) {
             daemon
                 .recorder
@@ -172,6 +205,7 @@ impl Daemon {
         }
         let ring =
             events::watch_ring(daemon.enforcer.take_events()?).context("polling the event ring")?;
+        daemon.publish();
         Ok((daemon, ring))
     }
 
@@ -191,6 +225,7 @@ impl Daemon {
         if self.ticks >= INTEGRITY_TICKS {
             self.ticks = 0;
             self.check_integrity();
+            self.publish();
         }
         Ok(())
     }
@@ -203,6 +238,20 @@ impl Daemon {
         }
         for t in self.enforcer.check_integrity() {
             self.tamper_found += 1;
+            self.metrics
+                .tamper
+                .get_or_create(&TamperLabels {
+                    what: t.what.to_owned(),
+                    repaired: t.error.is_none().to_string(),
+                })
+                .inc();
+            if t.error.is_some() {
+                for (hook, attached) in &mut self.hooks {
+                    if t.object.contains(hook.as_str()) {
+                        *attached = false;
+                    }
+                }
+            }
             match &t.error {
                 None => {
                     self.tamper_repaired += 1;
@@ -256,6 +305,7 @@ impl Daemon {
         report_skipped(prepared.skipped, &mut self.recorder, &mut self.reported);
         // Events of the generation about to be retired are annotated first.
         self.on_ring(ring);
+        self.observe_load("prepare", prepared.seconds);
         match prepared.purpose {
             Purpose::Reload { force } => self.reload(prepared.result, force),
             Purpose::Push { answer, tmp, dir } => {
@@ -273,7 +323,9 @@ impl Daemon {
         );
         if let Some(f) = self.in_force.as_mut() {
             f.expires_at = None;
+            self.expired = true;
         }
+        self.publish();
     }
 
     /// A request on the control socket: answered on `answer` now, or, for a push, once
@@ -285,12 +337,27 @@ impl Daemon {
         answer: tokio::sync::oneshot::Sender<Response>,
     ) -> Option<Job> {
         let now = match request {
-            Request::Status => Response::Status(Box::new(self.status())),
+            Request::Status => {
+                self.count_control("status", "answered");
+                Response::Status(Box::new(self.status()))
+            }
             Request::Push { bundle } => match self.push(&bundle) {
                 Ok((tmp, dir)) => return Some(self.job_for_push(answer, tmp, dir)),
-                Err(refused) => refused,
+                Err(refused) => {
+                    self.count_control("push", "rejected");
+                    refused
+                }
             },
-            Request::Release { token } => self.release(token.as_deref(), peer),
+            Request::Release { token } => {
+                let response = self.release(token.as_deref(), peer);
+                let result = if matches!(response, Response::Released { .. }) {
+                    "released"
+                } else {
+                    "refused"
+                };
+                self.count_control("release", result);
+                response
+            }
         };
         let _ = answer.send(now);
         None
@@ -315,6 +382,7 @@ impl Daemon {
 
     /// A control client was refused: recorded in the lineage.
     pub fn on_control_refused(&mut self, peer: Option<peer::Peer>, error: &str) {
+        self.count_control("connection", "refused");
         let (pid, uid, cgroup) =
             peer.map_or((0, u32::MAX, String::new()), |p| (p.pid, p.uid, p.cgroup));
         self.recorder.control_refused(pid, uid, &cgroup, error);
@@ -402,6 +470,7 @@ impl Daemon {
         }
         let resolve = |name: &str| cgroup::open_in_hierarchy(&self.hierarchy, name);
         let previous = self.in_force.take();
+        let started = Instant::now();
         let (next, result) = in_force::apply(
             &mut self.enforcer,
             &mut self.recorder,
@@ -410,7 +479,99 @@ impl Daemon {
             incoming,
         );
         self.in_force = next;
+        if result.is_ok() {
+            self.observe_load("swap", started.elapsed().as_secs_f64());
+            self.expired = false;
+            self.compiled = Arc::new(
+                self.in_force
+                    .iter()
+                    .flat_map(|f| f.current.policies.iter().map(|(_, p)| p.clone()))
+                    .collect(),
+            );
+        }
+        self.publish();
         result
+    }
+
+    /// Records how long a step of putting a policy in force took.
+    fn observe_load(&mut self, step: &str, seconds: f64) {
+        self.metrics
+            .load_duration
+            .get_or_create(&StepLabel { step: step.into() })
+            .observe(seconds);
+        if step == "prepare" {
+            self.load_seconds.clear();
+        }
+        self.load_seconds.push((step.to_owned(), seconds));
+    }
+
+    /// Counts a control request by its result.
+    fn count_control(&self, request: &str, result: &str) {
+        self.metrics
+            .control
+            .get_or_create(&RequestLabels {
+                request: request.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the gauges and hands the console a fresh snapshot.
+    fn publish(&mut self) {
+        let m = &self.metrics;
+        let f = self.in_force.as_ref();
+        m.policy_version
+            .set(f.map_or(0, |f| i64::try_from(f.current.info.version).unwrap_or(i64::MAX)));
+        m.policy_expiry.set(match (self.expired, f.and_then(|f| f.expires_at)) {
+            (true, _) => 0.0,
+            (false, Some(t)) => t.saturating_sub(unix_now()) as f64,
+            (false, None) => f64::INFINITY,
+        });
+        for (hook, attached) in &self.hooks {
+            m.hooks
+                .get_or_create(&HookLabel { hook: hook.clone() })
+                .set(i64::from(*attached));
+        }
+        let policy = f.map(|f| PolicyView {
+            version: f.current.info.version,
+            digest: f.digest.clone(),
+            scope: f.scope.clone(),
+            signers: f.signers.clone(),
+            expires_at: f.expires_at,
+            policies: f.current.policies.iter().map(|(_, p)| p.name.clone()).collect(),
+            governed: f.current.governed.iter().map(|(_, c)| c.label()).collect(),
+            compiled: self.compiled.clone(),
+        });
+        self.live.send_replace(Live {
+            started: true,
+            policy,
+            expired: self.expired,
+            hooks: self.hooks.clone(),
+            lineage_writable: self.recorder.writable(),
+            lineage_records: self.recorder.records(),
+            pinned: self.enforcer.pinned(),
+            event_drops: self.enforcer.event_drops().unwrap_or(0),
+            tamper_found: self.tamper_found,
+            tamper_repaired: self.tamper_repaired,
+            load_seconds: self.load_seconds.clone(),
+        });
+    }
+
+    /// The console over this daemon's lineage, metrics and snapshots (the host key's public
+    /// half checks the lineage).
+    pub fn console(&self) -> Result<crate::console::Console> {
+        let (dir, key) = match &self.config.lineage {
+            Some(l) => {
+                let secret = crate::bundle::keys::SecretKey::read(&l.host_key)
+                    .with_context(|| format!("reading the host key {}", l.host_key.display()))?;
+                (Some(l.dir.clone()), Some(secret.public()))
+            }
+            None => (None, None),
+        };
+        let mut console = crate::console::Console::new(dir, key);
+        console.live = Some(self.live.subscribe());
+        console.metrics = Some(self.metrics.clone());
+        Ok(console)
     }
 
     /// Verifies, compiles and swaps in the configured policy; a refusal keeps the one in
@@ -522,6 +683,7 @@ impl Daemon {
             }
             self.load(incoming).map(|()| (version, digest))
         });
+        self.count_control("push", if result.is_ok() { "loaded" } else { "rejected" });
         match result {
             Ok((version, digest)) => {
                 let kept = dir.join(format!("pushed-v{version}.rpb"));
@@ -635,6 +797,18 @@ pub async fn run(config: RunConfig) -> Result<()> {
         Some(path) => Some(control::bind(path)?),
         None => None,
     };
+    // The console is optional: one that cannot start is logged, and enforcement goes on.
+    if let Some(settings) = daemon.config.console.clone() {
+        match daemon.console() {
+            Ok(console) => {
+                let router = crate::console::router(Arc::new(console));
+                if let Err(e) = settings.spawn(router) {
+                    error!(error = %format!("{e:#}"), "the console is not served; enforcement is not affected");
+                }
+            }
+            Err(e) => error!(error = %format!("{e:#}"), "the console is not served; enforcement is not affected"),
+        }
+    }
     let stop = wait_for_stop()?;
     tokio::pin!(stop);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

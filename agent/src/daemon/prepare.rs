@@ -53,17 +53,21 @@ pub struct Prepared {
     pub skipped: Vec<(PathBuf, Refusal)>,
     /// What it was for.
     pub purpose: Purpose,
+    /// How long verifying and compiling took.
+    pub seconds: f64,
 }
 
 impl Job {
     /// Verifies and compiles (blocking).
     pub fn run(self) -> Prepared {
+        let started = std::time::Instant::now();
         let mut skipped = Vec::new();
         let result = prepare(&self.origin, self.extra_flags, &mut skipped);
         Prepared {
             result,
             skipped,
             purpose: self.purpose,
+            seconds: started.elapsed().as_secs_f64(),
         }
     }
 }

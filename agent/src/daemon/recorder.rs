@@ -7,6 +7,7 @@
 use std::{
     io::{BufWriter, Write},
     path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,6 +17,8 @@ use tracing::{error, info, warn};
 
 use super::swap::Generation;
 use crate::{
+    console::metrics::{CodeLabel, Metrics},
+    lineage::writer::Stats,
     bundle::keys::SecretKey,
     kernel::events,
     lineage::anchor::{self, Anchor},
@@ -108,6 +111,10 @@ pub struct Recorder {
     /// Where the anchor is kept in the state directory, and the anchor last kept.
     anchor_file: Option<PathBuf>,
     anchor_kept: Option<Anchor>,
+    /// Where decisions, gaps and lineage writes are counted for `/metrics`, and the writer's
+    /// figures already counted there.
+    metrics: Arc<Metrics>,
+    counted: Stats,
 }
 
 impl Recorder {
@@ -166,6 +173,8 @@ impl Recorder {
             failing: false,
             anchor_file: settings.and_then(|s| s.anchor_file.clone()),
             anchor_kept,
+            metrics: Arc::new(Metrics::new()),
+            counted: Stats::default(),
         })
     }
 
@@ -202,6 +211,38 @@ impl Recorder {
         }
     }
 
+    /// Counts into `metrics` from now on.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = metrics;
+    }
+
+    /// Whether the lineage is being written (None: no lineage).
+    pub fn writable(&self) -> Option<bool> {
+        self.lineage.as_ref().map(|_| !self.failing)
+    }
+
+    /// Records in the lineage (None: no lineage).
+    pub fn records(&self) -> Option<u64> {
+        self.lineage.as_ref().map(Writer::len)
+    }
+
+    /// Brings the lineage counters of `/metrics` up to the writer's figures.
+    fn count_writes(&mut self) {
+        let Some(w) = self.lineage.as_ref() else {
+            return;
+        };
+        let now = w.stats();
+        let m = &self.metrics;
+        m.lineage_records.inc_by(now.records.saturating_sub(self.counted.records));
+        m.lineage_bytes.inc_by(now.bytes.saturating_sub(self.counted.bytes));
+        m.lineage_checkpoints
+            .inc_by(now.checkpoints.saturating_sub(self.counted.checkpoints));
+        m.gaps.inc_by(now.gaps.saturating_sub(self.counted.gaps));
+        m.lost_events.inc_by(now.lost.saturating_sub(self.counted.lost));
+        m.lineage_writable.set(i64::from(!self.failing));
+        self.counted = now;
+    }
+
     fn append(&mut self, stamp: Stamp, version: Option<u64>, body: &Body<'_>) {
         if let Some(w) = self.lineage.as_mut() {
             let r = w.append(stamp, version, body).map(drop);
@@ -219,6 +260,12 @@ impl Recorder {
             }
             Err(e) => warn!(error = %e, "cannot serialise an event"),
         }
+        self.metrics.decision(
+            record.decision,
+            record.action,
+            record.reason,
+            record.policy.as_deref(),
+        );
         self.append(
             Stamp::of_kernel(record.ktime_ns),
             Some(record.policy_version),
@@ -264,6 +311,7 @@ impl Recorder {
         let now = Stamp::now();
         if total > self.drops_seen {
             let lost = total - self.drops_seen;
+            self.metrics.ring_drops.inc_by(lost);
             warn!(
                 lost,
                 total, "the kernel's event ring was full; events lost (recorded as a gap)"
@@ -315,6 +363,10 @@ impl Recorder {
 
     /// A policy was refused; the one in force stays.
     pub fn policy_refused(&mut self, code: &str, error: &str) {
+        self.metrics
+            .policy_refusals
+            .get_or_create(&CodeLabel { code: code.into() })
+            .inc();
         self.append(Stamp::now(), None, &Body::PolicyRefused { code, error });
     }
 
@@ -386,6 +438,7 @@ impl Recorder {
             let r = w.tick();
             self.note(r);
         }
+        self.count_writes();
     }
 
     /// The agent's stop record and a final checkpoint.

@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub control_socket: Option<PathBuf>,
     /// The configuration file this came from (re-read on SIGHUP).
     pub config_file: Option<PathBuf>,
+    /// Where the console listens (None: no console).
+    pub console: Option<crate::console::serve::Settings>,
 }
 
 impl RunConfig {
@@ -85,8 +87,9 @@ impl RunConfig {
         if next.lineage != self.lineage
             || next.pin_dir != self.pin_dir
             || next.control_socket != self.control_socket
+            || next.console != self.console
         {
-            warn!("[lineage] and [daemon] changes take effect at the next restart");
+            warn!("[lineage], [daemon] and [console] changes take effect at the next restart");
         }
         self.origin = next.origin;
         self.no_policy = next.no_policy;
@@ -101,6 +104,7 @@ impl From<Config> for RunConfig {
             policy: p,
             lineage,
             daemon,
+            console,
         } = c;
         let anchor_file = p.state_dir.join(ANCHOR_FILE);
         Self {
@@ -126,6 +130,7 @@ impl From<Config> for RunConfig {
             no_policy: Some((p.governs, p.on_no_policy)),
             control_socket: Some(daemon.control_socket),
             config_file: None,
+            console: console.enabled.then_some(console),
         }
     }
 }

@@ -130,6 +130,19 @@ pub struct Writer {
     refused_since_ns: u64,
     /// The policy version in force, for records other than decisions.
     pub policy_version: u64,
+    /// What this writer appended: records, bytes (with newlines), checkpoints.
+    stats: Stats,
+}
+
+/// What a [`Writer`] appended since it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub records: u64,
+    pub bytes: u64,
+    pub checkpoints: u64,
+    /// Gap records, and the events they account for as lost.
+    pub gaps: u64,
+    pub lost: u64,
 }
 
 fn read_boot_id() -> String {
@@ -311,6 +324,7 @@ impl Writer {
             last_checkpoint: Instant::now(),
             refused: 0,
             refused_since_ns: 0,
+            stats: Stats::default(),
             policy_version,
             key,
             cfg,
@@ -415,6 +429,11 @@ impl Writer {
         &self.origin
     }
 
+    /// What this writer appended since it opened.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
     /// Appends a record (`version`: the policy version it concerns; default: in force).
     /// Returns false when the record was refused because the buffer is full (counted, and
     /// reported as a gap once writing works again).
@@ -446,6 +465,12 @@ impl Writer {
         self.frontier.push(leaf_hash(&hash), &mut self.tree_pending);
         self.head = hash;
         self.buffer.push(b'\n');
+        self.stats.records += 1;
+        if let Body::Gap { lost, .. } = body {
+            self.stats.gaps += 1;
+            self.stats.lost += lost;
+        }
+        self.stats.bytes += (self.buffer.len() - start) as u64;
         self.seq += 1;
         self.since_checkpoint += 1;
         if self.since_checkpoint >= self.cfg.checkpoint_every
@@ -548,6 +573,7 @@ impl Writer {
         let root_hex = hex(&root.0);
         let covered = cp.size;
         self.since_checkpoint = 0;
+        self.stats.checkpoints += 1;
         self.last_checkpoint = Instant::now();
         self.append(
             now,

@@ -226,59 +226,61 @@ fn put_in_force(inputs: &Inputs<'_>, change: &Change<'_>, time_ns: u64) -> InFor
             "no signed bundle (local policy files, or the no-policy fallback)".into(),
         );
     };
-    let path = archived(inputs.bundles, digest);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => {
-            return InForce::Unavailable(format!(
-                "bundle {digest} is not in {} ({e}): the lineage names a policy no archive \
-                 holds",
-                inputs.bundles.display()
-            ))
-        }
-    };
+    let resolved = change.resolved.clone().unwrap_or_default();
+    match compile_archived(inputs.trust, inputs.bundles, digest, &resolved, time_ns) {
+        Ok(policies) => InForce::Policies {
+            digest: digest.to_owned(),
+            policies,
+        },
+        Err(why) => InForce::Unavailable(why),
+    }
+}
+
+/// The policies of archived bundle `digest` in `bundles`, verified under `trust` as at
+/// `time_ns` (when its policy-change was recorded) and compiled with the host answers
+/// recorded then (`resolved`); or why not.
+pub fn compile_archived(
+    trust: &TrustRoot,
+    bundles: &Path,
+    digest: &str,
+    resolved: &Resolutions,
+    time_ns: u64,
+) -> Result<Vec<CompiledPolicy>, String> {
+    let path = archived(bundles, digest);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!(
+            "bundle {digest} is not in {} ({e}): the lineage names a policy no archive holds",
+            bundles.display()
+        )
+    })?;
     // As it was then: the bundle had to be valid when the change was recorded.
-    let now = time_ns / 1_000_000_000;
-    let verified = match verify(
+    let verified = verify(
         &bytes,
         &VerifyContext {
-            trust: inputs.trust,
-            scope: &inputs.trust.scope,
-            now,
+            trust,
+            scope: &trust.scope,
+            now: time_ns / 1_000_000_000,
             clock_skew: 300,
             agent_version: AGENT_VERSION,
         },
-    ) {
-        Ok(v) => v,
-        Err(e) => {
-            return InForce::Unavailable(format!(
-                "bundle {digest} does not verify under the trust root: {e}"
-            ))
-        }
-    };
+    )
+    .map_err(|e| format!("bundle {digest} does not verify under the trust root: {e}"))?;
     if verified.digest != digest {
-        return InForce::Unavailable(format!(
+        return Err(format!(
             "{} holds bundle {}, not {digest}",
             path.display(),
             verified.digest
         ));
     }
-    let resolved = change.resolved.clone().unwrap_or_default();
-    let compiled = verified
+    verified
         .payload
         .policies
         .iter()
         .map(|f| PolicySource::parse(&f.name, &f.source))
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::from)
-        .and_then(|sources| compile_sources(&sources, &resolved));
-    match compiled {
-        Ok(policies) => InForce::Policies {
-            digest: digest.to_owned(),
-            policies,
-        },
-        Err(e) => InForce::Unavailable(format!("bundle {digest} does not compile: {e:#}")),
-    }
+        .and_then(|sources| compile_sources(&sources, resolved))
+        .map_err(|e| format!("bundle {digest} does not compile: {e:#}"))
 }
 
 fn not_recomputable(out: &mut Replay, why: String) {

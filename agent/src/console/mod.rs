@@ -1,0 +1,205 @@
+//! The governance console: Prometheus metrics, health endpoints and read-only web pages
+//! over the lineage (policy, Lineage Explorer with a live tail, Proof Viewer, health),
+//! served by the daemon (`[console]`) or offline over a copied lineage (`rampart console`).
+//!
+//! Invariants:
+//! - Read-only: no handler changes the daemon, the lineage or any file; no secret (keys,
+//!   tokens) is ever part of a response.
+//! - Every record field is attacker-written: it reaches a page only through
+//!   [`html::escape`], and the live tail's script inserts it as text.
+//! - The console cannot stop enforcement: the daemon publishes snapshots into it and never
+//!   waits on it; a console that cannot bind is logged and retried, and enforcement goes on.
+
+#![forbid(unsafe_code)]
+
+pub mod guard;
+pub mod html;
+pub mod live;
+pub mod metrics;
+mod pages;
+pub mod proofs;
+pub mod records;
+pub mod serve;
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::DefaultBodyLimit,
+    http::{header, StatusCode},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use tokio::sync::watch;
+
+use crate::{
+    bundle::keys::PublicKey, lineage::verify::Report, policy::compile::CompiledPolicy,
+};
+
+use self::{live::Live, metrics::Metrics};
+
+/// How long a lineage verification is reused before the next request verifies again.
+const VERIFY_EVERY: Duration = Duration::from_secs(10);
+
+/// What the console serves from.
+pub struct Console {
+    /// The lineage directory (none: the daemon records no lineage).
+    pub lineage: Option<PathBuf>,
+    /// The host key its checkpoints are signed with.
+    pub key: Option<PublicKey>,
+    /// The running daemon's snapshots (none: offline).
+    pub live: Option<watch::Receiver<Live>>,
+    /// The running daemon's metrics (none: offline).
+    pub metrics: Option<Arc<Metrics>>,
+    /// Offline: the policies of the last bundle the lineage put in force, compiled from
+    /// its archive, for the explain form (or why there are none).
+    pub offline_policies: Result<Arc<Vec<CompiledPolicy>>, String>,
+    verification: Mutex<Option<(Instant, Arc<Report>)>>,
+}
+
+/// The console's state as handlers share it.
+pub type Shared = Arc<Console>;
+
+impl Console {
+    /// A console over `lineage`, checked with `key`.
+    pub fn new(lineage: Option<PathBuf>, key: Option<PublicKey>) -> Self {
+        Self {
+            lineage,
+            key,
+            live: None,
+            metrics: None,
+            offline_policies: Err("no bundle archive was given (--trust and --bundles)".into()),
+            verification: Mutex::new(None),
+        }
+    }
+
+    /// The daemon's latest snapshot (offline: none).
+    pub fn snapshot(&self) -> Option<Live> {
+        self.live.as_ref().map(|rx| rx.borrow().clone())
+    }
+
+    /// The lineage verified under the host key (reused for [`VERIFY_EVERY`]); None without
+    /// a lineage or key.
+    pub async fn verified(self: &Arc<Self>) -> Option<Result<Arc<Report>, String>> {
+        let (dir, key) = (self.lineage.clone()?, self.key.clone()?);
+        if let Ok(cache) = self.verification.lock() {
+            if let Some((at, report)) = cache.as_ref() {
+                if at.elapsed() < VERIFY_EVERY {
+                    return Some(Ok(report.clone()));
+                }
+            }
+        }
+        let result = tokio::task::spawn_blocking(move || {
+            crate::lineage::verify::verify(&dir, &key, None)
+        })
+        .await;
+        match result {
+            Ok(Ok(report)) => {
+                let report = Arc::new(report);
+                if let Ok(mut cache) = self.verification.lock() {
+                    *cache = Some((Instant::now(), report.clone()));
+                }
+                Some(Ok(report))
+            }
+            Ok(Err(e)) => Some(Err(format!("{e:#}"))),
+            Err(e) => Some(Err(format!("verification did not finish: {e}"))),
+        }
+    }
+}
+
+/// Every route of the console (no listener-specific layers: see [`serve`]).
+pub fn router(console: Shared) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/policy", get(pages::policy))
+        .route("/lineage", get(pages::lineage))
+        .route("/lineage/stream", get(stream::tail))
+        .route("/lineage/{seq}", get(pages::record))
+        .route("/proofs", get(pages::proofs))
+        .route("/proofs/{file}", get(pages::proof_file))
+        .route("/health", get(pages::health))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/assets/console.css", get(css))
+        .route("/assets/console.js", get(js))
+        .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(guard::MAX_REQUEST_BYTES))
+        .layer(middleware::from_fn(guard::headers))
+        .with_state(console)
+}
+
+const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
+}
+
+async fn js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        JS,
+    )
+        .into_response()
+}
+
+/// `/metrics`: the daemon's registry (offline: 404, there is no daemon to measure).
+async fn metrics_text(axum::extract::State(c): axum::extract::State<Shared>) -> Response {
+    match &c.metrics {
+        Some(m) => {
+            m.sample_resident();
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                m.encode(),
+            )
+                .into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            "this is an offline console over a copied lineage: metrics come from a running \
+             daemon (rampart run with [console])\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `/healthz`: the process answers.
+async fn healthz() -> Response {
+    Json(serde_json::json!({"live": true})).into_response()
+}
+
+/// `/readyz`: 200 when ready, 503 with the reasons otherwise.
+async fn readyz(axum::extract::State(c): axum::extract::State<Shared>) -> Response {
+    match c.snapshot() {
+        Some(live) => {
+            let r = live.readiness();
+            let status = if r.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(r)).into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(live::Readiness {
+                ready: false,
+                reasons: vec!["offline console: no daemon enforces here".into()],
+            }),
+        )
+            .into_response(),
+    }
+}
