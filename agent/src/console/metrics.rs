@@ -271,6 +271,12 @@ mod tests {
                 hook: "file_open".into(),
             })
             .set(1);
+        m.control
+            .get_or_create(&RequestLabels {
+                request: "status".into(),
+                result: "answered".into(),
+            })
+            .inc();
         m.sample_resident();
         let text = m.encode();
         for family in [

@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 
 pub mod guard;
+#[doc(hidden)]
+pub mod fixture;
 pub mod html;
 pub mod live;
 pub mod metrics;
