@@ -1,6 +1,7 @@
 //! `cargo xtask`: Rampart's build, test and VM automation.
 
 mod bench;
+mod browser;
 mod cycles;
 mod debian;
 mod ebpf;
@@ -61,6 +62,9 @@ enum Cmd {
     /// 100 000 rules, interleaved rounds), reload steps, map memory, agent RSS and the event
     /// path; writes target/bench/report.md and report.json. Run as root for the load bench.
     Bench(bench::BenchArgs),
+    /// The console in headless Chromium (installed when missing): every page of `rampart
+    /// console` over a test lineage, checked and screenshotted into target/console/.
+    BrowserTest,
     /// Check that no source file imports another that (directly or through others) imports
     /// it back, in every crate of the workspace.
     Cycles,
@@ -98,6 +102,7 @@ fn test(no_vm: bool) -> Result<()> {
             .env("RAMPART_REQUIRE_HOST_TESTS", "1")
             .arg("test"),
     )?;
+    browser::test()?;
     // A short fuzz run in every test: the parsers must not panic on what it finds.
     fuzz::fuzz(&fuzz::FuzzArgs {
         seconds: 30,
@@ -143,6 +148,7 @@ fn main() -> ExitCode {
         Cmd::Demo => vm::demo(),
         Cmd::Bench(args) => bench::bench(&args),
         Cmd::Cycles => cycles::check(&workspace_root()),
+        Cmd::BrowserTest => browser::test(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -79,7 +79,11 @@ impl ConsoleArgs {
             ..Settings::loopback(listen)
         };
         settings.check()?;
-        let scheme = if settings.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if settings.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -89,7 +93,9 @@ impl ConsoleArgs {
                     "rampart console: serving {} on {scheme}://{listen}/ (Ctrl-C stops)",
                     lineage.display()
                 );
-                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                tokio::signal::ctrl_c()
+                    .await
+                    .context("waiting for Ctrl-C")?;
                 Ok(())
             })
     }
@@ -110,13 +116,11 @@ fn last_policies(
         1,
     )
     .map_err(|e| format!("{e:#}"))?;
-    let change = last
-        .first()
-        .ok_or("the lineage records no policy change")?;
+    let change = last.first().ok_or("the lineage records no policy change")?;
     let digest = change.value["new_digest"]
         .as_str()
         .ok_or("the last policy in force came from local files, not a signed bundle")?;
-    let resolved: Resolutions = serde_json::from_value(change.value["resolved"].clone())
-        .unwrap_or_default();
+    let resolved: Resolutions =
+        serde_json::from_value(change.value["resolved"].clone()).unwrap_or_default();
     compile_archived(trust, bundles, digest, &resolved, change.time_ns)
 }

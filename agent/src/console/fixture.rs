@@ -27,7 +27,11 @@ fn decision(i: u64, path: &str, denied: bool) -> DecisionRecord {
         pid: 4200 + i as u32,
         tid: 4200 + i as u32,
         uid: 0,
-        comm: if denied { "curl".into() } else { "nginx".into() },
+        comm: if denied {
+            "curl".into()
+        } else {
+            "nginx".into()
+        },
         cgroup_id: 77,
         action: "open",
         decision: if denied { "deny" } else { "allow" },

@@ -43,10 +43,7 @@ pub async fn headers(request: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -183,7 +180,10 @@ mod tests {
         let e = Token::read(&path).err().unwrap().to_string();
         assert!(e.contains("at least 16"), "{e}");
         std::fs::write(&path, "  0123456789abcdef0123\n").unwrap();
-        assert_eq!(Token::read(&path).unwrap().0.as_slice(), b"0123456789abcdef0123");
+        assert_eq!(
+            Token::read(&path).unwrap().0.as_slice(),
+            b"0123456789abcdef0123"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

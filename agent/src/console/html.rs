@@ -78,7 +78,11 @@ pub fn page(title: &str, current: &str, banner: Option<&str>, body: &str) -> Str
 pub fn facts(rows: &[(&str, String)]) -> String {
     let mut out = String::from("<table class=\"facts\">");
     for (k, v) in rows {
-        let _ = write!(out, "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>", escape(k));
+        let _ = write!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{v}</td></tr>",
+            escape(k)
+        );
     }
     out.push_str("</table>");
     out

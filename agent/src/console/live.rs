@@ -99,7 +99,10 @@ mod tests {
                 version: 3,
                 ..PolicyView::default()
             }),
-            hooks: vec![("file_open".into(), true), ("bprm_check_security".into(), true)],
+            hooks: vec![
+                ("file_open".into(), true),
+                ("bprm_check_security".into(), true),
+            ],
             lineage_writable: Some(true),
             ..Live::default()
         }
@@ -118,8 +121,14 @@ mod tests {
             (|l| l.started = false, "not started"),
             (|l| l.policy = None, "no policy is in force"),
             (|l| l.expired = true, "has expired"),
-            (|l| l.hooks[1].1 = false, "hook bprm_check_security is detached"),
-            (|l| l.lineage_writable = Some(false), "lineage cannot be written"),
+            (
+                |l| l.hooks[1].1 = false,
+                "hook bprm_check_security is detached",
+            ),
+            (
+                |l| l.lineage_writable = Some(false),
+                "lineage cannot be written",
+            ),
         ];
         for (change, why) in cases {
             let mut live = ready_daemon();
@@ -127,7 +136,9 @@ mod tests {
             let r = live.readiness();
             assert!(!r.ready, "{why}");
             assert!(
-                r.reasons.iter().any(|s| s.contains(why.trim_start_matches("not "))),
+                r.reasons
+                    .iter()
+                    .any(|s| s.contains(why.trim_start_matches("not "))),
                 "{why}: {:?}",
                 r.reasons
             );

@@ -12,9 +12,9 @@
 
 #![forbid(unsafe_code)]
 
-pub mod guard;
 #[doc(hidden)]
 pub mod fixture;
+pub mod guard;
 pub mod html;
 pub mod live;
 pub mod metrics;
@@ -43,9 +43,7 @@ use axum::{
 };
 use tokio::sync::watch;
 
-use crate::{
-    bundle::keys::PublicKey, lineage::verify::Report, policy::compile::CompiledPolicy,
-};
+use crate::{bundle::keys::PublicKey, lineage::verify::Report, policy::compile::CompiledPolicy};
 
 use self::{live::Live, metrics::Metrics};
 
@@ -100,10 +98,9 @@ impl Console {
                 }
             }
         }
-        let result = tokio::task::spawn_blocking(move || {
-            crate::lineage::verify::verify(&dir, &key, None)
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || crate::lineage::verify::verify(&dir, &key, None))
+                .await;
         match result {
             Ok(Ok(report)) => {
                 let report = Arc::new(report);

@@ -35,7 +35,12 @@ fn respond(result: Result<String, (StatusCode, String)>) -> Response {
         Ok(body) => Html(body).into_response(),
         Err((status, message)) => (
             status,
-            Html(page("Error", "", None, &format!("<p class=\"error\">{}</p>", escape(&message)))),
+            Html(page(
+                "Error",
+                "",
+                None,
+                &format!("<p class=\"error\">{}</p>", escape(&message)),
+            )),
         )
             .into_response(),
     }
@@ -104,7 +109,13 @@ fn target(e: &Entry) -> String {
 fn describe(e: &Entry) -> String {
     let t = |k: &str| e.text(k).unwrap_or_default();
     match e.kind.as_str() {
-        "decision" => format!("{} {} {} ({})", t("decision"), t("action"), target(e), t("reason")),
+        "decision" => format!(
+            "{} {} {} ({})",
+            t("decision"),
+            t("action"),
+            target(e),
+            t("reason")
+        ),
         "policy-change" => format!("version {} -> {}", t("old_version"), t("new_version")),
         "policy-refused" => format!("{}: {}", t("code"), t("error")),
         "gap" => format!("{} lost ({})", t("lost"), t("reason")),
@@ -182,7 +193,12 @@ pub fn countdown(at: u64, now: u64) -> String {
         return "expired".into();
     }
     let left = at - now;
-    let (d, h, m, s) = (left / 86400, left % 86400 / 3600, left % 3600 / 60, left % 60);
+    let (d, h, m, s) = (
+        left / 86400,
+        left % 86400 / 3600,
+        left % 3600 / 60,
+        left % 60,
+    );
     format!("in {d}d {h:02}:{m:02}:{s:02}")
 }
 
@@ -214,7 +230,10 @@ pub async fn overview(State(c): State<Shared>) -> Response {
                     format!("version {} ({})", p.version, escape(&p.policies.join(", ")))
                 }),
             ),
-            ("Expires", expiry(policy.as_ref().and_then(|p| p.expires_at))),
+            (
+                "Expires",
+                expiry(policy.as_ref().and_then(|p| p.expires_at)),
+            ),
             (
                 "Decisions",
                 format!(
@@ -256,8 +275,12 @@ fn explain_request(p: &HashMap<String, String>) -> Option<Result<Request, String
             identity: None,
             cgroup: None,
         }),
-        "connect" => parse_endpoint(&target).map(|(addr, protocol)| Request::Connect { addr, protocol }),
-        other => Err(format!("unknown request kind `{other}` (exec, open-read, open-write, connect)")),
+        "connect" => {
+            parse_endpoint(&target).map(|(addr, protocol)| Request::Connect { addr, protocol })
+        }
+        other => Err(format!(
+            "unknown request kind `{other}` (exec, open-read, open-write, connect)"
+        )),
     })
 }
 
@@ -405,7 +428,10 @@ pub fn filter_of(p: &HashMap<String, String>) -> Result<Filter, String> {
     let number = |key: &str| -> Result<Option<u64>, String> {
         match p.get(key).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| format!("{key}={v}: not a number")),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{key}={v}: not a number")),
         }
     };
     let time = |key: &str| -> Result<Option<u64>, String> {
@@ -434,17 +460,28 @@ pub fn filter_of(p: &HashMap<String, String>) -> Result<Filter, String> {
 fn filter_form(p: &HashMap<String, String>) -> String {
     let v = |k: &str| escape(p.get(k).map_or("", String::as_str));
     let select = |name: &str, values: &[String]| {
-        let mut s = format!("<label>{name} <select name=\"{name}\"><option value=\"\">any</option>");
+        let mut s =
+            format!("<label>{name} <select name=\"{name}\"><option value=\"\">any</option>");
         for x in values {
-            let sel = if p.get(name) == Some(x) { " selected" } else { "" };
+            let sel = if p.get(name) == Some(x) {
+                " selected"
+            } else {
+                ""
+            };
             let _ = write!(s, "<option{sel}>{}</option>", escape(x));
         }
         s.push_str("</select></label> ");
         s
     };
     let names = |vals: &[&str]| vals.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let kinds: Vec<String> = Kind::value_variants().iter().map(|k| k.name().to_owned()).collect();
-    let actions: Vec<String> = ActionKind::value_variants().iter().map(|a| a.name().to_owned()).collect();
+    let kinds: Vec<String> = Kind::value_variants()
+        .iter()
+        .map(|k| k.name().to_owned())
+        .collect();
+    let actions: Vec<String> = ActionKind::value_variants()
+        .iter()
+        .map(|a| a.name().to_owned())
+        .collect();
     format!(
         "<form method=\"get\" action=\"/lineage\" class=\"filter\">{}{}{}\
          <label>cgroup id <input name=\"cgroup\" size=\"8\" value=\"{}\"></label> \
@@ -500,9 +537,14 @@ pub async fn lineage(State(c): State<Shared>, Query(p): Params) -> Response {
 pub async fn record(State(c): State<Shared>, Path(seq): Path<String>) -> Response {
     let (banner, _) = verification_banner(&c).await;
     let result = async {
-        let seq: u64 = seq.parse().map_err(|_| bad(format!("`{seq}` is not a record number")))?;
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| bad(format!("`{seq}` is not a record number")))?;
         let (entry, checkpoint) = read(&c, move |dir| {
-            Ok((records::record(&dir, seq)?, records::covering_checkpoint(&dir, seq)))
+            Ok((
+                records::record(&dir, seq)?,
+                records::covering_checkpoint(&dir, seq),
+            ))
         })
         .await
         .map_err(|(_, m)| (StatusCode::NOT_FOUND, m))?;
@@ -516,7 +558,8 @@ pub async fn record(State(c): State<Shared>, Path(seq): Path<String>) -> Respons
                 rows.push((k.clone(), code(&shown)));
             }
         }
-        let rows_ref: Vec<(&str, String)> = rows.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let rows_ref: Vec<(&str, String)> =
+            rows.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let mut body = facts(&rows_ref);
         body.push_str("<h2>Evidence</h2>");
         body.push_str(&facts(&[
@@ -533,8 +576,17 @@ pub async fn record(State(c): State<Shared>, Path(seq): Path<String>) -> Respons
                 },
             ),
         ]));
-        let _ = write!(body, "<h2>As stored</h2><pre class=\"raw\">{}</pre>", escape(&entry.line));
-        Ok(page(&format!("Record {seq}"), "/lineage", banner.as_deref(), &body))
+        let _ = write!(
+            body,
+            "<h2>As stored</h2><pre class=\"raw\">{}</pre>",
+            escape(&entry.line)
+        );
+        Ok(page(
+            &format!("Record {seq}"),
+            "/lineage",
+            banner.as_deref(),
+            &body,
+        ))
     }
     .await;
     respond(result)
@@ -590,15 +642,25 @@ pub async fn proofs(State(c): State<Shared>, Query(p): Params) -> Response {
 
 /// `/proofs/{seq}.json`: the proof file `rampart lineage verify-proof` checks.
 pub async fn proof_file(State(c): State<Shared>, Path(file): Path<String>) -> Response {
-    let Some(seq) = file.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(seq) = file
+        .strip_suffix(".json")
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         return not_found().await;
     };
-    match read(&c, move |dir| crate::lineage::proof::prove_inclusion(&dir, seq, None)).await {
+    match read(&c, move |dir| {
+        crate::lineage::proof::prove_inclusion(&dir, seq, None)
+    })
+    .await
+    {
         Ok(proof) => match serde_json::to_string_pretty(&proof) {
             Ok(text) => (
                 [
                     (header::CONTENT_TYPE, "application/json".to_owned()),
-                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"proof-{seq}.json\"")),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"proof-{seq}.json\""),
+                    ),
                 ],
                 text,
             )
@@ -700,7 +762,12 @@ pub async fn health(State(c): State<Shared>) -> Response {
 pub async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        Html(page("Not found", "", None, "<p>No such page. The console's pages are in the bar above.</p>")),
+        Html(page(
+            "Not found",
+            "",
+            None,
+            "<p>No such page. The console's pages are in the bar above.</p>",
+        )),
     )
         .into_response()
 }

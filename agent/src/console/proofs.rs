@@ -169,7 +169,9 @@ mod tests {
             for m in 0..n {
                 let p = path(m, &leaves);
                 let s = steps(m as u64, n as u64, leaves[m], &p).unwrap();
-                let reached = s.last().map_or_else(|| B64.encode(leaves[m]), |s| s.parent.clone());
+                let reached = s
+                    .last()
+                    .map_or_else(|| B64.encode(leaves[m]), |s| s.parent.clone());
                 assert_eq!(reached, want, "leaf {m} of {n}");
             }
         }

@@ -74,7 +74,9 @@ pub fn recent(dir: &Path, filter: &Filter, limit: usize) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for n in segments(dir)?.into_iter().rev() {
         for line in lines_of(&segment_path(dir, n))?.iter().rev() {
-            let Some(e) = Entry::parse(line) else { continue };
+            let Some(e) = Entry::parse(line) else {
+                continue;
+            };
             if filter.matches(&e.value) {
                 out.push(e);
                 if out.len() >= limit {
@@ -91,7 +93,9 @@ pub fn after(dir: &Path, after: Option<u64>, filter: &Filter, limit: usize) -> R
     let mut newest_first = Vec::new();
     'segments: for n in segments(dir)?.into_iter().rev() {
         for line in lines_of(&segment_path(dir, n))?.iter().rev() {
-            let Some(e) = Entry::parse(line) else { continue };
+            let Some(e) = Entry::parse(line) else {
+                continue;
+            };
             if after.is_some_and(|a| e.seq <= a) {
                 break 'segments;
             }
@@ -160,7 +164,11 @@ pub const RATE_BUCKETS: usize = 60;
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -170,7 +178,9 @@ pub fn summary(dir: &Path) -> Result<Summary> {
     let mut decision_times: Vec<(u64, bool)> = Vec::new();
     for n in segments(dir)? {
         for line in lines_of(&segment_path(dir, n))? {
-            let Some(e) = Entry::parse(&line) else { continue };
+            let Some(e) = Entry::parse(&line) else {
+                continue;
+            };
             s.records += 1;
             if s.first_ns == 0 {
                 s.first_ns = e.time_ns;

@@ -100,8 +100,7 @@ impl Settings {
             bail!("console: tls_cert and tls_key go together");
         }
         for addr in &self.listen {
-            if !addr.ip().is_loopback() && (self.tls_cert.is_none() || self.token_file.is_none())
-            {
+            if !addr.ip().is_loopback() && (self.tls_cert.is_none() || self.token_file.is_none()) {
                 bail!(
                     "console: listen = {addr} is reachable from other hosts; it needs tls_cert, \
                      tls_key and token_file (or listen on 127.0.0.1)"
@@ -128,9 +127,10 @@ impl Settings {
         let token = self.token_file.as_deref().map(Token::read).transpose()?;
         let rate = f64::from(self.requests_per_second);
         for addr in self.listen.clone() {
-            let mut r = router
-                .clone()
-                .layer(middleware::from_fn_with_state(RateLimit::new(rate, 2.0 * rate), guard::rate));
+            let mut r = router.clone().layer(middleware::from_fn_with_state(
+                RateLimit::new(rate, 2.0 * rate),
+                guard::rate,
+            ));
             if let Some(t) = &token {
                 r = r.layer(middleware::from_fn_with_state(t.clone(), guard::bearer));
             }
@@ -142,7 +142,9 @@ impl Settings {
                         Ok(l) => {
                             info!(%addr, tls = tls.is_some(), "console listening");
                             let served = match &tls {
-                                Some(a) => axum::serve(TlsListener::new(l, a.clone()), r.clone()).await,
+                                Some(a) => {
+                                    axum::serve(TlsListener::new(l, a.clone()), r.clone()).await
+                                }
                                 None => axum::serve(l, r.clone()).await,
                             };
                             if let Err(e) = served {
@@ -187,7 +189,10 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            bail!("{} exists and is not a socket; remove it or set [console] socket", path.display());
+            bail!(
+                "{} exists and is not a socket; remove it or set [console] socket",
+                path.display()
+            );
         }
         std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
     }
@@ -204,7 +209,12 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     let certs = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("console tls_cert {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("console tls_cert {}: not a PEM certificate chain", cert.display()))?;
+        .with_context(|| {
+            format!(
+                "console tls_cert {}: not a PEM certificate chain",
+                cert.display()
+            )
+        })?;
     if certs.is_empty() {
         bail!("console tls_cert {}: no certificate in it", cert.display());
     }
@@ -215,11 +225,11 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     #[allow(deprecated)]
     let provider = rustls::crypto::ring::default_provider();
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
-    .with_safe_default_protocol_versions()
-    .context("TLS protocol versions")?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("console TLS certificate and key do not match")?;
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("console TLS certificate and key do not match")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

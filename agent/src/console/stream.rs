@@ -74,7 +74,8 @@ pub async fn tail(State(c): State<Shared>, Query(p): Query<HashMap<String, Strin
         let _place = place;
         loop {
             let (d, f) = (dir.clone(), filter.clone());
-            let found = tokio::task::spawn_blocking(move || records::after(&d, last, &f, 200)).await;
+            let found =
+                tokio::task::spawn_blocking(move || records::after(&d, last, &f, 200)).await;
             if let Ok(Ok(entries)) = found {
                 for e in entries {
                     last = Some(e.seq);

@@ -49,7 +49,11 @@ async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Str
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
         .await
         .unwrap();
-    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -68,12 +72,26 @@ async fn every_page_renders_the_lineage_with_the_security_headers() {
         ("/nowhere", "No such page"),
     ] {
         let (status, headers, body) = get(&app, uri).await;
-        assert!(body.contains(want), "{uri}: `{want}` missing ({status})\n{body}");
-        let expected = if uri == "/nowhere" { StatusCode::NOT_FOUND } else { StatusCode::OK };
+        assert!(
+            body.contains(want),
+            "{uri}: `{want}` missing ({status})\n{body}"
+        );
+        let expected = if uri == "/nowhere" {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
         assert_eq!(status, expected, "{uri}");
-        assert_eq!(headers[header::CONTENT_SECURITY_POLICY], guard::CSP, "{uri}");
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            guard::CSP,
+            "{uri}"
+        );
         assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{uri}");
-        assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{uri}");
+        assert!(
+            !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "{uri}"
+        );
         if uri != "/assets/console.js" {
             assert!(!body.contains("<script>alert"), "{uri}: unescaped markup");
         }
@@ -83,12 +101,17 @@ async fn every_page_renders_the_lineage_with_the_security_headers() {
 #[tokio::test]
 async fn a_hostile_path_is_shown_as_text_everywhere() {
     let (_, _, app) = offline("xss");
-    let escaped = "/tmp/&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;onmouseover=&quot;alert(1)";
+    let escaped =
+        "/tmp/&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;onmouseover=&quot;alert(1)";
     for uri in ["/", "/lineage", "/lineage?decision=deny", "/lineage/5"] {
         let (_, _, body) = get(&app, uri).await;
         assert!(body.contains(escaped), "{uri}\n{body}");
         assert!(!body.contains(fixture::HOSTILE_PATH), "{uri}");
-        assert_eq!(body.matches("<script").count(), 1, "{uri}: only the console's own script");
+        assert_eq!(
+            body.matches("<script").count(),
+            1,
+            "{uri}: only the console's own script"
+        );
     }
 }
 
@@ -99,10 +122,16 @@ async fn the_explorer_filters_and_names_what_a_bad_filter_may_be() {
     assert_eq!(body.matches("<tr class=\"deny\">").count(), 8, "{body}");
     assert!(!body.contains("index-0.html"));
     let (_, _, body) = get(&app, "/lineage?pid=4201").await;
-    assert!(body.contains("/etc/shadow-1") && !body.contains("shadow-6"), "{body}");
+    assert!(
+        body.contains("/etc/shadow-1") && !body.contains("shadow-6"),
+        "{body}"
+    );
     let (status, _, body) = get(&app, "/lineage?decision=maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains("decision=maybe: not one of allow, deny, audit"), "{body}");
+    assert!(
+        body.contains("decision=maybe: not one of allow, deny, audit"),
+        "{body}"
+    );
     let (status, _, _) = get(&app, "/lineage?since=yesterday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _, _) = get(&app, "/lineage/999").await;
@@ -136,10 +165,16 @@ async fn an_altered_record_raises_the_banner() {
     std::fs::write(&seg, text.replacen("/etc/shadow-1", "/etc/shadow-X", 1)).unwrap();
     let app = router(Arc::new(Console::new(Some(dir), Some(key))));
     let (_, _, body) = get(&app, "/lineage").await;
-    assert!(body.contains("The lineage does NOT verify: record 3 onward"), "{body}");
+    assert!(
+        body.contains("The lineage does NOT verify: record 3 onward"),
+        "{body}"
+    );
 }
 
-fn live_console(name: &str, live: Live) -> (tokio::sync::watch::Sender<Live>, Arc<Metrics>, Router) {
+fn live_console(
+    name: &str,
+    live: Live,
+) -> (tokio::sync::watch::Sender<Live>, Arc<Metrics>, Router) {
     let dir = scratch(name).join("lineage");
     let key = fixture::write(&dir).unwrap();
     let mut console = Console::new(Some(dir), Some(key));
@@ -190,13 +225,19 @@ async fn readyz_and_metrics_follow_the_daemon() {
     metrics.decision("deny", "open", "no-rule", Some("web"));
     let (status, headers, body) = get(&app, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
     assert!(body.contains(
         "rampart_decisions_total{decision=\"deny\",action=\"open\",reason=\"no-rule\",policy=\"web\"} 1"
     ), "{body}");
     assert!(body.ends_with("# EOF\n"));
     let (_, _, body) = get(&app, "/health").await;
-    assert!(body.contains("hook file_open") || body.contains("DETACHED"), "{body}");
+    assert!(
+        body.contains("hook file_open") || body.contains("DETACHED"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -213,19 +254,39 @@ async fn offline_there_is_no_daemon_to_measure_or_be_ready() {
 #[tokio::test]
 async fn the_explain_form_judges_with_the_policy_in_force() {
     let (_, _, app) = live_console("explain", ready());
-    let (_, _, body) = get(&app, "/policy?policy=web&kind=open-read&target=/srv/www/a.html").await;
-    assert!(body.contains("<div class=\"verdict allow\" id=\"explained\">"), "{body}");
-    let (_, _, body) = get(&app, "/policy?policy=web&kind=open-write&target=/srv/www/a.html").await;
-    assert!(body.contains("<div class=\"verdict deny\" id=\"explained\">"), "{body}");
+    let (_, _, body) = get(
+        &app,
+        "/policy?policy=web&kind=open-read&target=/srv/www/a.html",
+    )
+    .await;
+    assert!(
+        body.contains("<div class=\"verdict allow\" id=\"explained\">"),
+        "{body}"
+    );
+    let (_, _, body) = get(
+        &app,
+        "/policy?policy=web&kind=open-write&target=/srv/www/a.html",
+    )
+    .await;
+    assert!(
+        body.contains("<div class=\"verdict deny\" id=\"explained\">"),
+        "{body}"
+    );
     let (_, _, body) = get(&app, "/policy?kind=exec&target=%3Cscript%3E").await;
-    assert!(body.contains("&lt;script&gt;") && !body.contains("<script>"), "{body}");
+    assert!(
+        body.contains("&lt;script&gt;") && !body.contains("<script>"),
+        "{body}"
+    );
     let (status, _, body) = get(&app, "/policy?kind=connect&target=nowhere").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("expected ADDR:PORT/tcp"), "{body}");
     // Offline without the bundle archive, the form says why it is not there.
     let (_, _, app) = offline("explain-offline");
     let (_, _, body) = get(&app, "/policy").await;
-    assert!(body.contains("Explain is not available: no bundle archive"), "{body}");
+    assert!(
+        body.contains("Explain is not available: no bundle archive"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -233,11 +294,18 @@ async fn the_live_tail_streams_records_after_the_given_seq() {
     use tokio_stream::StreamExt;
     let (_, _, app) = offline("tail");
     let response = app
-        .oneshot(Request::get("/lineage/stream?after=19&decision=deny").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/lineage/stream?after=19&decision=deny")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
     let mut stream = response.into_body().into_data_stream();
     let mut text = String::new();
     while !text.contains("\n\n") {
@@ -250,7 +318,12 @@ async fn the_live_tail_streams_records_after_the_given_seq() {
     }
     // The first event is the first denial after seq 19.
     assert!(text.contains("event: record"), "{text}");
-    let seq: u64 = text.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().parse().unwrap();
+    let seq: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(seq > 19, "{text}");
     assert!(text.contains("\"decision\":\"deny\""), "{text}");
 }
@@ -259,10 +332,15 @@ async fn the_live_tail_streams_records_after_the_given_seq() {
 async fn off_host_listeners_want_the_token_and_every_listener_a_rate() {
     let (_, _, app) = offline("guard");
     let token = Token(Arc::new(b"0123456789abcdef0123".to_vec()));
-    let guarded = app.clone().layer(middleware::from_fn_with_state(token, guard::bearer));
+    let guarded = app
+        .clone()
+        .layer(middleware::from_fn_with_state(token, guard::bearer));
     let (status, headers, _) = get(&guarded, "/healthz").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer realm=\"rampart\"");
+    assert_eq!(
+        headers[header::WWW_AUTHENTICATE],
+        "Bearer realm=\"rampart\""
+    );
     let response = guarded
         .clone()
         .oneshot(
@@ -274,8 +352,14 @@ async fn off_host_listeners_want_the_token_and_every_listener_a_rate() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let limited = app.layer(middleware::from_fn_with_state(RateLimit::new(0.001, 2.0), guard::rate));
+    let limited = app.layer(middleware::from_fn_with_state(
+        RateLimit::new(0.001, 2.0),
+        guard::rate,
+    ));
     assert_eq!(get(&limited, "/healthz").await.0, StatusCode::OK);
     assert_eq!(get(&limited, "/healthz").await.0, StatusCode::OK);
-    assert_eq!(get(&limited, "/healthz").await.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        get(&limited, "/healthz").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

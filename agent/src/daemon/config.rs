@@ -277,11 +277,12 @@ checkpoint_interval = "30s"
         let open = format!("{GOOD}\n[console]\nlisten = [\"0.0.0.0:9464\"]\n");
         let e = err(&open);
         assert!(e.contains("needs tls_cert, tls_key and token_file"), "{e}");
-        let e = err(&format!("{open}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n"));
+        let e = err(&format!(
+            "{open}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n"
+        ));
         assert!(e.contains("token_file"), "{e}");
-        let ok = format!(
-            "{open}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntoken_file = \"/t\"\n"
-        );
+        let ok =
+            format!("{open}tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntoken_file = \"/t\"\n");
         assert!(Config::parse("r.toml", &ok).is_ok());
         let e = err(&format!("{GOOD}\n[console]\ntls_cert = \"/c.pem\"\n"));
         assert!(e.contains("tls_cert and tls_key go together"), "{e}");

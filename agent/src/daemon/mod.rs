@@ -520,13 +520,15 @@ impl Daemon {
     fn publish(&mut self) {
         let m = &self.metrics;
         let f = self.in_force.as_ref();
-        m.policy_version
-            .set(f.map_or(0, |f| i64::try_from(f.current.info.version).unwrap_or(i64::MAX)));
-        m.policy_expiry.set(match (self.expired, f.and_then(|f| f.expires_at)) {
-            (true, _) => 0.0,
-            (false, Some(t)) => t.saturating_sub(unix_now()) as f64,
-            (false, None) => f64::INFINITY,
-        });
+        m.policy_version.set(f.map_or(0, |f| {
+            i64::try_from(f.current.info.version).unwrap_or(i64::MAX)
+        }));
+        m.policy_expiry
+            .set(match (self.expired, f.and_then(|f| f.expires_at)) {
+                (true, _) => 0.0,
+                (false, Some(t)) => t.saturating_sub(unix_now()) as f64,
+                (false, None) => f64::INFINITY,
+            });
         for (hook, attached) in &self.hooks {
             m.hooks
                 .get_or_create(&HookLabel { hook: hook.clone() })
@@ -538,7 +540,12 @@ impl Daemon {
             scope: f.scope.clone(),
             signers: f.signers.clone(),
             expires_at: f.expires_at,
-            policies: f.current.policies.iter().map(|(_, p)| p.name.clone()).collect(),
+            policies: f
+                .current
+                .policies
+                .iter()
+                .map(|(_, p)| p.name.clone())
+                .collect(),
             governed: f.current.governed.iter().map(|(_, c)| c.label()).collect(),
             compiled: self.compiled.clone(),
         });
@@ -806,7 +813,9 @@ pub async fn run(config: RunConfig) -> Result<()> {
                     error!(error = %format!("{e:#}"), "the console is not served; enforcement is not affected");
                 }
             }
-            Err(e) => error!(error = %format!("{e:#}"), "the console is not served; enforcement is not affected"),
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "the console is not served; enforcement is not affected")
+            }
         }
     }
     let stop = wait_for_stop()?;

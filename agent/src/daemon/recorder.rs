@@ -17,11 +17,11 @@ use tracing::{error, info, warn};
 
 use super::swap::Generation;
 use crate::{
-    console::metrics::{CodeLabel, Metrics},
-    lineage::writer::Stats,
     bundle::keys::SecretKey,
+    console::metrics::{CodeLabel, Metrics},
     kernel::events,
     lineage::anchor::{self, Anchor},
+    lineage::writer::Stats,
     lineage::{
         decision::DecisionRecord,
         record::{Body, GapReason},
@@ -233,12 +233,15 @@ impl Recorder {
         };
         let now = w.stats();
         let m = &self.metrics;
-        m.lineage_records.inc_by(now.records.saturating_sub(self.counted.records));
-        m.lineage_bytes.inc_by(now.bytes.saturating_sub(self.counted.bytes));
+        m.lineage_records
+            .inc_by(now.records.saturating_sub(self.counted.records));
+        m.lineage_bytes
+            .inc_by(now.bytes.saturating_sub(self.counted.bytes));
         m.lineage_checkpoints
             .inc_by(now.checkpoints.saturating_sub(self.counted.checkpoints));
         m.gaps.inc_by(now.gaps.saturating_sub(self.counted.gaps));
-        m.lost_events.inc_by(now.lost.saturating_sub(self.counted.lost));
+        m.lost_events
+            .inc_by(now.lost.saturating_sub(self.counted.lost));
         m.lineage_writable.set(i64::from(!self.failing));
         self.counted = now;
     }

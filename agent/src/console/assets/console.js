@@ -22,6 +22,7 @@ function startTail() {
   const table = document.getElementById("records");
   if (!status || !table || !window.EventSource) return;
   const body = table.tBodies[0];
+  status.textContent = "live tail: connecting";
   const source = new EventSource(status.dataset.stream);
   source.onopen = () => { status.textContent = "live tail: on"; };
   source.onerror = () => { status.textContent = "live tail: reconnecting"; };
