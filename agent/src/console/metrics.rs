@@ -209,6 +209,12 @@ impl Metrics {
         out
     }
 
+    /// The registry in the Prometheus text format 0.0.4, for scrapers and tools that do not
+    /// ask for OpenMetrics (e.g. `promtool check metrics`, `curl`).
+    pub fn encode_text(&self) -> String {
+        to_text_format(&self.encode())
+    }
+
     /// Counts one decision.
     pub fn decision(&self, decision: &str, action: &str, reason: &str, policy: Option<&str>) {
         self.decisions
@@ -227,6 +233,32 @@ impl Metrics {
             self.resident.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: there a counter family is named
+/// with its `_total` suffix in `# HELP` and `# TYPE`, and `# UNIT` and `# EOF` do not exist.
+/// Samples are the same lines in both.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 /// This process's resident set, in bytes.
@@ -309,5 +341,19 @@ mod tests {
             Some(1.0)
         );
         assert!(get("rampart_agent_resident_memory_bytes").is_some_and(|b| b > 0.0));
+
+        // The text format names counters with their suffix and keeps every sample.
+        let plain = m.encode_text();
+        assert!(
+            plain.contains("# TYPE rampart_decisions_total counter\n"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("# HELP rampart_decisions_total Kernel decisions"),
+            "{plain}"
+        );
+        assert!(plain.contains("# TYPE rampart_policy_load_duration_seconds histogram\n"));
+        assert!(!plain.contains("# EOF") && !plain.contains("# UNIT"));
+        assert_eq!(samples(&plain), s);
     }
 }

@@ -152,19 +152,39 @@ async fn js() -> Response {
         .into_response()
 }
 
-/// `/metrics`: the daemon's registry (offline: 404, there is no daemon to measure).
-async fn metrics_text(axum::extract::State(c): axum::extract::State<Shared>) -> Response {
+/// `/metrics`: the daemon's registry, as OpenMetrics to a scraper that asks for it (as
+/// Prometheus does) and in the Prometheus text format otherwise (offline: 404, there is no
+/// daemon to measure).
+async fn metrics_text(
+    axum::extract::State(c): axum::extract::State<Shared>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     match &c.metrics {
         Some(m) => {
             m.sample_resident();
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                m.encode(),
-            )
-                .into_response()
+            let openmetrics = headers
+                .get(header::ACCEPT)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("application/openmetrics-text"));
+            if openmetrics {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.encode(),
+                )
+                    .into_response()
+            } else {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    m.encode_text(),
+                )
+                    .into_response()
+            }
         }
         None => (
             StatusCode::NOT_FOUND,

@@ -225,6 +225,32 @@ async fn readyz_and_metrics_follow_the_daemon() {
     metrics.decision("deny", "open", "no-rule", Some("web"));
     let (status, headers, body) = get(&app, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        body.contains("# TYPE rampart_decisions_total counter"),
+        "{body}"
+    );
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header(
+                    header::ACCEPT,
+                    "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
     assert!(headers[header::CONTENT_TYPE]
         .to_str()
         .unwrap()
