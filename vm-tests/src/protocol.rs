@@ -49,6 +49,11 @@ pub const EVIDENCE_SCENARIO: &str = "replay-recomputes-every-decision-proofs-ver
 /// The name prefix of the files it ships (as [`Line::DemoFile`]).
 pub const EVIDENCE_PREFIX: &str = "evidence/";
 
+/// The scenario whose scraped `/metrics` the host checks again with promtool.
+pub const CONSOLE_SCENARIO: &str = "console-metrics-and-readyz-match-the-lineage";
+/// The name prefix of the files it ships.
+pub const CONSOLE_PREFIX: &str = "console/";
+
 /// One protocol line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Line {

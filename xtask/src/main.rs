@@ -11,6 +11,7 @@ mod initramfs;
 mod install;
 mod prereq;
 mod progress;
+mod promtool;
 mod run;
 mod vm;
 mod workspace;

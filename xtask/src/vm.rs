@@ -92,7 +92,7 @@ pub struct VmTestArgs {
     pub bench: bool,
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     workspace_root().join("target").join("vm-cache")
 }
 
@@ -357,28 +357,44 @@ fn rows_of(kernel: &'static str, b: &Boot) -> Vec<Row> {
     rows
 }
 
-/// The host's check of what the evidence scenario shipped: a row of its own, skipped (with
-/// why) when the scenario was planned but shipped nothing.
-fn evidence_row(kernel: &'static str, agent: &Path, b: &Boot, out: &Path) -> Option<Row> {
-    use rampart_vm_tests::protocol::EVIDENCE_SCENARIO;
-    let planned = b.plan.iter().any(|n| n == EVIDENCE_SCENARIO);
-    let scenario = format!("host-checks-{EVIDENCE_SCENARIO}");
-    let dir = out.join(format!("evidence-{kernel}"));
-    let (outcome, detail) = match crate::evidence::check(agent, &b.files, &dir) {
+/// The host's check of what a scenario shipped (`checked`: None when it shipped nothing): a
+/// row of its own, skipped (with why) when the scenario was planned but shipped nothing.
+fn host_row(
+    kernel: &'static str,
+    b: &Boot,
+    scenario: &str,
+    checked: Option<Result<String>>,
+) -> Option<Row> {
+    let planned = b.plan.iter().any(|n| n == scenario);
+    let (outcome, detail) = match checked {
         Some(Ok(detail)) => (Outcome::Pass, detail),
         Some(Err(e)) => (Outcome::Fail, format!("{e:#}")),
         None if planned => (
             Outcome::Skip,
-            "the guest shipped no evidence (its scenario was skipped or failed there)".into(),
+            "the guest shipped nothing to check (its scenario was skipped or failed there)".into(),
         ),
         None => return None,
     };
     Some(Row {
         kernel,
-        scenario,
+        scenario: format!("host-checks-{scenario}"),
         outcome,
         detail,
     })
+}
+
+/// The host rows of one boot: the evidence (proofs, replay) and the scraped metrics.
+fn host_rows(kernel: &'static str, agent: &Path, b: &Boot, out: &Path) -> Vec<Row> {
+    use rampart_vm_tests::protocol::{CONSOLE_SCENARIO, EVIDENCE_SCENARIO};
+    let evidence = crate::evidence::check(agent, &b.files, &out.join(format!("evidence-{kernel}")));
+    let metrics = crate::promtool::check(&b.files, &out.join(format!("console-{kernel}")));
+    [
+        host_row(kernel, b, EVIDENCE_SCENARIO, evidence),
+        host_row(kernel, b, CONSOLE_SCENARIO, metrics),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn console_tail(console: &str, lines: usize) -> String {
@@ -642,7 +658,7 @@ pub fn vm_test(args: &VmTestArgs) -> Result<Tally> {
         let log = out.join(format!("console-{}.log", kernel.name));
         let b = boot(&vmlinuz, kernel.lsm, &initrd, args, &log)?;
         let mut kernel_rows = rows_of(kernel.name, &b);
-        if let Some(row) = evidence_row(kernel.name, &agent, &b, &out) {
+        for row in host_rows(kernel.name, &agent, &b, &out) {
             println!(
                 "    {:<5} {}: {}",
                 outcome_label(row.outcome),

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod attrs;
 pub mod bundles;
+pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod evidence;
@@ -87,6 +88,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
         run: evidence::replay_and_proofs,
+    },
+    Scenario {
+        name: console::SCENARIO,
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: console::metrics_and_readiness,
     },
     Scenario {
         name: "clock-moved-back-expired-bundle-stays-expired",
