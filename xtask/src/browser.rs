@@ -121,6 +121,95 @@ fn bounded(cmd: &mut Command, url: &str) -> Result<Vec<u8>> {
         .map_err(|_| anyhow::anyhow!("reading chromium's output"))
 }
 
+/// The demo's console, started for a moment on a free loopback port over what the demo
+/// shipped, its pages fetched and checked: the command to run it, and what each page showed.
+pub struct DemoConsole {
+    pub command: String,
+    pub checked: Vec<(&'static str, String)>,
+}
+
+/// Starts `rampart console` over the demo's lineage, bundles and trust root, checks the
+/// overview, the policy page's explain form and a proof, and stops it.
+pub fn offline_console(agent: &Path, demo: &Path) -> Result<DemoConsole> {
+    let args = |listen: &str| -> Vec<String> {
+        [
+            "console",
+            "--lineage",
+            &demo.join("lineage").display().to_string(),
+            "--pub",
+            &demo.join("host.pub").display().to_string(),
+            "--trust",
+            &demo.join("trust.json").display().to_string(),
+            "--bundles",
+            &demo.join("bundles").display().to_string(),
+            "--listen",
+            listen,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let command = format!("{} {}", agent.display(), args("127.0.0.1:9464").join(" "));
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let _served = Served(
+        Command::new(agent)
+            .args(args(&listen))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting rampart console")?,
+    );
+    wait_listening(&listen)?;
+    let mut checked = Vec::new();
+    for (page, want) in [
+        ("/", "Latest denials"),
+        (
+            "/policy",
+            "<form method=\"get\" action=\"/policy\" class=\"explain\">",
+        ),
+        ("/health", "Decisions over time"),
+    ] {
+        let (status, body) = http_get(&listen, page)?;
+        if status != 200 || !body.contains(want) {
+            bail!("the demo's console answered {page} with {status}, without `{want}`");
+        }
+        checked.push((page, format!("{status}, {} bytes", body.len())));
+    }
+    Ok(DemoConsole { command, checked })
+}
+
+fn wait_listening(listen: &str) -> Result<()> {
+    let started = Instant::now();
+    while TcpStream::connect(listen).is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("rampart console did not listen on {listen} within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A GET over loopback with `Connection: close`: the status and the body.
+fn http_get(listen: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(listen)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status")?;
+    Ok((status, body.to_owned()))
+}
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -158,13 +247,7 @@ pub fn test() -> Result<()> {
             .spawn()
             .context("starting rampart console")?,
     );
-    let started = Instant::now();
-    while TcpStream::connect(&listen).is_err() {
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("rampart console did not listen on {listen} within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_listening(&listen)?;
     let profile = out.join("profile");
     let mut failures = Vec::new();
     for (path, name, wants) in PAGES {

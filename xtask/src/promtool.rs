@@ -12,7 +12,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use rampart_vm_tests::protocol::CONSOLE_PREFIX;
 
-use crate::{debian, prereq, vm::cache_dir};
+use crate::{debian, prereq, workspace::cache_dir};
 
 /// promtool from PATH, or from the unpacked `prometheus` package.
 pub fn promtool() -> Result<PathBuf> {

@@ -13,7 +13,11 @@ use std::{
 use anyhow::{bail, Context, Result};
 use rampart_vm_tests::protocol::{Line, Outcome, ScenarioResult};
 
-use crate::{debian, ebpf, initramfs, prereq, run::run_cmd, workspace::workspace_root};
+use crate::{
+    debian, ebpf, initramfs, prereq,
+    run::run_cmd,
+    workspace::{cache_dir, workspace_root},
+};
 
 /// A kernel in the test matrix: a short name, how to find its Debian package today, and the
 /// LSMs it boots with.
@@ -90,10 +94,6 @@ pub struct VmTestArgs {
     /// Boot into the benchmarks instead of the scenarios (`cargo xtask bench`).
     #[arg(skip)]
     pub bench: bool,
-}
-
-pub fn cache_dir() -> PathBuf {
-    workspace_root().join("target").join("vm-cache")
 }
 
 fn out_dir() -> PathBuf {
@@ -578,9 +578,16 @@ pub fn demo() -> Result<()> {
         demo_dir.join("bundles").as_os_str(),
     ])
     .context("replay on the host found divergences or could not verify a bundle")?;
+    println!("\n== 13. The governance console over this lineage (offline, on loopback)");
+    let console = crate::browser::offline_console(&agent, &demo_dir)?;
+    println!("$ {}", console.command);
+    for (page, shown) in console.checked {
+        println!("  GET {page}: {shown}");
+    }
     println!(
         "\nRun the commands above yourself; edit a byte in {}/segment-*.jsonl or in {} and \
-         run them again.",
+         run them again. For the console, run the command of step 13 and open \
+         http://127.0.0.1:9464/ (Ctrl-C stops it).",
         lineage.display(),
         proof.display()
     );

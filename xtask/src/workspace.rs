@@ -9,3 +9,8 @@ pub fn workspace_root() -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
 }
+
+/// Where downloaded Debian packages are unpacked (guest kernels, busybox, promtool).
+pub fn cache_dir() -> PathBuf {
+    workspace_root().join("target").join("vm-cache")
+}

@@ -117,7 +117,8 @@ mod tests {
                 reasons: vec![]
             }
         );
-        let cases: [(fn(&mut Live), &str); 5] = [
+        type Change = fn(&mut Live);
+        let cases: [(Change, &str); 5] = [
             (|l| l.started = false, "not started"),
             (|l| l.policy = None, "no policy is in force"),
             (|l| l.expired = true, "has expired"),

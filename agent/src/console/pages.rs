@@ -16,7 +16,7 @@ use super::{
     live::{Live, PolicyView},
     proofs,
     records::{self, Entry, Summary},
-    Shared,
+    state::Shared,
 };
 use crate::{
     lineage::filter::{ActionKind, Filter, Kind, Verdict},

@@ -19,7 +19,7 @@ use axum::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{pages::filter_of, records, Shared};
+use super::{pages::filter_of, records, state::Shared};
 use crate::support::time::rfc3339_ns;
 
 /// Concurrent live tails.

@@ -389,3 +389,99 @@ async fn off_host_listeners_want_the_token_and_every_listener_a_rate() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// Reads what the server sends until it closes (a TLS peer may close without close_notify).
+async fn read_all(mut stream: impl tokio::io::AsyncRead + Unpin) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await
+    {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn the_tls_listener_serves_only_requests_with_the_token() {
+    use tokio::io::AsyncWriteExt;
+    let dir = scratch("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key, token) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("token"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&token, "0123456789abcdef0123\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_, _, app) = offline("tls-lineage");
+    super::serve::Settings {
+        listen: vec![addr],
+        socket: PathBuf::new(),
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        token_file: Some(token),
+        ..super::serve::Settings::default()
+    }
+    .spawn(app)
+    .unwrap();
+    let connect = || async {
+        for _ in 0..100 {
+            if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the TLS listener never listened");
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let fetch = |auth: &'static str| {
+        let connector = connector.clone();
+        async move {
+            let tcp = connect().await;
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            tls.write_all(
+                format!(
+                    "GET /healthz HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            read_all(tls).await
+        }
+    };
+    let answer = fetch("Authorization: Bearer 0123456789abcdef0123\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("{\"live\":true}"), "{answer}");
+    let answer = fetch("").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let answer = fetch("Authorization: Bearer wrong-token-wrong-token\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // Plain HTTP to the TLS port gets no HTTP answer at all.
+    let mut plain = connect().await;
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_all(plain).await;
+    assert!(!answer.contains("HTTP/1.1 200"), "{answer}");
+}
