@@ -174,6 +174,10 @@ pub fn offline_console(agent: &Path, demo: &Path) -> Result<DemoConsole> {
         if status != 200 || !body.contains(want) {
             bail!("the demo's console answered {page} with {status}, without `{want}`");
         }
+        // With the archive, the policy page shows the bundle's own expiry and scope.
+        if body.contains("not recorded in the lineage") {
+            bail!("the demo's console did not find the archived bundle in force ({page})");
+        }
         checked.push((page, format!("{status}, {} bytes", body.len())));
     }
     Ok(DemoConsole { command, checked })

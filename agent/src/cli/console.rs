@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use rampart::{
     bundle::{keys::PublicKey, trust::TrustRoot},
-    console::{records, serve::Settings, Console},
+    console::{live::PolicyView, records, serve::Settings, Console},
     policy::resolutions::Resolutions,
     replay::compile_archived,
 };
@@ -67,8 +67,8 @@ impl ConsoleArgs {
         let mut console = Console::new(Some(lineage.clone()), Some(key));
         if let (Some(trust), Some(bundles)) = (trust, bundles) {
             let root = TrustRoot::read(&trust).map_err(|e| anyhow::anyhow!(e.in_file(&trust)))?;
-            console.offline_policies = last_policies(&lineage, &root, &bundles).map(Arc::new);
-            if let Err(why) = &console.offline_policies {
+            console.offline_policy = last_policy(&lineage, &root, &bundles);
+            if let Err(why) = &console.offline_policy {
                 eprintln!("rampart console: explain is off: {why}");
             }
         }
@@ -101,12 +101,12 @@ impl ConsoleArgs {
     }
 }
 
-/// The policies of the last bundle the lineage put in force, from the archive.
-fn last_policies(
+/// The last bundle the lineage put in force, verified and compiled from the archive.
+fn last_policy(
     dir: &std::path::Path,
     trust: &TrustRoot,
     bundles: &std::path::Path,
-) -> Result<Vec<rampart::policy::compile::CompiledPolicy>, String> {
+) -> Result<PolicyView, String> {
     let last = records::recent(
         dir,
         &rampart::lineage::filter::Filter {
@@ -122,5 +122,17 @@ fn last_policies(
         .ok_or("the last policy in force came from local files, not a signed bundle")?;
     let resolved: Resolutions =
         serde_json::from_value(change.value["resolved"].clone()).unwrap_or_default();
-    compile_archived(trust, bundles, digest, &resolved, change.time_ns)
+    let (bundle, compiled) = compile_archived(trust, bundles, digest, &resolved, change.time_ns)?;
+    let p = &bundle.payload;
+    Ok(PolicyView {
+        version: p.version,
+        digest: Some(bundle.digest.clone()),
+        scope: Some(p.scope.clone()),
+        signers: bundle.signers.iter().map(ToString::to_string).collect(),
+        expires_at: Some(p.expires_at),
+        policies: compiled.iter().map(|c| c.name.clone()).collect(),
+        governed: compiled.iter().flat_map(|c| c.governs.clone()).collect(),
+        compiled: Arc::new(compiled),
+        lineage_only: false,
+    })
 }

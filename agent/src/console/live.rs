@@ -22,6 +22,9 @@ pub struct PolicyView {
     /// Compiled policies, for the explain form (empty for an adopted generation).
     #[serde(skip)]
     pub compiled: Arc<Vec<CompiledPolicy>>,
+    /// Offline without the bundle archive: only what the lineage's policy-change record
+    /// says (no scope, expiry or governed cgroups).
+    pub lineage_only: bool,
 }
 
 /// The daemon's state as last published.

@@ -162,17 +162,32 @@ fn record_table(entries: &[Entry], id: &str) -> String {
     out
 }
 
-/// The policy in force: the daemon's, or offline the lineage's last change.
-fn policy_view(live: Option<&Live>, summary: &Summary) -> Option<PolicyView> {
-    match live {
-        Some(l) => l.policy.clone(),
-        None => summary.changes.last().map(|c| PolicyView {
-            version: c.version,
-            digest: c.digest.clone(),
-            signers: c.signers.clone(),
-            policies: c.policies.clone(),
-            ..PolicyView::default()
-        }),
+/// The policy in force: the daemon's; offline the last bundle the lineage put in force, from
+/// the archive, or else what the lineage's last change says.
+fn policy_view(c: &Shared, live: Option<&Live>, summary: &Summary) -> Option<PolicyView> {
+    if let Some(l) = live {
+        return l.policy.clone();
+    }
+    if let Ok(v) = &c.offline_policy {
+        return Some(v.clone());
+    }
+    summary.changes.last().map(|c| PolicyView {
+        version: c.version,
+        digest: c.digest.clone(),
+        signers: c.signers.clone(),
+        policies: c.policies.clone(),
+        lineage_only: true,
+        ..PolicyView::default()
+    })
+}
+
+/// The expiry of `p`, or that the lineage alone does not say it.
+fn expiry_of(p: Option<&PolicyView>) -> String {
+    match p {
+        Some(p) if p.lineage_only => {
+            "not recorded in the lineage (give rampart console --trust and --bundles)".into()
+        }
+        p => expiry(p.and_then(|p| p.expires_at)),
     }
 }
 
@@ -215,7 +230,7 @@ pub async fn overview(State(c): State<Shared>) -> Response {
             Ok((records::summary(&dir)?, records::recent(&dir, &denied, 10)?))
         })
         .await?;
-        let policy = policy_view(live.as_ref(), &summary);
+        let policy = policy_view(&c, live.as_ref(), &summary);
         let mode = if live.is_some() {
             "live: served by the running daemon".to_owned()
         } else {
@@ -320,7 +335,7 @@ pub async fn policy(State(c): State<Shared>, Query(p): Params) -> Response {
     let live = c.snapshot();
     let result = async {
         let summary = read(&c, |dir| records::summary(&dir)).await?;
-        let view = policy_view(live.as_ref(), &summary);
+        let view = policy_view(&c, live.as_ref(), &summary);
         let compiled: Result<Arc<Vec<CompiledPolicy>>, String> = match &live {
             Some(l) => l
                 .policy
@@ -328,7 +343,11 @@ pub async fn policy(State(c): State<Shared>, Query(p): Params) -> Response {
                 .map(|p| p.compiled.clone())
                 .filter(|c| !c.is_empty())
                 .ok_or_else(|| "the policy in force was adopted from pins; its rules are not known to this agent until the next load".to_owned()),
-            None => c.offline_policies.clone(),
+            None => c
+                .offline_policy
+                .as_ref()
+                .map(|v| v.compiled.clone())
+                .map_err(Clone::clone),
         };
         let mut body = String::new();
         match &view {
@@ -336,9 +355,9 @@ pub async fn policy(State(c): State<Shared>, Query(p): Params) -> Response {
             Some(v) => body.push_str(&facts(&[
                 ("Version", v.version.to_string()),
                 ("Bundle digest", v.digest.as_deref().map_or("none (local policy files)".into(), code)),
-                ("Scope", escape(v.scope.as_deref().unwrap_or("-"))),
+                ("Scope", escape(v.scope.as_deref().unwrap_or(if v.lineage_only { "not recorded in the lineage" } else { "-" }))),
                 ("Signers", escape(&v.signers.join(", "))),
-                ("Expires", expiry(v.expires_at)),
+                ("Expires", expiry_of(Some(v))),
                 ("Policies", escape(&v.policies.join(", "))),
                 ("Governed cgroups", escape(&v.governed.join(", "))),
             ])),

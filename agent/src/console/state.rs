@@ -8,8 +8,11 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{live::Live, metrics::Metrics};
-use crate::{bundle::keys::PublicKey, lineage::verify::Report, policy::compile::CompiledPolicy};
+use super::{
+    live::{Live, PolicyView},
+    metrics::Metrics,
+};
+use crate::{bundle::keys::PublicKey, lineage::verify::Report};
 
 /// How long a lineage verification is reused before the next request verifies again.
 const VERIFY_EVERY: Duration = Duration::from_secs(10);
@@ -24,9 +27,9 @@ pub struct Console {
     pub live: Option<watch::Receiver<Live>>,
     /// The running daemon's metrics (none: offline).
     pub metrics: Option<Arc<Metrics>>,
-    /// Offline: the policies of the last bundle the lineage put in force, compiled from
-    /// its archive, for the explain form (or why there are none).
-    pub offline_policies: Result<Arc<Vec<CompiledPolicy>>, String>,
+    /// Offline: the last bundle the lineage put in force, verified and compiled from its
+    /// archive (for the policy page and the explain form), or why there is none.
+    pub offline_policy: Result<PolicyView, String>,
     verification: Mutex<Option<(Instant, Arc<Report>)>>,
 }
 
@@ -41,7 +44,7 @@ impl Console {
             key,
             live: None,
             metrics: None,
-            offline_policies: Err("no bundle archive was given (--trust and --bundles)".into()),
+            offline_policy: Err("no bundle archive was given (--trust and --bundles)".into()),
             verification: Mutex::new(None),
         }
     }

@@ -548,6 +548,7 @@ impl Daemon {
                 .collect(),
             governed: f.current.governed.iter().map(|(_, c)| c.label()).collect(),
             compiled: self.compiled.clone(),
+            lineage_only: false,
         });
         self.live.send_replace(Live {
             started: true,

@@ -32,7 +32,7 @@ use crate::{
         keys::PublicKey,
         state::archived,
         trust::TrustRoot,
-        verify::{verify, Context as VerifyContext, AGENT_VERSION},
+        verify::{verify, Context as VerifyContext, VerifiedBundle, AGENT_VERSION},
     },
     lineage::{
         segment::{segment_path, segments},
@@ -228,7 +228,7 @@ fn put_in_force(inputs: &Inputs<'_>, change: &Change<'_>, time_ns: u64) -> InFor
     };
     let resolved = change.resolved.clone().unwrap_or_default();
     match compile_archived(inputs.trust, inputs.bundles, digest, &resolved, time_ns) {
-        Ok(policies) => InForce::Policies {
+        Ok((_, policies)) => InForce::Policies {
             digest: digest.to_owned(),
             policies,
         },
@@ -238,14 +238,14 @@ fn put_in_force(inputs: &Inputs<'_>, change: &Change<'_>, time_ns: u64) -> InFor
 
 /// The policies of archived bundle `digest` in `bundles`, verified under `trust` as at
 /// `time_ns` (when its policy-change was recorded) and compiled with the host answers
-/// recorded then (`resolved`); or why not.
+/// recorded then (`resolved`): the verified bundle and its policies, or why not.
 pub fn compile_archived(
     trust: &TrustRoot,
     bundles: &Path,
     digest: &str,
     resolved: &Resolutions,
     time_ns: u64,
-) -> Result<Vec<CompiledPolicy>, String> {
+) -> Result<(VerifiedBundle, Vec<CompiledPolicy>), String> {
     let path = archived(bundles, digest);
     let bytes = std::fs::read(&path).map_err(|e| {
         format!(
@@ -272,7 +272,7 @@ pub fn compile_archived(
             verified.digest
         ));
     }
-    verified
+    let policies = verified
         .payload
         .policies
         .iter()
@@ -280,7 +280,8 @@ pub fn compile_archived(
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::from)
         .and_then(|sources| compile_sources(&sources, resolved))
-        .map_err(|e| format!("bundle {digest} does not compile: {e:#}"))
+        .map_err(|e| format!("bundle {digest} does not compile: {e:#}"))?;
+    Ok((verified, policies))
 }
 
 fn not_recomputable(out: &mut Replay, why: String) {
