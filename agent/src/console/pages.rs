@@ -69,6 +69,11 @@ async fn read<T: Send + 'static>(
         .map_err(|e| internal(format!("{e:#}")))
 }
 
+/// The lineage's counts.
+async fn summary(c: &Shared) -> Result<Summary, (StatusCode, String)> {
+    c.summary().await.map_err(|e| internal(format!("{e:#}")))
+}
+
 /// The banner saying how far the lineage verified (None: intact).
 async fn verification_banner(c: &Shared) -> (Option<String>, String) {
     match c.verified().await {
@@ -222,14 +227,15 @@ pub async fn overview(State(c): State<Shared>) -> Response {
     let (banner, verified) = verification_banner(&c).await;
     let live = c.snapshot();
     let result = async {
-        let (summary, denials) = read(&c, |dir| {
+        let denials = read(&c, |dir| {
             let denied = Filter {
                 decision: Some(Verdict::Deny),
                 ..Filter::default()
             };
-            Ok((records::summary(&dir)?, records::recent(&dir, &denied, 10)?))
+            records::recent(&dir, &denied, 10)
         })
         .await?;
+        let summary = summary(&c).await?;
         let policy = policy_view(&c, live.as_ref(), &summary);
         let mode = if live.is_some() {
             "live: served by the running daemon".to_owned()
@@ -334,7 +340,7 @@ pub async fn policy(State(c): State<Shared>, Query(p): Params) -> Response {
     let (banner, _) = verification_banner(&c).await;
     let live = c.snapshot();
     let result = async {
-        let summary = read(&c, |dir| records::summary(&dir)).await?;
+        let summary = summary(&c).await?;
         let view = policy_view(&c, live.as_ref(), &summary);
         let compiled: Result<Arc<Vec<CompiledPolicy>>, String> = match &live {
             Some(l) => l
@@ -692,13 +698,14 @@ pub async fn proof_file(State(c): State<Shared>, Path(file): Path<String>) -> Re
 
 /// A bar chart of decisions per bucket (denials in front), as inline SVG.
 fn rate_chart(s: &Summary) -> String {
-    let max = s.rate.iter().copied().max().unwrap_or(0).max(1);
+    let (bars, width_ns, start_ns) = s.chart();
+    let max = bars.iter().map(|b| b.0).max().unwrap_or(0).max(1);
     let (w, h, bar) = (600u64, 120u64, 10u64);
     let mut out = format!(
         "<svg class=\"chart\" viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"decisions over time\">",
         h + 20
     );
-    for (i, (n, d)) in s.rate.iter().zip(&s.denied_rate).enumerate() {
+    for (i, (n, d)) in bars.iter().enumerate() {
         let x = i as u64 * bar;
         let bh = n * h / max;
         let dh = d * h / max;
@@ -712,13 +719,14 @@ fn rate_chart(s: &Summary) -> String {
             bar - 1
         );
     }
+    let end_ns = start_ns + width_ns * bars.len() as u64;
     let _ = write!(
         out,
         "<text x=\"0\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{w}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
         h + 15,
-        escape(&rfc3339_ns(s.first_ns)),
+        escape(&rfc3339_ns(start_ns)),
         h + 15,
-        escape(&rfc3339_ns(s.last_ns)),
+        escape(&rfc3339_ns(end_ns)),
     );
     out
 }
@@ -728,7 +736,7 @@ pub async fn health(State(c): State<Shared>) -> Response {
     let (banner, verified) = verification_banner(&c).await;
     let live = c.snapshot();
     let result = async {
-        let summary = read(&c, |dir| records::summary(&dir)).await?;
+        let summary = summary(&c).await?;
         let mut body = String::new();
         match &live {
             Some(l) => {
@@ -765,10 +773,10 @@ pub async fn health(State(c): State<Shared>) -> Response {
         ]));
         let _ = write!(
             body,
-            "<h2>Decisions over time</h2><p class=\"meta\">{} decisions, {} denied, in buckets of {:.1} s.</p>{}",
+            "<h2>Decisions over time</h2><p class=\"meta\">{} decisions, {} denied in all; the chart covers at most the lineage's last hour, in buckets of {} s.</p>{}",
             summary.decisions,
             summary.denied,
-            summary.bucket_ns as f64 / 1e9,
+            summary.chart().1 / 1_000_000_000,
             rate_chart(&summary)
         );
         Ok(page("Health", "/health", banner.as_deref(), &body))
