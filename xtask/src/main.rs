@@ -115,7 +115,7 @@ fn test(no_vm: bool) -> Result<()> {
             scenario: Vec::new(),
             keep_log: false,
             console: false,
-            boot_timeout: 600,
+            boot_timeout: 1200,
             demo: false,
             bench: false,
         })?;

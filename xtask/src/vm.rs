@@ -86,7 +86,7 @@ pub struct VmTestArgs {
     #[arg(long)]
     pub console: bool,
     /// Seconds a guest may run before it is killed and counted as failed.
-    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    #[arg(long, default_value_t = 1200, value_name = "SECS")]
     pub boot_timeout: u64,
     /// Boot into the demo instead of the scenarios (`cargo xtask demo`).
     #[arg(skip)]
