@@ -4,6 +4,7 @@
 //!   unsafe): policy sources and their compilation, signed bundles, the hash-chained record.
 //! - [`kernel`]: BTF, the enforcer and its pins, cgroups, events; [`kernel::sys`] holds all
 //!   libc FFI.
+//! - [`remote`]: bundles from an OCI registry or an HTTPS URL (untrusted transport).
 //! - [`replay`]: recomputing a lineage's decisions from its archived bundles (pure).
 //! - [`daemon`]: `rampart run` (configuration, intake, swap, recorder, control socket).
 //! - [`support`]: durable files and clocks shared by all of them.
@@ -16,5 +17,6 @@ pub mod daemon;
 pub mod kernel;
 pub mod lineage;
 pub mod policy;
+pub mod remote;
 pub mod replay;
 pub mod support;

@@ -10,6 +10,7 @@ pub mod lineage;
 pub mod lineage_proof;
 pub mod policy;
 pub mod release;
+pub mod remote;
 pub mod run;
 pub mod state;
 pub mod status;

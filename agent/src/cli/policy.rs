@@ -107,14 +107,40 @@ pub enum PolicyCommand {
         json: bool,
         bundle: PathBuf,
     },
-    /// Hand a bundle to the running daemon (control socket, root): it is verified exactly
-    /// like one in the bundle directory, loaded if valid and newer, and kept there. The
+    /// Hand a bundle to the running daemon, or publish it to an OCI registry.
+    ///
+    /// Without TARGET: over the control socket (root); the daemon verifies it exactly like
+    /// one in the bundle directory, loads it if valid and newer, and keeps it there. The
     /// answer says loaded or rejected and why; the exit status follows it.
+    ///
+    /// With TARGET `oci://HOST[:PORT]/REPO:TAG`: pushed as an OCI artifact
+    /// (`application/vnd.rampart.policy-bundle.v1`, one layer holding the file byte for
+    /// byte, annotations for version, scope, expiry and digest). Hosts whose
+    /// `policy.source` names the tag pick it up at their next poll.
     Push {
         /// The daemon's control socket.
         #[arg(long, value_name = "PATH", default_value = defaults::CONTROL_SOCKET)]
         socket: PathBuf,
         bundle: PathBuf,
+        /// `oci://HOST[:PORT]/REPO:TAG` to publish to (none: the local daemon).
+        #[arg(value_name = "TARGET")]
+        target: Option<String>,
+        #[command(flatten)]
+        registry: super::remote::RegistryOptions,
+    },
+    /// Fetch a bundle from an OCI registry, byte for byte as pushed.
+    ///
+    /// Prints what the registry's annotations claim; nothing is verified here (the registry
+    /// is untrusted): check the file with `rampart policy verify`, as every host does.
+    Pull {
+        /// `oci://HOST[:PORT]/REPO:TAG` or `...@sha256:HEX`.
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// Where to write the bundle.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        registry: super::remote::RegistryOptions,
     },
     /// Print a bundle's contents and claimed signers, whether or not it verifies.
     Show {
@@ -252,7 +278,31 @@ impl PolicyCommand {
                     json,
                 },
             ),
-            Self::Push { socket, bundle } => bundle::push_command(&socket, &bundle),
+            Self::Push {
+                target: Some(target),
+                bundle,
+                registry,
+                ..
+            } => super::remote::push(&bundle, &target, &registry),
+            Self::Push {
+                socket,
+                bundle,
+                target: None,
+                registry,
+            } => {
+                if registry.credentials.is_some()
+                    || registry.ca_file.is_some()
+                    || registry.allow_plain_http
+                {
+                    anyhow::bail!("--credentials, --ca-file and --allow-plain-http apply to a push to oci://...; give the TARGET");
+                }
+                bundle::push_command(&socket, &bundle)
+            }
+            Self::Pull {
+                source,
+                out,
+                registry,
+            } => super::remote::pull(&source, &out, &registry),
             Self::Show { json, bundle } => bundle::show_command(&bundle, json),
         }
     }
