@@ -159,6 +159,8 @@ impl RunArgs {
             control_socket: None,
             config_file: None,
             console,
+            // A remote source needs a bundle directory to keep what it loads: --config.
+            remote: None,
         })
     }
 

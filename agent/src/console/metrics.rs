@@ -48,6 +48,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TamperLabels {
     pub what: String,
     pub repaired: String,
@@ -80,6 +85,7 @@ pub struct Metrics {
     pub resident: Gauge,
     pub control: Family<RequestLabels, Counter>,
     pub tamper: Family<TamperLabels, Counter>,
+    pub source_reachable: Family<SourceLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -109,6 +115,7 @@ impl Metrics {
             resident: Gauge::default(),
             control: Family::default(),
             tamper: Family::default(),
+            source_reachable: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -197,6 +204,12 @@ impl Metrics {
             "Pins removed or links detached behind the agent's back, by what and whether \
              they were put back",
             m.tamper.clone(),
+        );
+        r.register(
+            "rampart_policy_source_reachable",
+            "Whether the remote policy source (policy.source) answered its last poll (1) or \
+             not (0)",
+            m.source_reachable.clone(),
         );
         Self { registry, ..m }
     }

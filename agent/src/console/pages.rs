@@ -123,6 +123,7 @@ fn describe(e: &Entry) -> String {
         ),
         "policy-change" => format!("version {} -> {}", t("old_version"), t("new_version")),
         "policy-refused" => format!("{}: {}", t("code"), t("error")),
+        "policy-source" => format!("{} {}", t("source"), t("state")),
         "gap" => format!("{} lost ({})", t("lost"), t("reason")),
         "checkpoint" => format!("{} records signed", t("size")),
         "tamper" => format!("{} {}", t("what"), t("object")),

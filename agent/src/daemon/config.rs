@@ -72,6 +72,23 @@ pub struct PolicyConfig {
     /// When the bundle in force expires: deny everything governed (default) or audit.
     #[serde(default)]
     pub on_expiry: Fallback,
+    /// A remote source polled for new bundles: `oci://HOST[:PORT]/REPO:TAG` or an
+    /// `https://` URL. What it serves is verified like a file of `bundle_dir`, and kept
+    /// there once in force; while it cannot be reached, the policy in force stays.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Between polls of `source` (also polled at start and on SIGHUP).
+    #[serde(default = "default_poll_interval", with = "humantime_serde_compat")]
+    pub poll_interval: Duration,
+    /// Credentials for `source` (TOML: `username` and `password`, or `token`).
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+    /// Extra CA certificates (PEM) for an HTTPS `source`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Plain HTTP to a `source` host that is not loopback (loopback always may).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// `[lineage]`.
@@ -119,6 +136,9 @@ impl Default for DaemonConfig {
 
 fn default_state_dir() -> PathBuf {
     defaults::STATE_DIR.into()
+}
+fn default_poll_interval() -> Duration {
+    defaults::POLL_INTERVAL
 }
 fn default_skew() -> Duration {
     defaults::CLOCK_SKEW
@@ -184,6 +204,18 @@ impl Config {
                 bail!("policy.governs: `{g}` must be an absolute cgroup path below the root, without ..");
             }
             crate::kernel::cgroup::normalize(g).context("policy.governs")?;
+        }
+        if let Some(source) = &p.source {
+            let locator =
+                crate::remote::locator::Locator::parse(source).context("policy.source")?;
+            locator
+                .plain_http(p.allow_plain_http)
+                .context("policy.source")?;
+            if p.poll_interval < crate::remote::poll::MIN_INTERVAL {
+                bail!("policy.poll_interval: at least 1s");
+            }
+        } else if p.credentials.is_some() || p.ca_file.is_some() || p.allow_plain_http {
+            bail!("policy.credentials, ca_file and allow_plain_http apply to policy.source, which is not set");
         }
         if let Some(scope) = &p.scope {
             crate::bundle::scope::valid_scope(scope).context("policy.scope")?;
@@ -288,5 +320,49 @@ checkpoint_interval = "30s"
         assert!(e.contains("tls_cert and tls_key go together"), "{e}");
         let e = err(&format!("{GOOD}\n[console]\nlisten = [\"localhost\"]\n"));
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn a_remote_source_is_checked_when_the_file_is_read() {
+        let with = |extra: &str| GOOD.replace("governs =", &format!("{extra}\ngoverns ="));
+        let c = Config::parse(
+            "r.toml",
+            &with("source = \"oci://127.0.0.1:5000/rampart/prod:stable\""),
+        )
+        .unwrap();
+        assert_eq!(c.policy.poll_interval, Duration::from_secs(300));
+        let run = crate::daemon::run_config::RunConfig::from(c);
+        let remote = run.remote.expect("a remote source");
+        assert_eq!(
+            remote.locator.to_string(),
+            "oci://127.0.0.1:5000/rampart/prod:stable"
+        );
+        let c = Config::parse(
+            "r.toml",
+            &with("source = \"oci://registry.example.com/p:v1\"\npoll_interval = \"30s\"\ncredentials = \"/etc/rampart/registry.toml\""),
+        )
+        .unwrap();
+        assert_eq!(c.policy.poll_interval, Duration::from_secs(30));
+        let e = err(&with("source = \"registry.example.com/p:v1\""));
+        assert!(
+            e.contains("policy.source") && e.contains("oci://HOST"),
+            "{e}"
+        );
+        let e = err(&with("source = \"http://10.1.2.3/b.rpb\""));
+        assert!(e.contains("allow_plain_http"), "{e}");
+        assert!(Config::parse(
+            "r.toml",
+            &with("source = \"http://10.1.2.3/b.rpb\"\nallow_plain_http = true")
+        )
+        .is_ok());
+        let e = err(&with(
+            "source = \"oci://h/p:v1\"\npoll_interval = \"100ms\"",
+        ));
+        assert!(e.contains("policy.poll_interval"), "{e}");
+        let e = err(&with("credentials = \"/c.toml\""));
+        assert!(e.contains("policy.source, which is not set"), "{e}");
+        let run =
+            crate::daemon::run_config::RunConfig::from(Config::parse("r.toml", GOOD).unwrap());
+        assert!(run.remote.is_none());
     }
 }

@@ -19,3 +19,5 @@ pub const CHECKPOINT_EVERY: u64 = 10_000;
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// A new lineage segment past this many bytes.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Between polls of a remote policy source.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(300);

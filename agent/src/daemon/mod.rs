@@ -312,6 +312,12 @@ impl Daemon {
                 let response = self.finish_push(prepared.result, &tmp, &dir);
                 let _ = answer.send(response);
             }
+            Purpose::Pull {
+                tmp,
+                dir,
+                source,
+                id,
+            } => self.finish_pull(prepared.result, &tmp, &dir, &source, &id),
         }
     }
 
@@ -655,27 +661,104 @@ impl Daemon {
             Ok(b) => b,
             Err(e) => return Err(rejected("malformed-envelope", format!("{e:#}"))),
         };
-        // Pushes may be prepared side by side: each gets a file of its own.
-        self.pushes += 1;
-        let tmp = dir.join(format!(".push-{}-{}.tmp", std::process::id(), self.pushes));
-        if let Err(e) = std::fs::write(&tmp, &bytes) {
-            return Err(rejected("io", format!("writing {}: {e}", tmp.display())));
-        }
+        let tmp = self
+            .stage(&dir, &bytes, "push")
+            .map_err(|e| rejected("io", e))?;
         Ok((tmp, dir))
     }
 
-    /// A pushed bundle was prepared: loads it if it is valid and not already in force,
-    /// and keeps it in the bundle directory.
-    fn finish_push(
+    /// Writes bytes handed to the daemon (pushed or pulled) where they can be verified
+    /// exactly as a file of the bundle directory. Preparations may run side by side: each
+    /// gets a file of its own.
+    fn stage(
+        &mut self,
+        dir: &std::path::Path,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<PathBuf, String> {
+        self.pushes += 1;
+        let tmp = dir.join(format!(
+            ".{what}-{}-{}.tmp",
+            std::process::id(),
+            self.pushes
+        ));
+        std::fs::write(&tmp, bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        Ok(tmp)
+    }
+
+    /// A report of the remote source's poller: an outage begun or ended is recorded; a new
+    /// bundle is staged, and the returned preparation verifies it like a pushed one.
+    pub fn on_remote(&mut self, report: crate::remote::poll::Report) -> Option<Job> {
+        use crate::remote::poll::Report;
+        let (source, up) = match &report {
+            Report::Unreachable { source, .. } => (source, false),
+            Report::Restored { source, .. } | Report::Fetched { source, .. } => (source, true),
+        };
+        self.metrics
+            .source_reachable
+            .get_or_create(&crate::console::metrics::SourceLabel {
+                source: source.clone(),
+            })
+            .set(i64::from(up));
+        let Report::Fetched { source, id, bytes } = report else {
+            self.recorder.policy_source(&report);
+            return None;
+        };
+        let dir = self.config.bundle_dir()?.to_path_buf();
+        match self.stage(&dir, &bytes, "pull") {
+            Ok(tmp) => {
+                let mut job = self.job(Purpose::Pull {
+                    tmp: tmp.clone(),
+                    dir,
+                    source,
+                    id,
+                });
+                if let PolicyOrigin::Bundle(src) = &mut job.origin {
+                    src.location = BundleLocation::File(tmp);
+                }
+                Some(job)
+            }
+            Err(e) => {
+                let r = Refusal::new("io", anyhow::anyhow!("{source} ({id}): {e}"));
+                log_refusal(&r, self.in_force.as_ref(), &mut self.recorder);
+                None
+            }
+        }
+    }
+
+    /// A bundle from the remote source was prepared: loaded and kept if valid and newer;
+    /// refused and recorded otherwise (the same bundle as in force again is not a refusal).
+    fn finish_pull(
         &mut self,
         prepared: Result<Incoming, Refusal>,
         tmp: &std::path::Path,
         dir: &std::path::Path,
-    ) -> Response {
-        let rejected = |code: &str, error: String| Response::Rejected {
-            code: code.into(),
-            error,
-        };
+        source: &str,
+        id: &str,
+    ) {
+        match self.keep_if_loaded(prepared, tmp, dir, "pulled") {
+            Ok((version, digest)) => {
+                info!(source, id, version, digest = %digest, "loaded the bundle the policy source serves");
+            }
+            Err(r) if r.code == "already-in-force" => {}
+            Err(r) => {
+                let r = Refusal::new(r.code, r.error.context(format!("{source} ({id})")));
+                log_refusal(&r, self.in_force.as_ref(), &mut self.recorder);
+            }
+        }
+    }
+
+    /// Loads a staged bundle if it is valid and not already in force, and keeps it in the
+    /// bundle directory as `PREFIX-vVERSION.rpb` (removing the daemon's own kept files of
+    /// lower versions, which the anti-rollback rule would refuse anyway); a refused one is
+    /// removed.
+    fn keep_if_loaded(
+        &mut self,
+        prepared: Result<Incoming, Refusal>,
+        tmp: &std::path::Path,
+        dir: &std::path::Path,
+        prefix: &str,
+    ) -> Result<(u64, String), Refusal> {
         let result = prepared.and_then(|incoming| {
             let version = incoming.info.version;
             let digest = incoming
@@ -691,19 +774,39 @@ impl Daemon {
             }
             self.load(incoming).map(|()| (version, digest))
         });
+        match &result {
+            Ok((version, _)) => {
+                let kept = dir.join(format!("{prefix}-v{version}.rpb"));
+                if let Err(e) = std::fs::rename(tmp, &kept) {
+                    warn!(error = %e, "the bundle is in force but could not be kept in the bundle directory");
+                }
+                prune_kept(dir, *version);
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+        result
+    }
+
+    /// A pushed bundle was prepared: loads it if it is valid and not already in force,
+    /// and keeps it in the bundle directory.
+    fn finish_push(
+        &mut self,
+        prepared: Result<Incoming, Refusal>,
+        tmp: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Response {
+        let result = self.keep_if_loaded(prepared, tmp, dir, "pushed");
         self.count_control("push", if result.is_ok() { "loaded" } else { "rejected" });
         match result {
-            Ok((version, digest)) => {
-                let kept = dir.join(format!("pushed-v{version}.rpb"));
-                if let Err(e) = std::fs::rename(tmp, &kept) {
-                    warn!(error = %e, "the pushed bundle is in force but could not be kept in the bundle directory");
-                }
-                Response::Loaded { version, digest }
-            }
+            Ok((version, digest)) => Response::Loaded { version, digest },
             Err(r) => {
-                let _ = std::fs::remove_file(tmp);
                 log_refusal(&r, self.in_force.as_ref(), &mut self.recorder);
-                rejected(r.code, format!("{:#}", r.error))
+                Response::Rejected {
+                    code: r.code.into(),
+                    error: format!("{:#}", r.error),
+                }
             }
         }
     }
@@ -746,6 +849,30 @@ impl Daemon {
             Err(e) => Response::Error {
                 error: format!("{e:#}"),
             },
+        }
+    }
+}
+
+/// Removes the daemon's own kept bundles (`pushed-vN.rpb`, `pulled-vN.rpb`) below
+/// `version` from `dir`: once `version` is in force they can never load again, and a
+/// directory that only grows would one day pass the scan's cap.
+fn prune_kept(dir: &std::path::Path, version: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let older = ["pushed-v", "pulled-v"].iter().any(|p| {
+            name.strip_prefix(p)
+                .and_then(|rest| rest.strip_suffix(".rpb"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n < version)
+        });
+        if older {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                warn!(file = %entry.path().display(), error = %e, "could not remove a superseded bundle");
+            }
         }
     }
 }
@@ -827,6 +954,22 @@ pub async fn run(config: RunConfig) -> Result<()> {
         warn!(error = %e, "could not notify the service manager of readiness");
     }
     let mut dir_watch = DirWatch::new(daemon.config.bundle_dir())?;
+    // The remote source's poller, on a task of its own: what it fetches comes here.
+    let (remote_tx, mut remote_rx) = tokio::sync::mpsc::channel::<crate::remote::poll::Report>(4);
+    let poll_now = Arc::new(tokio::sync::Notify::new());
+    match (daemon.config.remote.clone(), daemon.config.bundle_dir()) {
+        (Some(settings), Some(_)) => {
+            info!(source = %settings.locator, every = %humantime::format_duration(settings.interval),
+                "polling the policy source");
+            tokio::spawn(crate::remote::poll::run(
+                settings,
+                poll_now.clone(),
+                remote_tx,
+            ));
+        }
+        (Some(_), None) => warn!("policy.source needs a bundle directory; not polled"),
+        (None, _) => drop(remote_tx),
+    }
     // Verification and compilation run on blocking threads; their results come here.
     let (prepared_tx, mut prepared_rx) = tokio::sync::mpsc::channel::<Prepared>(8);
     // Each connection is served on a task of its own; complete requests come here.
@@ -847,7 +990,15 @@ pub async fn run(config: RunConfig) -> Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => daemon.on_tick()?,
-            _ = hup.recv() => prepare::spawn(daemon.on_hangup(), prepared_tx.clone()),
+            _ = hup.recv() => {
+                poll_now.notify_one();
+                prepare::spawn(daemon.on_hangup(), prepared_tx.clone());
+            }
+            Some(report) = remote_rx.recv() => {
+                if let Some(job) = daemon.on_remote(report) {
+                    prepare::spawn(job, prepared_tx.clone());
+                }
+            }
             Some(prepared) = prepared_rx.recv() => daemon.on_prepared(ring.get_mut(), prepared),
             conn = accept(control.as_ref()), if stop_at.is_none() => {
                 // A failed accept (e.g. out of descriptors) must not stop the enforcer.

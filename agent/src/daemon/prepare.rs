@@ -32,6 +32,18 @@ pub enum Purpose {
         /// The bundle directory.
         dir: PathBuf,
     },
+    /// A bundle fetched from the remote source, written to `tmp`, to be kept in `dir` once
+    /// in force.
+    Pull {
+        /// The fetched bytes.
+        tmp: PathBuf,
+        /// The bundle directory.
+        dir: PathBuf,
+        /// The source and what it served (manifest digest or ETag).
+        source: String,
+        /// See `source`.
+        id: String,
+    },
 }
 
 /// A preparation to run.

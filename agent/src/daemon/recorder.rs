@@ -373,6 +373,33 @@ impl Recorder {
         self.append(Stamp::now(), None, &Body::PolicyRefused { code, error });
     }
 
+    /// The remote policy source became unreachable, or answers again.
+    pub fn policy_source(&mut self, report: &crate::remote::poll::Report) {
+        use crate::remote::poll::Report;
+        let body = match report {
+            Report::Unreachable { source, error } => Body::PolicySource {
+                source,
+                state: "unreachable",
+                error: Some(error),
+                down_seconds: None,
+                failed_polls: None,
+            },
+            Report::Restored {
+                source,
+                down_seconds,
+                failed_polls,
+            } => Body::PolicySource {
+                source,
+                state: "reachable",
+                error: None,
+                down_seconds: Some(*down_seconds),
+                failed_polls: Some(*failed_polls),
+            },
+            Report::Fetched { .. } => return,
+        };
+        self.append(Stamp::now(), None, &body);
+    }
+
     /// The lineage's size, head and origin, for `rampart status`.
     pub fn lineage_status(&self) -> Option<serde_json::Value> {
         self.lineage.as_ref().map(

@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub config_file: Option<PathBuf>,
     /// Where the console listens (None: no console).
     pub console: Option<crate::console::serve::Settings>,
+    /// A remote source polled for bundles, kept in the bundle directory once in force.
+    pub remote: Option<crate::remote::fetch::RemoteSettings>,
 }
 
 impl RunConfig {
@@ -88,8 +90,9 @@ impl RunConfig {
             || next.pin_dir != self.pin_dir
             || next.control_socket != self.control_socket
             || next.console != self.console
+            || next.remote != self.remote
         {
-            warn!("[lineage], [daemon] and [console] changes take effect at the next restart");
+            warn!("[lineage], [daemon], [console] and policy.source changes take effect at the next restart");
         }
         self.origin = next.origin;
         self.no_policy = next.no_policy;
@@ -107,6 +110,18 @@ impl From<Config> for RunConfig {
             console,
         } = c;
         let anchor_file = p.state_dir.join(ANCHOR_FILE);
+        // Checked when the file was parsed; a source that does not parse is none.
+        let remote = p
+            .source
+            .as_deref()
+            .and_then(|s| crate::remote::locator::Locator::parse(s).ok())
+            .map(|locator| crate::remote::fetch::RemoteSettings {
+                locator,
+                credentials: p.credentials.clone(),
+                ca_file: p.ca_file.clone(),
+                allow_plain_http: p.allow_plain_http,
+                interval: p.poll_interval,
+            });
         Self {
             origin: PolicyOrigin::Bundle(BundleSource {
                 location: BundleLocation::Dir(p.bundle_dir),
@@ -131,6 +146,7 @@ impl From<Config> for RunConfig {
             control_socket: Some(daemon.control_socket),
             config_file: None,
             console: console.enabled.then_some(console),
+            remote,
         }
     }
 }

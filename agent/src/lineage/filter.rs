@@ -12,6 +12,7 @@ pub enum Kind {
     Decision,
     PolicyChange,
     PolicyRefused,
+    PolicySource,
     Gap,
     Release,
     ControlRefused,
@@ -29,6 +30,7 @@ impl Kind {
             Self::Decision => "decision",
             Self::PolicyChange => "policy-change",
             Self::PolicyRefused => "policy-refused",
+            Self::PolicySource => "policy-source",
             Self::Gap => "gap",
             Self::Release => "release",
             Self::ControlRefused => "control-refused",
@@ -230,6 +232,16 @@ mod tests {
                     object: "/p/links/x@1",
                     repaired: true,
                     error: None,
+                },
+            ),
+            (
+                Kind::PolicySource,
+                Body::PolicySource {
+                    source: "oci://127.0.0.1:5000/p:v1",
+                    state: "reachable",
+                    error: None,
+                    down_seconds: Some(30),
+                    failed_polls: Some(3),
                 },
             ),
             (

@@ -94,6 +94,21 @@ pub enum Body<'a> {
     },
     /// A policy was offered and refused; the policy in force did not change.
     PolicyRefused { code: &'a str, error: &'a str },
+    /// The remote policy source (`policy.source`) stopped answering (`unreachable`, the
+    /// first failed poll of an outage) or answers again (`reachable`); the policy in force
+    /// did not change. Recorded once per outage, not per poll.
+    PolicySource {
+        source: &'a str,
+        /// `unreachable` or `reachable`.
+        state: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+        /// With `reachable`: how long it was down, and how many polls failed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        down_seconds: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failed_polls: Option<u64>,
+    },
     /// Events that were lost, with the exact count where the source counts them.
     Gap {
         source: &'a str,
