@@ -170,7 +170,7 @@ pub fn offline_console(agent: &Path, demo: &Path) -> Result<DemoConsole> {
         ),
         ("/health", "Decisions over time"),
     ] {
-        let (status, body) = http_get(&listen, page)?;
+        let (status, body) = rampart_vm_tests::http::get(&listen, page)?;
         if status != 200 || !body.contains(want) {
             bail!("the demo's console answered {page} with {status}, without `{want}`");
         }
@@ -192,26 +192,6 @@ fn wait_listening(listen: &str) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
-}
-
-/// A GET over loopback with `Connection: close`: the status and the body.
-fn http_get(listen: &str, path: &str) -> Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(listen)?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no end of headers")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status")?;
-    Ok((status, body.to_owned()))
 }
 
 fn free_port() -> Result<u16> {

@@ -36,7 +36,15 @@ enum Entry<'a> {
 }
 
 /// Writes the initramfs (uncompressed cpio newc, which every kernel accepts) to `out`.
-pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<()> {
+/// `registry` is Debian's `docker-registry` (dynamically linked against the same libc the
+/// initramfs carries), for the scenario that pulls bundles from a real registry.
+pub fn build(
+    out: &Path,
+    busybox: &Path,
+    agent: &Path,
+    runner: &Path,
+    registry: &Path,
+) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     // The example policies, so a scenario can load each into the kernel.
     let mut examples: Vec<(String, Vec<u8>)> = Vec::new();
@@ -68,6 +76,7 @@ pub fn build(out: &Path, busybox: &Path, agent: &Path, runner: &Path) -> Result<
         Entry::File("bin/busybox", read(busybox)?, 0o755),
         Entry::File("bin/rampart", read(agent)?, 0o755),
         Entry::File("bin/rampart-vm-tests", read(runner)?, 0o755),
+        Entry::File("usr/bin/docker-registry", read(registry)?, 0o755),
         // A dynamically linked program with its loader and libc, from the host: the
         // scenarios about running code through the dynamic loader need a real one.
         Entry::Dir("lib"),

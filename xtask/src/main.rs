@@ -12,6 +12,7 @@ mod install;
 mod prereq;
 mod progress;
 mod promtool;
+mod registry;
 mod run;
 mod vm;
 mod workspace;
@@ -66,6 +67,9 @@ enum Cmd {
     /// The console in headless Chromium (installed when missing): every page of `rampart
     /// console` over a test lineage, checked and screenshotted into target/console/.
     BrowserTest,
+    /// Signed bundles through a real OCI registry on loopback (Debian's docker-registry,
+    /// unpacked into the cache): `rampart policy push` and `pull` byte for byte, refusals.
+    RegistryTest,
     /// Check that no source file imports another that (directly or through others) imports
     /// it back, in every crate of the workspace.
     Cycles,
@@ -104,6 +108,7 @@ fn test(no_vm: bool) -> Result<()> {
             .arg("test"),
     )?;
     browser::test()?;
+    registry::test()?;
     // A short fuzz run in every test: the parsers must not panic on what it finds.
     fuzz::fuzz(&fuzz::FuzzArgs {
         seconds: 30,
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench::bench(&args),
         Cmd::Cycles => cycles::check(&workspace_root()),
         Cmd::BrowserTest => browser::test(),
+        Cmd::RegistryTest => registry::test(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -451,7 +451,8 @@ fn prepare_guest() -> Result<(PathBuf, PathBuf)> {
     let out = out_dir();
     std::fs::create_dir_all(&out)?;
     let initrd = out.join("initramfs.cpio");
-    initramfs::build(&initrd, &busybox, &agent, &runner)?;
+    let registry = crate::registry::binary()?;
+    initramfs::build(&initrd, &busybox, &agent, &runner, &registry)?;
     Ok((initrd, agent))
 }
 

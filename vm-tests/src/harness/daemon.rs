@@ -38,6 +38,14 @@ impl ControlledDaemon {
     /// Keys, a trust root, an initialised state, `bundles/v1.rpb`, the configuration, and
     /// the daemon started on it.
     pub fn start(name: &str) -> Result<Self> {
+        let mut daemon = Self::configure(name, "")?;
+        daemon.spawn()?;
+        Ok(daemon)
+    }
+
+    /// [`ControlledDaemon::start`] without starting it, with `policy_extra` (TOML lines)
+    /// added to `[policy]`.
+    pub fn configure(name: &str, policy_extra: &str) -> Result<Self> {
         let base = PathBuf::from(format!("/run/rampart-{name}"));
         keys_and_trust(&base)?;
         let bundles = base.join("bundles");
@@ -65,7 +73,7 @@ bundle_dir = "{bundles}"
 trust = "{base}/trust.json"
 state_dir = "{base}/state"
 governs = ["{cgroup}"]
-
+{policy_extra}
 [lineage]
 dir = "{base}/lineage"
 host_key = "{base}/signer.key"
@@ -81,7 +89,7 @@ control_socket = "{base}/control.sock"
         )?;
         let log = base.join("agent.log");
         let events = base.join("events.jsonl");
-        let mut daemon = Self {
+        Ok(Self {
             socket: s(&base.join("control.sock")),
             base,
             cg,
@@ -90,9 +98,7 @@ control_socket = "{base}/control.sock"
             events,
             config,
             agent: None,
-        };
-        daemon.spawn()?;
-        Ok(daemon)
+        })
     }
 
     /// Starts the daemon on its configuration (again, after [`ControlledDaemon::terminate`]).
@@ -144,6 +150,15 @@ control_socket = "{base}/control.sock"
             SCOPE,
             out,
         )
+    }
+
+    /// The version `rampart status` says is in force.
+    pub fn version(&self) -> Result<u64> {
+        let out = rampart(&["status", "--socket", &self.socket, "--json"])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        v["version"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("no version in the status: {out}"))
     }
 
     /// Releases through the socket from the host (the daemon then exits), or, if that

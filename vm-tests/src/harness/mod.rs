@@ -6,7 +6,6 @@ pub mod cli;
 pub mod daemon;
 pub mod env;
 pub mod fds;
-pub mod http;
 pub mod observe;
 pub mod ship;
 pub mod unix;

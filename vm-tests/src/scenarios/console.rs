@@ -16,9 +16,9 @@ use rampart_vm_tests::protocol::{CONSOLE_PREFIX, CONSOLE_SCENARIO};
 use super::bundles::{make_cgroup, BundleAgent};
 use crate::harness::cli::{keys_and_trust, rampart, s, sign, swap_policy, SCOPE};
 use crate::harness::env::{Env, FIXTURES};
-use crate::harness::http::get;
 use crate::harness::observe::{op_in, records, Outcome};
 use crate::harness::ship;
+use rampart_vm_tests::http::get;
 
 pub const SCENARIO: &str = CONSOLE_SCENARIO;
 const ADDR: &str = "127.0.0.1:9464";

@@ -14,6 +14,7 @@ pub mod examples;
 pub mod exec;
 pub mod explain;
 pub mod files;
+pub mod fleet;
 pub mod governance;
 pub mod lineage;
 pub mod listen;
@@ -94,6 +95,12 @@ pub const ALL: &[Scenario] = &[
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,
         run: console::metrics_and_readiness,
+    },
+    Scenario {
+        name: fleet::SCENARIO,
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: fleet::oci_source,
     },
     Scenario {
         name: "clock-moved-back-expired-bundle-stays-expired",
