@@ -33,6 +33,9 @@ enum Command {
     #[command(subcommand)]
     Lineage(cli::lineage::LineageCommand),
     Console(cli::console::ConsoleArgs),
+    /// Ask the running daemon's console (unix socket) whether it is alive or ready; exit 0
+    /// only if so (for orchestrators' exec probes, e.g. the Kubernetes DaemonSet)
+    Probe(cli::probe::ProbeArgs),
 }
 
 impl Command {
@@ -54,6 +57,7 @@ impl Command {
             Self::State(command) => done(command.run()),
             Self::Lineage(command) => command.run(),
             Self::Console(args) => done(args.run()),
+            Self::Probe(args) => done(args.run()),
         }
     }
 }

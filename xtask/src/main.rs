@@ -9,6 +9,7 @@ mod evidence;
 mod fuzz;
 mod initramfs;
 mod install;
+mod k8s;
 mod prereq;
 mod progress;
 mod promtool;
@@ -70,6 +71,13 @@ enum Cmd {
     /// Signed bundles through a real OCI registry on loopback (Debian's docker-registry,
     /// unpacked into the cache): `rampart policy push` and `pull` byte for byte, refusals.
     RegistryTest,
+    /// The Helm chart lints (`helm lint --strict`, helm from npm) and renders to exactly
+    /// deploy/kubernetes/rampart.yaml; the rendered documents parse and hold what the agent
+    /// needs. `--write` regenerates the plain manifests.
+    K8sCheck {
+        #[arg(long)]
+        write: bool,
+    },
     /// Check that no source file imports another that (directly or through others) imports
     /// it back, in every crate of the workspace.
     Cycles,
@@ -109,6 +117,7 @@ fn test(no_vm: bool) -> Result<()> {
     )?;
     browser::test()?;
     registry::test()?;
+    k8s::check(false)?;
     // A short fuzz run in every test: the parsers must not panic on what it finds.
     fuzz::fuzz(&fuzz::FuzzArgs {
         seconds: 30,
@@ -156,6 +165,7 @@ fn main() -> ExitCode {
         Cmd::Cycles => cycles::check(&workspace_root()),
         Cmd::BrowserTest => browser::test(),
         Cmd::RegistryTest => registry::test(),
+        Cmd::K8sCheck { write } => k8s::check(write),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod lineage;
 pub mod lineage_proof;
 pub mod policy;
+pub mod probe;
 pub mod release;
 pub mod remote;
 pub mod run;

@@ -25,6 +25,12 @@ pub enum StateCommand {
         /// The state directory (`policy.state_dir` of the configuration).
         #[arg(long, value_name = "DIR", default_value = defaults::STATE_DIR)]
         state: PathBuf,
+        /// Succeed without a change when a state file exists (an orchestrator's first step
+        /// on every start, e.g. the Kubernetes DaemonSet's init container). The pinned copy
+        /// of the mark still refuses a rollback after the file was deleted, until the
+        /// node reboots.
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Show the state file and, if enforcement is pinned, the pinned copy of the mark.
     Show {
@@ -40,8 +46,12 @@ pub enum StateCommand {
 impl StateCommand {
     pub fn run(self) -> Result<()> {
         match self {
-            Self::Init { state } => {
+            Self::Init { state, if_missing } => {
                 let dir = StateDir::new(&state);
+                if if_missing && dir.file().exists() {
+                    println!("{} exists; not changed", dir.file().display());
+                    return Ok(());
+                }
                 let made = dir.init(unix_now())?;
                 println!(
                     "initialised {} at {}: no bundle accepted yet; bundles of any version \

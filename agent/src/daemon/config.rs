@@ -276,6 +276,30 @@ checkpoint_interval = "30s"
         assert!(c.lineage.is_some());
     }
 
+    /// The configuration the Helm chart renders (deploy/kubernetes/rampart.yaml is the
+    /// chart's rendering, checked by `cargo xtask k8s-check`) is one this parser accepts.
+    #[test]
+    fn the_kubernetes_configuration_parses() {
+        use serde::Deserialize;
+        let manifests = include_str!("../../../deploy/kubernetes/rampart.yaml");
+        let toml = serde_norway::Deserializer::from_str(manifests)
+            .map(|d| serde_norway::Value::deserialize(d).unwrap())
+            .find(|v| v["kind"] == "ConfigMap")
+            .and_then(|v| v["data"]["rampart.toml"].as_str().map(str::to_owned))
+            .expect("a ConfigMap with rampart.toml");
+        let c = Config::parse("rampart.toml (ConfigMap)", &toml).unwrap();
+        assert_eq!(
+            c.policy.source.as_deref(),
+            Some("oci://registry.example.com/security/rampart-policy:prod")
+        );
+        assert!(c.lineage.is_some());
+        assert_ne!(
+            c.policy.bundle_dir,
+            c.policy.state_dir.join("bundles"),
+            "the bundle directory must not be the state's bundle archive"
+        );
+    }
+
     fn err(text: &str) -> String {
         format!("{:#}", Config::parse("r.toml", text).unwrap_err())
     }

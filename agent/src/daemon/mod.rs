@@ -106,6 +106,18 @@ impl Daemon {
         )?;
         let hooks = layout::lsm_hooks(&btf).context("choosing the LSM programs for this kernel")?;
         let hierarchy = cgroup::hierarchy_root()?;
+        // With a remote source the daemon keeps what it pulls in the bundle directory: on a
+        // new host (e.g. a new Kubernetes node) it makes that directory itself.
+        if let (Some(_), Some(dir)) = (&config.remote, config.bundle_dir()) {
+            if !dir.exists() {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("creating the bundle directory {}", dir.display()))?;
+            }
+        }
         // The lineage's anchor as pinned by an earlier agent: a lineage cut back while no
         // agent ran is recorded as truncated when it opens.
         let pinned_anchor = match config.pin_dir.as_deref().map(pinned_state::read_anchor) {

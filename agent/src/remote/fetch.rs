@@ -114,22 +114,21 @@ impl Remote {
 
 fn url_client(ca: Option<&Path>) -> Result<reqwest::Client> {
     super::install_tls_provider();
-    let mut b = reqwest::Client::builder()
+    let b = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         // A redirect could lead from https to http, or off the configured host.
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(path) = ca {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("reading the CA file {}", path.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("{}: not PEM certificates", path.display()))?
-        {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    b.build().context("building the HTTPS client")
+    let (roots, _) = super::roots::load(ca)?;
+    let roots = roots
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .context("a CA certificate reqwest cannot use")?;
+    b.tls_certs_only(roots)
+        .build()
+        .context("building the HTTPS client")
 }
 
 async fn fetch_url(

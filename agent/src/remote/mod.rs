@@ -8,7 +8,8 @@
 //! - [`artifact`]: the bundle as an OCI artifact (media types, annotations);
 //! - [`oci`]: push, resolve and pull with `oci-client`;
 //! - [`fetch`]: one poll of a source (a tag's digest, a URL's ETag);
-//! - [`poll`]: the daemon's poller and its once-per-outage reporting.
+//! - [`poll`]: the daemon's poller and its once-per-outage reporting;
+//! - [`roots`]: the TLS roots, given to every client explicitly.
 
 pub mod artifact;
 pub mod credentials;
@@ -16,6 +17,7 @@ pub mod fetch;
 pub mod locator;
 pub mod oci;
 pub mod poll;
+pub mod roots;
 
 /// Makes ring the process's TLS provider (reqwest is built without one, so the static musl
 /// build needs no C toolchain beyond ring's). Installing twice is harmless.

@@ -52,21 +52,23 @@ impl Registry {
     /// A client: HTTPS (with `ca`, a PEM file of extra roots, if given) or plain HTTP.
     pub fn new(plain_http: bool, credentials: &Credentials, ca: Option<&Path>) -> Result<Self> {
         super::install_tls_provider();
-        let extra_root_certificates = match ca {
-            Some(path) => vec![Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: std::fs::read(path)
-                    .with_context(|| format!("reading the CA file {}", path.display()))?,
-            }],
-            None => Vec::new(),
-        };
+        // Plain HTTP needs no roots, but the client is built with TLS all the same: an
+        // explicit set keeps it from looking for (and failing without) the system's.
+        let (roots, _) = super::roots::load(ca)?;
+        let tls_certs_only = roots
+            .into_iter()
+            .map(|data| Certificate {
+                encoding: CertificateEncoding::Der,
+                data,
+            })
+            .collect();
         let config = ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https
             },
-            extra_root_certificates,
+            tls_certs_only,
             // A bundle artifact has no platform index: an index is refused, not resolved.
             platform_resolver: None,
             connect_timeout: Some(CONNECT_TIMEOUT),
