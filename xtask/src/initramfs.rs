@@ -29,6 +29,8 @@ poweroff -f
 const DYN_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
 const DYN_LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
 const DYN_PROGRAM: &str = "/usr/bin/true";
+/// Debian's CA bundle (package ca-certificates).
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 enum Entry<'a> {
     Dir(&'a str),
@@ -77,6 +79,16 @@ pub fn build(
         Entry::File("bin/rampart", read(agent)?, 0o755),
         Entry::File("bin/rampart-vm-tests", read(runner)?, 0o755),
         Entry::File("usr/bin/docker-registry", read(registry)?, 0o755),
+        // The host's CA certificates, as a Debian host has them (the OCI client needs a
+        // certificate store to exist even for plain HTTP to the loopback registry).
+        Entry::Dir("etc/ssl"),
+        Entry::Dir("etc/ssl/certs"),
+        Entry::File(
+            "etc/ssl/certs/ca-certificates.crt",
+            read(Path::new(CA_BUNDLE))
+                .context("the host's CA certificates (install the ca-certificates package)")?,
+            0o644,
+        ),
         // A dynamically linked program with its loader and libc, from the host: the
         // scenarios about running code through the dynamic loader need a real one.
         Entry::Dir("lib"),

@@ -181,6 +181,10 @@ pub fn ensure_xz() -> Result<()> {
 }
 
 pub fn ensure_qemu() -> Result<()> {
+    // The guest carries the host's CA bundle (the OCI client needs one to exist).
+    if !std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+        apt_install(&["ca-certificates"], "the guest's certificate store")?;
+    }
     if on_path("qemu-system-x86_64") {
         return Ok(());
     }

@@ -159,6 +159,33 @@ pub fn test() -> Result<()> {
     same_bytes(&dir.join("v1.rpb"), &dir.join("pulled-d.rpb"))?;
     passed.push("v1 pulled again by its digest, byte-identical".into());
 
+    // The URL form of a source: the registry serves the layer as a blob, with an ETag.
+    let sum = crate::run::output(Command::new("sha256sum").arg(dir.join("v2.rpb")))?;
+    let layer = format!(
+        "sha256:{}",
+        sum.split_whitespace().next().unwrap_or_default()
+    );
+    let url = format!("http://{addr}/v2/rampart/fleet/blobs/{layer}");
+    let out = cli.run(&["policy", "pull", &url, "-o", "pulled-u.rpb"])?;
+    same_bytes(&dir.join("v2.rpb"), &dir.join("pulled-u.rpb"))?;
+    cli.refused(
+        &[
+            "policy",
+            "pull",
+            &format!("http://10.255.255.1/{layer}"),
+            "-o",
+            "x.rpb",
+        ],
+        "allow_plain_http",
+    )?;
+    passed.push(format!(
+        "the URL form pulls v2's layer byte-identical ({}), plain HTTP off loopback refused",
+        out.split('(')
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .unwrap_or_default()
+    ));
+
     std::fs::write(dir.join("not-a-bundle.rpb"), b"{\"hello\": \"world\"}")?;
     cli.refused(
         &["policy", "push", "not-a-bundle.rpb", &tag],

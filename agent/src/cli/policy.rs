@@ -128,12 +128,13 @@ pub enum PolicyCommand {
         #[command(flatten)]
         registry: super::remote::RegistryOptions,
     },
-    /// Fetch a bundle from an OCI registry, byte for byte as pushed.
+    /// Fetch a bundle from an OCI registry (byte for byte as pushed) or an HTTPS URL, as a
+    /// daemon with that `policy.source` would.
     ///
-    /// Prints what the registry's annotations claim; nothing is verified here (the registry
+    /// Prints what the registry's annotations claim; nothing is verified here (the source
     /// is untrusted): check the file with `rampart policy verify`, as every host does.
     Pull {
-        /// `oci://HOST[:PORT]/REPO:TAG` or `...@sha256:HEX`.
+        /// `oci://HOST[:PORT]/REPO:TAG`, `...@sha256:HEX`, or an `https://` URL.
         #[arg(value_name = "SOURCE")]
         source: String,
         /// Where to write the bundle.

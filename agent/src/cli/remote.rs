@@ -10,6 +10,7 @@ use rampart::{
     remote::{
         artifact,
         credentials::Credentials,
+        fetch::{Found, Remote, RemoteSettings},
         locator::{Locator, OciRef},
         oci::Registry,
     },
@@ -75,6 +76,9 @@ pub fn push(bundle: &Path, target: &str, opts: &RegistryOptions) -> Result<()> {
 /// Pulls the bundle at `source` into `out` (byte for byte as pushed), printing what the
 /// registry claims of it; it is verified when a host loads it (or by `policy verify`).
 pub fn pull(source: &str, out: &Path, opts: &RegistryOptions) -> Result<()> {
+    if let Locator::Url { .. } = Locator::parse(source)? {
+        return pull_url(source, out, opts);
+    }
     let (at, registry) = opts.connect(source)?;
     let pulled = runtime()?.block_on(registry.pull(&at, None))?;
     rampart::support::files::write_atomic(out, &pulled.bytes, 0o644)
@@ -89,6 +93,29 @@ pub fn pull(source: &str, out: &Path, opts: &RegistryOptions) -> Result<()> {
         claim(artifact::VERSION),
         claim(artifact::SCOPE),
         claim(artifact::EXPIRES),
+    );
+    Ok(())
+}
+
+/// `policy pull https://...`: the bundle file a daemon with that `policy.source` would fetch.
+fn pull_url(source: &str, out: &Path, opts: &RegistryOptions) -> Result<()> {
+    let settings = RemoteSettings {
+        locator: Locator::parse(source)?,
+        credentials: opts.credentials.clone(),
+        ca_file: opts.ca_file.clone(),
+        allow_plain_http: opts.allow_plain_http,
+        interval: std::time::Duration::from_secs(1),
+    };
+    let remote = Remote::new(&settings)?;
+    let Found::New { id, bytes } = runtime()?.block_on(remote.poll(None))? else {
+        bail!("{source}: nothing to pull");
+    };
+    rampart::support::files::write_atomic(out, &bytes, 0o644)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{source}: {} bytes to {} ({id}; unverified until `rampart policy verify` or a host checks it)",
+        bytes.len(),
+        out.display()
     );
     Ok(())
 }

@@ -83,10 +83,19 @@ impl Registry {
             }
             Credentials::Bearer(t) => RegistryAuth::Bearer(t.clone()),
         };
-        Ok(Self {
-            client: oci_client::Client::new(config),
-            auth,
-        })
+        // oci-client 0.18 builds a default reqwest client beside the configured one, and
+        // that one panics on a host without system CA certificates (even for plain HTTP):
+        // say so instead, and never let a panic there take the agent down.
+        if !super::roots::system_has_roots() {
+            bail!(
+                "this host has no CA certificates (e.g. /etc/ssl/certs/ca-certificates.crt);                  the OCI client needs them even for plain HTTP: install the ca-certificates                  package (or, in a container image, add it)"
+            );
+        }
+        let client = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            oci_client::Client::new(config)
+        }))
+        .map_err(|_| anyhow::anyhow!("the OCI client could not be built (see the panic above)"))?;
+        Ok(Self { client, auth })
     }
 
     /// Pushes `bytes` as the bundle artifact at `at` (a tag); returns the manifest digest.
