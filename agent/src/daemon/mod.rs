@@ -387,11 +387,18 @@ impl Daemon {
         tmp: PathBuf,
         dir: PathBuf,
     ) -> Job {
-        let mut job = self.job(Purpose::Push {
+        let purpose = Purpose::Push {
             answer,
             tmp: tmp.clone(),
             dir,
-        });
+        };
+        self.job_for_staged(purpose, tmp)
+    }
+
+    /// The preparation of a staged bundle (pushed or pulled): the configured checks, on
+    /// that one file.
+    fn job_for_staged(&self, purpose: Purpose, tmp: PathBuf) -> Job {
+        let mut job = self.job(purpose);
         if let PolicyOrigin::Bundle(src) = &mut job.origin {
             src.location = BundleLocation::File(tmp);
         }
@@ -719,16 +726,13 @@ impl Daemon {
         let dir = self.config.bundle_dir()?.to_path_buf();
         match self.stage(&dir, &bytes, "pull") {
             Ok(tmp) => {
-                let mut job = self.job(Purpose::Pull {
+                let purpose = Purpose::Pull {
                     tmp: tmp.clone(),
                     dir,
                     source,
                     id,
-                });
-                if let PolicyOrigin::Bundle(src) = &mut job.origin {
-                    src.location = BundleLocation::File(tmp);
-                }
-                Some(job)
+                };
+                Some(self.job_for_staged(purpose, tmp))
             }
             Err(e) => {
                 let r = Refusal::new("io", anyhow::anyhow!("{source} ({id}): {e}"));

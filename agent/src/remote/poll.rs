@@ -78,7 +78,8 @@ impl Outage {
     }
 }
 
-/// Polls until the run loop goes away. `wake` polls at once (SIGHUP).
+/// Polls until the run loop goes away. `wake` polls at once (SIGHUP), fetching what the
+/// source names even if it did not change.
 pub async fn run(settings: RemoteSettings, wake: Arc<Notify>, to_loop: mpsc::Sender<Report>) {
     let source = settings.locator.to_string();
     let mut outage = Outage::default();
@@ -138,7 +139,9 @@ pub async fn run(settings: RemoteSettings, wake: Arc<Notify>, to_loop: mpsc::Sen
         }
         tokio::select! {
             () = tokio::time::sleep(settings.interval) => {}
-            () = wake.notified() => {}
+            // SIGHUP: fetch again even if unchanged (a bundle that could not be staged, or
+            // was refused, is offered again once).
+            () = wake.notified() => last = None,
         }
     }
 }
