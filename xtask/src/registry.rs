@@ -78,7 +78,11 @@ fn same_bytes(a: &Path, b: &Path) -> Result<()> {
 pub fn test() -> Result<()> {
     eprintln!("==> OCI registry test (Debian's docker-registry on loopback)");
     let root = workspace_root();
-    crate::cargo(&["build", "-p", "rampart"])?;
+    crate::run::run_cmd(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["build", "-p", "rampart"]),
+    )?;
     let registry_bin = binary()?;
     let dir = root.join("target/registry-test");
     let _ = std::fs::remove_dir_all(&dir);

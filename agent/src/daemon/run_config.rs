@@ -150,3 +150,37 @@ impl From<Config> for RunConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[policy]
+bundle_dir = "/var/lib/rampart/policy"
+trust = "/etc/rampart/trust.json"
+governs = ["/batch.slice"]
+"#;
+
+    #[test]
+    fn a_remote_source_reaches_the_run_configuration() {
+        let with = FILE.replace(
+            "governs =",
+            "source = \"oci://127.0.0.1:5000/rampart/prod:stable\"\npoll_interval = \"2s\"\ngoverns =",
+        );
+        let run = RunConfig::from(Config::parse("r.toml", &with).unwrap());
+        let remote = run.remote.clone().expect("a remote source");
+        assert_eq!(
+            remote.locator.to_string(),
+            "oci://127.0.0.1:5000/rampart/prod:stable"
+        );
+        assert_eq!(remote.interval, std::time::Duration::from_secs(2));
+        assert_eq!(
+            run.bundle_dir(),
+            Some(std::path::Path::new("/var/lib/rampart/policy"))
+        );
+        assert!(RunConfig::from(Config::parse("r.toml", FILE).unwrap())
+            .remote
+            .is_none());
+    }
+}
