@@ -19,6 +19,7 @@ pub mod html;
 pub mod live;
 pub mod metrics;
 mod pages;
+pub mod probe;
 pub mod proofs;
 pub mod records;
 pub mod serve;

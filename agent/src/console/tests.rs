@@ -485,3 +485,33 @@ async fn the_tls_listener_serves_only_requests_with_the_token() {
     let answer = read_all(plain).await;
     assert!(!answer.contains("HTTP/1.1 200"), "{answer}");
 }
+
+/// `rampart probe`'s question, over a real unix socket served by the console's router: 200
+/// while the daemon is ready, 503 with the reason once its bundle expired.
+#[tokio::test]
+async fn the_probe_asks_over_the_unix_socket() {
+    let (tx, _, app) = live_console("probe", ready());
+    let socket = scratch("probe-sock").join("console.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let limit = std::time::Duration::from_secs(5);
+    let (status, body) = super::probe::ask(&socket, "/readyz", limit).await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"ready":true,"reasons":[]}"#)
+    );
+    let (status, _) = super::probe::ask(&socket, "/healthz", limit).await.unwrap();
+    assert_eq!(status, 200);
+    tx.send_modify(|l| l.expired = true);
+    let (status, body) = super::probe::ask(&socket, "/readyz", limit).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    let e = super::probe::ask(&socket.with_file_name("absent.sock"), "/readyz", limit)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("connecting to the console"),
+        "{e:#}"
+    );
+}
