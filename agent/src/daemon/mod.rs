@@ -977,7 +977,7 @@ pub async fn run(config: RunConfig) -> Result<()> {
         (Some(settings), Some(_)) => {
             info!(source = %settings.locator, every = %humantime::format_duration(settings.interval),
                 "polling the policy source");
-            tokio::spawn(crate::remote::poll::run(
+            tokio::spawn(crate::remote::poll::supervise(
                 settings,
                 poll_now.clone(),
                 remote_tx,

@@ -146,6 +146,25 @@ pub async fn run(settings: RemoteSettings, wake: Arc<Notify>, to_loop: mpsc::Sen
     }
 }
 
+/// Runs [`run`] and, should it panic (a bug here or in the HTTP stack), logs that and
+/// starts it again after an interval: the source keeps being polled, and the policy in
+/// force is never touched by the failure.
+pub async fn supervise(settings: RemoteSettings, wake: Arc<Notify>, to_loop: mpsc::Sender<Report>) {
+    loop {
+        let task = tokio::spawn(run(settings.clone(), wake.clone(), to_loop.clone()));
+        match task.await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(source = %settings.locator,
+                    "the policy source poller failed (a bug; please report it); polling again \
+                     after an interval");
+                tokio::time::sleep(settings.interval).await;
+            }
+            // The run loop went away (or the task was cancelled): nothing to poll for.
+            _ => return,
+        }
+    }
+}
+
 /// The shortest interval between polls.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
