@@ -9,10 +9,8 @@ use rampart::{
     bundle::verify::MAX_BUNDLE_BYTES,
     remote::{
         artifact,
-        credentials::Credentials,
         fetch::{Found, Remote, RemoteSettings},
-        locator::{Locator, OciRef},
-        oci::Registry,
+        locator::Locator,
     },
     support::files::read_capped,
 };
@@ -32,20 +30,15 @@ pub struct RegistryOptions {
 }
 
 impl RegistryOptions {
-    fn connect(&self, target: &str) -> Result<(OciRef, Registry)> {
-        let locator = Locator::parse(target)?;
-        let plain = locator.plain_http(self.allow_plain_http)?;
-        let Locator::Oci(at) = locator else {
-            bail!("`{target}` is not an oci:// reference");
-        };
-        let credentials = match &self.credentials {
-            Some(p) => Credentials::read(p)?,
-            None => Credentials::Anonymous,
-        };
-        Ok((
-            at,
-            Registry::new(plain, &credentials, self.ca_file.as_deref())?,
-        ))
+    /// The source `target` with these options, as a daemon's `policy.source` would be.
+    fn settings(&self, target: &str) -> Result<RemoteSettings> {
+        Ok(RemoteSettings {
+            locator: Locator::parse(target)?,
+            credentials: self.credentials.clone(),
+            ca_file: self.ca_file.clone(),
+            allow_plain_http: self.allow_plain_http,
+            interval: std::time::Duration::from_secs(1),
+        })
     }
 }
 
@@ -63,8 +56,11 @@ pub fn push(bundle: &Path, target: &str, opts: &RegistryOptions) -> Result<()> {
     let described = artifact::describe(&bytes, name.as_deref().unwrap_or_default())
         .with_context(|| format!("{}", bundle.display()))?;
     let version = described.manifest.get(artifact::VERSION).cloned();
-    let (at, registry) = opts.connect(target)?;
-    let digest = runtime()?.block_on(registry.push(&at, bytes, described))?;
+    let remote = Remote::new(&opts.settings(target)?)?;
+    let Some((at, registry)) = remote.registry() else {
+        bail!("`{target}` is not an oci:// reference");
+    };
+    let digest = runtime()?.block_on(registry.push(at, bytes, described))?;
     println!(
         "{}: pushed to {at} (version {}, manifest {digest})",
         bundle.display(),
@@ -76,11 +72,11 @@ pub fn push(bundle: &Path, target: &str, opts: &RegistryOptions) -> Result<()> {
 /// Pulls the bundle at `source` into `out` (byte for byte as pushed), printing what the
 /// registry claims of it; it is verified when a host loads it (or by `policy verify`).
 pub fn pull(source: &str, out: &Path, opts: &RegistryOptions) -> Result<()> {
-    if let Locator::Url { .. } = Locator::parse(source)? {
-        return pull_url(source, out, opts);
-    }
-    let (at, registry) = opts.connect(source)?;
-    let pulled = runtime()?.block_on(registry.pull(&at, None))?;
+    let remote = Remote::new(&opts.settings(source)?)?;
+    let Some((at, registry)) = remote.registry() else {
+        return pull_url(source, &remote, out);
+    };
+    let pulled = runtime()?.block_on(registry.pull(at, None))?;
     rampart::support::files::write_atomic(out, &pulled.bytes, 0o644)
         .with_context(|| format!("writing {}", out.display()))?;
     let claim = |k: &str| pulled.annotations.get(k).map_or("?", String::as_str);
@@ -98,15 +94,7 @@ pub fn pull(source: &str, out: &Path, opts: &RegistryOptions) -> Result<()> {
 }
 
 /// `policy pull https://...`: the bundle file a daemon with that `policy.source` would fetch.
-fn pull_url(source: &str, out: &Path, opts: &RegistryOptions) -> Result<()> {
-    let settings = RemoteSettings {
-        locator: Locator::parse(source)?,
-        credentials: opts.credentials.clone(),
-        ca_file: opts.ca_file.clone(),
-        allow_plain_http: opts.allow_plain_http,
-        interval: std::time::Duration::from_secs(1),
-    };
-    let remote = Remote::new(&settings)?;
+fn pull_url(source: &str, remote: &Remote, out: &Path) -> Result<()> {
     let Found::New { id, bytes } = runtime()?.block_on(remote.poll(None))? else {
         bail!("{source}: nothing to pull");
     };

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{
     credentials::Credentials,
-    locator::Locator,
+    locator::{Locator, OciRef},
     oci::{Registry, CONNECT_TIMEOUT, READ_TIMEOUT, USER_AGENT},
 };
 use crate::bundle::verify::MAX_BUNDLE_BYTES;
@@ -84,6 +84,15 @@ impl Remote {
     /// Where this polls.
     pub fn locator(&self) -> &Locator {
         &self.locator
+    }
+
+    /// The registry client and reference, for an `oci://` source (push, pull with
+    /// annotations); `None` for a URL.
+    pub fn registry(&self) -> Option<(&OciRef, &Registry)> {
+        match (&self.transport, &self.locator) {
+            (Transport::Oci(registry), Locator::Oci(at)) => Some((at, registry)),
+            _ => None,
+        }
     }
 
     /// One poll.

@@ -54,7 +54,17 @@ impl Registry {
         super::install_tls_provider();
         // Plain HTTP needs no roots, but the client is built with TLS all the same: an
         // explicit set keeps it from looking for (and failing without) the system's.
-        let (roots, _) = super::roots::load(ca)?;
+        let (roots, origin) = super::roots::load(ca)?;
+        // oci-client 0.18 builds a default reqwest client beside the configured one, and
+        // that one panics on a host without system CA certificates (even for plain HTTP):
+        // say so instead.
+        if origin == super::roots::Origin::Builtin {
+            bail!(
+                "this host has no CA certificates (e.g. /etc/ssl/certs/ca-certificates.crt); \
+                 the OCI client needs them even for plain HTTP: install the ca-certificates \
+                 package (or, in a container image, add it)"
+            );
+        }
         let tls_certs_only = roots
             .into_iter()
             .map(|data| Certificate {
@@ -83,14 +93,7 @@ impl Registry {
             }
             Credentials::Bearer(t) => RegistryAuth::Bearer(t.clone()),
         };
-        // oci-client 0.18 builds a default reqwest client beside the configured one, and
-        // that one panics on a host without system CA certificates (even for plain HTTP):
-        // say so instead, and never let a panic there take the agent down.
-        if !super::roots::system_has_roots() {
-            bail!(
-                "this host has no CA certificates (e.g. /etc/ssl/certs/ca-certificates.crt);                  the OCI client needs them even for plain HTTP: install the ca-certificates                  package (or, in a container image, add it)"
-            );
-        }
+        // Never let a panic building the client take the agent down.
         let client = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             oci_client::Client::new(config)
         }))

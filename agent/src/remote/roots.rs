@@ -20,12 +20,7 @@ pub enum Origin {
     Builtin,
 }
 
-/// Whether the host's certificate store holds any certificate.
-pub fn system_has_roots() -> bool {
-    !rustls_native_certs::load_native_certs().certs.is_empty()
-}
-
-/// The roots (DER), where they came from, and how many came from `ca_file`.
+/// The roots (DER), with `ca_file`'s added, and where the others came from.
 pub fn load(ca_file: Option<&Path>) -> Result<(Vec<Vec<u8>>, Origin)> {
     let native = rustls_native_certs::load_native_certs();
     let (mut roots, origin): (Vec<Vec<u8>>, Origin) = if native.certs.is_empty() {
