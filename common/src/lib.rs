@@ -281,6 +281,52 @@ impl CgroupPathKey {
     }
 }
 
+/// Bytes of the literal text on each side of the `*` of a governed cgroup pattern.
+pub const CGROUP_PATTERN_BYTES: usize = 64;
+
+/// Capacity of the governed-pattern map (one pattern per parent cgroup).
+pub const MAX_GOVERNED_PATTERNS: u32 = 64;
+
+/// Value of `GOVERNED_PATTERNS`, keyed by the [`CgroupPathKey`] of the parent cgroup: a
+/// child made there whose name is `prefix`, anything, then `suffix` is governed with `slot`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupPattern {
+    /// The literal text before the `*`, zero-padded.
+    pub prefix: [u8; CGROUP_PATTERN_BYTES],
+    /// The literal text after the `*`, zero-padded.
+    pub suffix: [u8; CGROUP_PATTERN_BYTES],
+    /// Bytes of `prefix` in use.
+    pub prefix_len: u32,
+    /// Bytes of `suffix` in use.
+    pub suffix_len: u32,
+    /// The policy slot of matching children.
+    pub slot: u32,
+    /// Zero.
+    pub _pad: u32,
+}
+
+impl CgroupPattern {
+    /// The value for `prefix*suffix` governed with `slot`; `None` when a side is too long.
+    pub fn new(prefix: &str, suffix: &str, slot: u32) -> Option<Self> {
+        let (p, s) = (prefix.as_bytes(), suffix.as_bytes());
+        if p.len() > CGROUP_PATTERN_BYTES || s.len() > CGROUP_PATTERN_BYTES {
+            return None;
+        }
+        let mut value = Self {
+            prefix: [0; CGROUP_PATTERN_BYTES],
+            suffix: [0; CGROUP_PATTERN_BYTES],
+            prefix_len: p.len() as u32,
+            suffix_len: s.len() as u32,
+            slot,
+            _pad: 0,
+        };
+        value.prefix[..p.len()].copy_from_slice(p);
+        value.suffix[..s.len()].copy_from_slice(s);
+        Some(value)
+    }
+}
+
 /// Bytes of a bundle digest in [`RollbackMark`] (blake3, hex).
 pub const DIGEST_HEX_BYTES: usize = 64;
 
@@ -1245,6 +1291,10 @@ pub mod maps {
     /// at one of them (again, or for the first time) is put into `GOVERNED` by the
     /// `cgroup_mkdir` program before anything can run in it.
     pub const GOVERNED_PATHS: &str = "GOVERNED_PATHS";
+    /// `HashMap<CgroupPathKey parent, CgroupPattern>`: governed cgroup patterns. A child
+    /// made below the parent whose name matches is put into `GOVERNED` by `cgroup_mkdir`
+    /// (when its own path is not in `GOVERNED_PATHS`).
+    pub const GOVERNED_PATTERNS: &str = "GOVERNED_PATTERNS";
     /// `Array<RollbackMark>` of one entry: the anti-rollback mark (pinned state only).
     pub const ROLLBACK_MARK: &str = "ROLLBACK_MARK";
     /// `Array<LineageAnchor>` of one entry: the lineage's last checkpoint (pinned state only).
@@ -1277,15 +1327,17 @@ pub mod maps {
 /// 3: path rules carry flags, 14 decision counters, the `EXEC_PINNED` map.
 /// 4: policy slots carry permit, socket and capability bits, 15 decision counters.
 /// 5: network rule keys with [`LISTEN_RULES`] in their policy field hold `spec.listen`.
-pub const MAP_ABI_VERSION: u32 = 5;
+/// 6: the `GOVERNED_PATTERNS` map.
+pub const MAP_ABI_VERSION: u32 = 6;
 
 /// Capacity of [`maps::EXEC_PINNED`] (all policy slots together).
 pub const MAX_EXEC_PINNED: u32 = 16384;
 
 /// The maps pinned under the pin directory (state that must outlive the agent).
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 14] = [
     maps::GOVERNED,
     maps::GOVERNED_PATHS,
+    maps::GOVERNED_PATTERNS,
     maps::ROLLBACK_MARK,
     maps::LINEAGE_ANCHOR,
     maps::POLICIES,
@@ -1484,6 +1536,7 @@ const _: () = assert!(core::mem::size_of::<PathKey>() == 256);
 const _: () = assert!(core::mem::size_of::<PathRule>() == 32);
 const _: () = assert!(core::mem::size_of::<MapExecKey>() == 24);
 const _: () = assert!(core::mem::size_of::<CgroupPathKey>() == CGROUP_PATH_BYTES);
+const _: () = assert!(core::mem::size_of::<CgroupPattern>() == 2 * CGROUP_PATTERN_BYTES + 16);
 const _: () = assert!(core::mem::size_of::<RollbackMark>() == 16 + DIGEST_HEX_BYTES);
 const _: () =
     assert!(core::mem::size_of::<LineageAnchor>() == 8 + DIGEST_HEX_BYTES + LINEAGE_ID_HEX_BYTES);
@@ -1514,6 +1567,8 @@ mod pod {
     unsafe impl aya::Pod for super::MapExecKey {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::CgroupPathKey {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::CgroupPattern {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::RollbackMark {}
     // SAFETY: see above.

@@ -6,10 +6,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use rampart_common::{
-    CgroupPathKey, KernelLayout, LineageAnchor, MapExecKey, Net4Key, Net6Key, NetRule, PathKey,
-    PathRule, PolicyInfo, RollbackMark, DECISION_COUNTERS, EVENT_RING_BYTES,
-    MAP_EXEC_CACHE_ENTRIES, MAX_EXEC_PINNED, MAX_GOVERNED_CGROUPS, MAX_NET_RULES, MAX_PATH_RULES,
-    MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES,
+    CgroupPathKey, CgroupPattern, KernelLayout, LineageAnchor, MapExecKey, Net4Key, Net6Key,
+    NetRule, PathKey, PathRule, PolicyInfo, RollbackMark, DECISION_COUNTERS, EVENT_RING_BYTES,
+    MAP_EXEC_CACHE_ENTRIES, MAX_EXEC_PINNED, MAX_GOVERNED_CGROUPS, MAX_GOVERNED_PATTERNS,
+    MAX_NET_RULES, MAX_PATH_RULES, MAX_POLICIES, PATH_BUF_BYTES, PATH_KEY_BYTES,
 };
 
 #[map(name = "GOVERNED")]
@@ -19,9 +19,14 @@ pub static GOVERNED: HashMap<u64, u32> = HashMap::with_max_entries(MAX_GOVERNED_
 pub static GOVERNED_PATHS: HashMap<CgroupPathKey, u32> =
     HashMap::with_max_entries(MAX_GOVERNED_CGROUPS, 0);
 
-/// Per-CPU scratch for the path of a cgroup being made (too big for the stack).
+#[map(name = "GOVERNED_PATTERNS")]
+pub static GOVERNED_PATTERNS: HashMap<CgroupPathKey, CgroupPattern> =
+    HashMap::with_max_entries(MAX_GOVERNED_PATTERNS, 0);
+
+/// Per-CPU scratch for the path of a cgroup being made (entry 0) and of its parent
+/// (entry 1): too big for the stack.
 #[map(name = "CGROUP_PATH_SCRATCH")]
-pub static CGROUP_PATH_SCRATCH: PerCpuArray<CgroupPathKey> = PerCpuArray::with_max_entries(1, 0);
+pub static CGROUP_PATH_SCRATCH: PerCpuArray<CgroupPathKey> = PerCpuArray::with_max_entries(2, 0);
 
 /// Pinned anti-rollback state; no program reads it.
 #[map(name = "ROLLBACK_MARK")]

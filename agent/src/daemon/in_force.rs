@@ -10,7 +10,11 @@ use super::{
     swap::{self, Generation, PolicyMaps},
 };
 use crate::{
-    kernel::{cgroup::Cgroup, enforcer::SlotInfo},
+    kernel::{
+        cgroup::{By, Cgroup},
+        cgroup_pattern::covers,
+        enforcer::SlotInfo,
+    },
     policy::compile::CompiledPolicy,
     support::time::{rfc3339, unix_now},
 };
@@ -93,7 +97,7 @@ pub fn keep_deadline(current: Option<&Generation>, info: &mut SlotInfo) {
 pub fn apply(
     maps: &mut impl PolicyMaps,
     recorder: &mut Recorder,
-    resolve: &dyn Fn(&str) -> Result<Cgroup>,
+    resolve: &dyn Fn(&str) -> Result<Vec<Cgroup>>,
     in_force: Option<InForce>,
     mut incoming: Incoming,
 ) -> (Option<InForce>, Result<(), Refusal>) {
@@ -111,9 +115,22 @@ pub fn apply(
         Ok(g) => g,
         Err(e) => return (in_force, Err(Refusal::new("load", e))),
     };
-    for (_, cg) in generation.governed.iter().filter(|(_, c)| c.id.is_none()) {
-        warn!(cgroup = %cg.label(),
-            "governed cgroup does not exist yet; it is governed from the moment it is made");
+    for (_, cg) in &generation.governed {
+        match cg.by {
+            By::Pattern(_) => {
+                let matches = generation
+                    .governed
+                    .iter()
+                    .filter(|(_, c)| c.by == By::Id && covers(&cg.name, &c.name))
+                    .count();
+                info!(pattern = %cg.label(), matches,
+                    "governed cgroup pattern: the cgroups matching it now are governed, and \
+                     each one made later from the moment it is made");
+            }
+            By::Name if cg.id.is_none() => warn!(cgroup = %cg.label(),
+                "governed cgroup does not exist yet; it is governed from the moment it is made"),
+            By::Name | By::Id => {}
+        }
     }
     let t = incoming.times;
     let (digest, expires_at) = match &incoming.bundle {

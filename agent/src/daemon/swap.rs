@@ -5,6 +5,8 @@
 //! each governed cgroup is switched: its name (`GOVERNED_PATHS[name] = new slot`, which the
 //! kernel applies to cgroups made there later), then the cgroup there now
 //! (`GOVERNED[cgroup] = new slot`, one map update that every later decision sees);
+//! a pattern is switched like a name (`GOVERNED_PATTERNS[parent] = pattern, new slot`),
+//! then each cgroup matching it now by id;
 //! then, after an RCU grace period ([`PolicyMaps::synchronize`]) guarantees that no decision that read
 //! the old slot is still running, the old slots are emptied. A failure before the switch
 //! changes nothing; a failure during it puts the switched cgroups back.
@@ -18,7 +20,7 @@ use tracing::{error, warn};
 use crate::{
     bundle::state::Mark,
     kernel::{
-        cgroup::Cgroup,
+        cgroup::{By, Cgroup},
         enforcer::{self, Enforcer, SlotInfo},
     },
     policy::compile::CompiledPolicy,
@@ -35,7 +37,8 @@ pub trait PolicyMaps {
     fn install(&mut self, slot: u32, info: SlotInfo, policy: &CompiledPolicy) -> Result<()>;
     /// Attaches the network programs to a cgroup (once).
     fn attach_network(&mut self, cgroup: &Cgroup) -> Result<()>;
-    /// Points a cgroup name, and the cgroup there now (and their descendants), at a slot.
+    /// Points a cgroup name, and the cgroup there now (and their descendants), at a slot
+    /// (a pattern: its entry; a cgroup governed by id: its id).
     fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()>;
     /// Ends governance of a cgroup.
     fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()>;
@@ -133,31 +136,49 @@ impl Generation {
             slots: adopted.slots.iter().map(|(s, _)| *s).collect(),
             policies: Vec::new(),
             bundle: None,
-            // Names and ids are adopted apart (which id was made at which name is not
-            // recorded): the next swap ungoverns each that it does not govern again.
+            // Names, patterns and ids are adopted apart (which id was made at which name is
+            // not recorded): the next swap ungoverns each that it does not govern again.
             governed: adopted
                 .names
                 .into_iter()
                 .map(|(name, slot)| {
                     let path = format!("(adopted cgroup {name})").into();
+                    let by = By::Name;
                     (
                         slot,
                         Cgroup {
                             name,
                             path,
                             id: None,
+                            by,
                         },
                     )
                 })
+                .chain(adopted.patterns.into_iter().map(|(pattern, slot)| {
+                    let name = pattern.text();
+                    let path = format!("(adopted cgroup pattern {name})").into();
+                    let by = By::Pattern(pattern);
+                    (
+                        slot,
+                        Cgroup {
+                            name,
+                            path,
+                            id: None,
+                            by,
+                        },
+                    )
+                }))
                 .chain(adopted.ids.into_iter().map(|(id, slot)| {
                     let path = format!("(adopted cgroup id {id})").into();
                     let name = String::new();
+                    let by = By::Id;
                     (
                         slot,
                         Cgroup {
                             name,
                             path,
                             id: Some(id),
+                            by,
                         },
                     )
                 }))
@@ -175,27 +196,79 @@ impl Generation {
             .find_map(|(s, p)| (*s == slot).then_some(p))
     }
 
-    /// The slot this generation governs `cgroup` with: by name, or by id for one adopted
-    /// by id alone.
+    /// The slot this generation governs `cgroup` with: by name, by pattern, or by id for
+    /// one governed by id alone.
     fn slot_of(&self, cgroup: &Cgroup) -> Option<u32> {
-        self.governed.iter().find_map(|(s, c)| {
-            let same = if cgroup.name.is_empty() || c.name.is_empty() {
-                cgroup.id.is_some() && c.id == cgroup.id
-            } else {
-                c.name == cgroup.name
-            };
-            same.then_some(*s)
+        self.governed
+            .iter()
+            .find_map(|(s, c)| same(c, cgroup).then_some(*s))
+    }
+
+    /// The slot `cgroup` had in this generation, with this generation's record when it
+    /// differs in what the kernel holds (another pattern at the same parent).
+    fn previous_of(&self, cgroup: &Cgroup) -> Option<(u32, Option<&Cgroup>)> {
+        if let Some(slot) = self.slot_of(cgroup) {
+            return Some((slot, None));
+        }
+        let By::Pattern(p) = &cgroup.by else {
+            return None;
+        };
+        self.governed.iter().find_map(|(s, c)| match &c.by {
+            By::Pattern(q) if q.parent == p.parent => Some((*s, Some(c))),
+            _ => None,
         })
+    }
+
+    /// Whether this generation writes the `GOVERNED_PATHS` or `GOVERNED_PATTERNS` entry
+    /// that `cgroup` is governed by.
+    fn keeps_entry(&self, cgroup: &Cgroup) -> bool {
+        self.governed
+            .iter()
+            .any(|(_, c)| match (&c.by, &cgroup.by) {
+                (By::Name, By::Name) => c.name == cgroup.name,
+                (By::Pattern(a), By::Pattern(b)) => a.parent == b.parent,
+                _ => false,
+            })
+    }
+
+    /// Whether this generation governs the cgroup with id `id`.
+    fn keeps_id(&self, id: u64) -> bool {
+        self.governed.iter().any(|(_, c)| c.id == Some(id))
+    }
+
+    /// What of `cgroup`'s kernel entries this generation does not write again: its name
+    /// or pattern entry, its id; `None` when nothing is left.
+    fn leftover(&self, cgroup: &Cgroup) -> Option<Cgroup> {
+        let mut rest = cgroup.clone();
+        if self.keeps_entry(cgroup) {
+            rest.by = By::Id;
+        }
+        if rest.id.is_some_and(|id| self.keeps_id(id)) {
+            rest.id = None;
+        }
+        (rest.id.is_some() || rest.by != By::Id).then_some(rest)
+    }
+}
+
+/// Whether two records are the same governed cgroup: the same name, the same pattern, or
+/// (for one governed by id) the same id.
+fn same(a: &Cgroup, b: &Cgroup) -> bool {
+    match (&a.by, &b.by) {
+        (By::Name, By::Name) => a.name == b.name,
+        (By::Pattern(x), By::Pattern(y)) => x == y,
+        (By::Pattern(_), _) | (_, By::Pattern(_)) => false,
+        _ => a.id.is_some() && a.id == b.id,
     }
 }
 
 /// Switches the kernel from `current` to `policies` (see the module invariant). Each
-/// governed cgroup name is resolved with `resolve` before anything is written. Returns the
+/// governed cgroup name is resolved with `resolve` (a pattern: to itself and the cgroups
+/// matching it) before anything is written. Returns the
 /// new generation, and adds the kernel steps' durations to `times`; on error the kernel
 /// still enforces `current`.
 pub fn switch(
     enforcer: &mut impl PolicyMaps,
-    resolve: &dyn Fn(&str) -> Result<Cgroup>,
+    resolve: &dyn Fn(&str) -> Result<Vec<Cgroup>>,
     current: Option<&Generation>,
     policies: Vec<CompiledPolicy>,
     info: SlotInfo,
@@ -206,7 +279,7 @@ pub fn switch(
     let mut cgroups: Vec<(usize, Cgroup)> = Vec::new();
     for (i, p) in policies.iter().enumerate() {
         for name in &p.governs {
-            cgroups.push((i, resolve(name)?));
+            cgroups.extend(resolve(name)?.into_iter().map(|c| (i, c)));
         }
     }
     let in_use = enforcer.slots_in_use();
@@ -252,8 +325,8 @@ pub fn switch(
     for (done, (slot, cg)) in new.governed.iter().enumerate() {
         if let Err(e) = enforcer.govern(cg, *slot) {
             for (_, back) in &new.governed[..done] {
-                let restored = match current.and_then(|g| g.slot_of(back)) {
-                    Some(old) => enforcer.govern(back, old),
+                let restored = match current.and_then(|g| g.previous_of(back)) {
+                    Some((old, before)) => enforcer.govern(before.unwrap_or(back), old),
                     None => enforcer.ungovern(back),
                 };
                 if let Err(e) = restored {
@@ -269,14 +342,17 @@ pub fn switch(
     follow_recreated(enforcer, resolve, &mut new.governed);
     if let Some(old) = current {
         for (_, cg) in &old.governed {
-            if new.slot_of(cg).is_none() {
-                enforcer.ungovern(cg)?;
-                // A cgroup made at the name since it was resolved was governed by the
-                // kernel, under its new id.
-                if let Ok(now) = resolve(&cg.name) {
-                    if now.id.is_some() && now.id != cg.id {
-                        enforcer.ungovern(&now)?;
-                    }
+            if let Some(rest) = new.leftover(cg) {
+                enforcer.ungovern(&rest)?;
+            }
+            if new.keeps_entry(cg) || cg.by == By::Id {
+                continue;
+            }
+            // A cgroup made at the name or matching the pattern since it was resolved was
+            // governed by the kernel, under an id not recorded.
+            for now in resolve(&cg.name).unwrap_or_default() {
+                if let Some(id) = now.id.filter(|id| Some(*id) != cg.id && !new.keeps_id(*id)) {
+                    enforcer.ungovern(&by_id(&now, id))?;
                 }
             }
         }
@@ -292,25 +368,49 @@ pub fn switch(
     Ok(new)
 }
 
-/// Governs the cgroups made at a governed name after it was resolved and before the name
-/// was written (later ones the kernel governs as it makes them), and records every current
-/// id. A name that cannot be resolved again keeps its record: the kernel governs it by name.
+/// Governs the cgroups made at a governed name, or matching a governed pattern, after it
+/// was resolved and before its entry was written (later ones the kernel governs as it makes
+/// them), and records every current id. A name that cannot be resolved again keeps its
+/// record: the kernel governs it by name.
 fn follow_recreated(
     enforcer: &mut impl PolicyMaps,
-    resolve: &dyn Fn(&str) -> Result<Cgroup>,
-    governed: &mut [(u32, Cgroup)],
+    resolve: &dyn Fn(&str) -> Result<Vec<Cgroup>>,
+    governed: &mut Vec<(u32, Cgroup)>,
 ) {
-    for (slot, cg) in governed.iter_mut().filter(|(_, c)| !c.name.is_empty()) {
-        let now = match resolve(&cg.name) {
-            Ok(now) if now.id.is_some() && now.id != cg.id => now,
-            _ => continue,
-        };
-        match enforcer.govern(&now, *slot) {
-            Ok(()) => *cg = now,
-            Err(e) => error!(cgroup = %cg.label(), error = %format!("{e:#}"),
+    let mut found = Vec::new();
+    for (i, (slot, cg)) in governed.iter().enumerate() {
+        if cg.by == By::Id {
+            continue;
+        }
+        for now in resolve(&cg.name).unwrap_or_default() {
+            let Some(id) = now.id else { continue };
+            let known = match now.by {
+                By::Name => cg.id == Some(id),
+                By::Id => governed.iter().any(|(_, c)| c.id == Some(id)),
+                By::Pattern(_) => true,
+            };
+            if !known {
+                found.push((i, *slot, now));
+            }
+        }
+    }
+    for (i, slot, now) in found {
+        match enforcer.govern(&now, slot) {
+            Ok(()) if now.by == By::Name => governed[i].1 = now,
+            Ok(()) => governed.push((slot, now)),
+            Err(e) => error!(cgroup = %now.label(), error = %format!("{e:#}"),
                 "a cgroup made at a governed path during the swap could not be governed; \
                  reload the policy (cgroups made there from now on are governed)"),
         }
+    }
+}
+
+/// The record governing only the id `id` of `cgroup`.
+fn by_id(cgroup: &Cgroup, id: u64) -> Cgroup {
+    Cgroup {
+        id: Some(id),
+        by: By::Id,
+        ..cgroup.clone()
     }
 }
 

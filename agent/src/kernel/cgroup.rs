@@ -8,7 +8,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use rampart_common::{CgroupPathKey, CGROUP_PATH_BYTES, MAX_CGROUP_LEVELS};
 
-use super::sys;
+use super::{cgroup_pattern::Pattern, sys};
 
 /// `CGROUP2_SUPER_MAGIC` from `include/uapi/linux/magic.h`.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -18,17 +18,33 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 ///
 /// Governance follows the name: the kernel keeps `name -> slot` in `GOVERNED_PATHS` and
 /// governs a cgroup made at that path (again, or for the first time) while making it, so
-/// `id` is only the cgroup that was there when the agent looked.
+/// `id` is only the cgroup that was there when the agent looked. A pattern is governed the
+/// same way through `GOVERNED_PATTERNS` (its parent's path `-> pattern, slot`); the cgroups
+/// that match it when the agent looks are governed by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup {
-    /// Its path relative to the cgroup v2 root, as the kernel spells it (`/a/b`). Empty for
-    /// a cgroup adopted from pinned maps by id alone.
+    /// Its path relative to the cgroup v2 root, as the kernel spells it (`/a/b`), or the
+    /// pattern's text. Empty for a cgroup adopted from pinned maps by id alone.
     pub name: String,
-    /// Its directory in the cgroup2 mount.
+    /// Its directory in the cgroup2 mount (a pattern's: its parent's).
     pub path: PathBuf,
     /// Its inode number (what `bpf_get_current_cgroup_id` returns for it); `None` while
-    /// nothing exists at the path.
+    /// nothing exists at the path, and for a pattern.
     pub id: Option<u64>,
+    /// How the kernel is told to govern it.
+    pub by: By,
+}
+
+/// How a governed cgroup is written into the kernel's maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum By {
+    /// Its name in `GOVERNED_PATHS`, and its id in `GOVERNED`.
+    Name,
+    /// Its id in `GOVERNED` alone: a match of a pattern (`name` is its path) or a cgroup
+    /// adopted from pinned maps.
+    Id,
+    /// A pattern in `GOVERNED_PATTERNS` (no id of its own).
+    Pattern(Pattern),
 }
 
 fn is_cgroup2(path: &Path) -> Result<bool> {
@@ -39,7 +55,8 @@ fn is_cgroup2(path: &Path) -> Result<bool> {
 /// The kernel's spelling of a governed cgroup name (`/a/b`: one `/` before each component,
 /// none at the end), or why it cannot be governed. Pure: names come from signed policies and
 /// the host configuration, and must match what the kernel's `cgroup_mkdir` tracepoint
-/// reports byte for byte.
+/// reports byte for byte. A `*` makes it a pattern ([`Pattern::parse`] says which are
+/// valid).
 pub fn normalize(name: &str) -> Result<String> {
     if !name.starts_with('/') {
         bail!("governed cgroup `{name}` must be an absolute path below the cgroup v2 root");
@@ -69,6 +86,7 @@ pub fn normalize(name: &str) -> Result<String> {
             CGROUP_PATH_BYTES - 2
         );
     }
+    Pattern::parse(&normal)?;
     Ok(normal)
 }
 
@@ -76,33 +94,73 @@ impl Cgroup {
     /// Resolves the governed cgroup `name` (see [`normalize`]) below the cgroup v2 mount
     /// `root`. A missing directory is not an error: the cgroup is governed once it is made
     /// (`id` is `None` until then). Anything else at the path that is not a cgroup v2
-    /// directory is.
+    /// directory is. A pattern resolves to its parent's directory, without an id.
     pub fn resolve(root: &Path, name: &str) -> Result<Self> {
         let name = normalize(name)?;
-        let path = root.join(name.trim_start_matches('/'));
-        let id = match std::fs::symlink_metadata(&path) {
-            Ok(meta) => {
-                if !meta.is_dir() || !is_cgroup2(&path)? {
-                    bail!(
-                        "{} is not a cgroup v2 directory; governance needs cgroup v2 \
-                         (mount it with `mount -t cgroup2 none /sys/fs/cgroup`)",
-                        path.display()
-                    );
-                }
-                Some(meta.ino())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("cannot stat {}", path.display())),
-        };
-        Ok(Self { name, path, id })
+        let pattern = Pattern::parse(&name)?;
+        let dir = pattern
+            .as_ref()
+            .map_or(name.as_str(), |p| p.parent.as_str());
+        let path = root.join(dir.trim_start_matches('/'));
+        let id = cgroup_id(&path)?;
+        Ok(match pattern {
+            Some(p) => Self {
+                name,
+                path,
+                id: None,
+                by: By::Pattern(p),
+            },
+            None => Self {
+                name,
+                path,
+                id,
+                by: By::Name,
+            },
+        })
     }
 
-    /// The key of its name in `GOVERNED_PATHS` (`None` for one adopted by id alone).
-    pub fn path_key(&self) -> Option<CgroupPathKey> {
-        if self.name.is_empty() {
-            return None;
+    /// The cgroups that match this pattern now (none for a name, or while the parent does
+    /// not exist), each to be governed by id.
+    pub fn matches(&self) -> Result<Vec<Cgroup>> {
+        let By::Pattern(pattern) = &self.by else {
+            return Ok(Vec::new());
+        };
+        let entries = match std::fs::read_dir(&self.path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", self.path.display())),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("listing {}", self.path.display()))?;
+            let Some(child) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !pattern.matches_name(&child) {
+                continue;
+            }
+            let path = entry.path();
+            // Gone since it was listed: the kernel governs it if it is made again.
+            let Some(id) = cgroup_id(&path)? else {
+                continue;
+            };
+            found.push(Cgroup {
+                name: format!("{}/{child}", pattern.parent),
+                path,
+                id: Some(id),
+                by: By::Id,
+            });
         }
-        CgroupPathKey::new(&self.name)
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+
+    /// The key of its name in `GOVERNED_PATHS` (`None` unless governed by name).
+    pub fn path_key(&self) -> Option<CgroupPathKey> {
+        match self.by {
+            By::Name => CgroupPathKey::new(&self.name),
+            By::Id | By::Pattern(_) => None,
+        }
     }
 
     /// Its path for messages: the name, or the id of one adopted by id alone.
@@ -115,15 +173,31 @@ impl Cgroup {
     }
 }
 
-/// Whether the cgroup path `cgroup` is one of `names` or below one (`/a/b` is below `/a`,
-/// `/ab` is not).
+/// The id of the cgroup v2 directory at `path`, `None` when nothing is there; anything
+/// else at the path is an error.
+fn cgroup_id(path: &Path) -> Result<Option<u64>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if !meta.is_dir() || !is_cgroup2(path)? {
+                bail!(
+                    "{} is not a cgroup v2 directory; governance needs cgroup v2 \
+                     (mount it with `mount -t cgroup2 none /sys/fs/cgroup`)",
+                    path.display()
+                );
+            }
+            Ok(Some(meta.ino()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
+    }
+}
+
+/// Whether the cgroup path (or governed pattern) `cgroup` is one of `names` (names or
+/// patterns) or below one (`/a/b` is below `/a`, `/ab` is not).
 pub fn within(cgroup: &str, names: &[String]) -> bool {
-    names.iter().any(|a| {
-        cgroup == a
-            || cgroup
-                .strip_prefix(a.as_str())
-                .is_some_and(|r| r.starts_with('/'))
-    })
+    names
+        .iter()
+        .any(|a| super::cgroup_pattern::contained(cgroup, a))
 }
 
 /// Where the cgroup v2 hierarchy is mounted: the first `cgroup2` entry of
@@ -146,9 +220,13 @@ pub fn hierarchy_root() -> Result<PathBuf> {
 }
 
 /// Resolves a governed cgroup named as in a policy: relative to the cgroup v2 root, with a
-/// leading `/` (see [`Cgroup::resolve`]).
-pub fn open_in_hierarchy(root: &Path, name: &str) -> Result<Cgroup> {
-    Cgroup::resolve(root, name).with_context(|| format!("governed cgroup {name}"))
+/// leading `/` (see [`Cgroup::resolve`]); a pattern comes with the cgroups matching it now.
+pub fn open_in_hierarchy(root: &Path, name: &str) -> Result<Vec<Cgroup>> {
+    let cgroup = Cgroup::resolve(root, name).with_context(|| format!("governed cgroup {name}"))?;
+    let matches = cgroup
+        .matches()
+        .with_context(|| format!("governed cgroup pattern {name}"))?;
+    Ok(std::iter::once(cgroup).chain(matches).collect())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! half-filled policy.
 
 use anyhow::{anyhow, Context, Result};
-use std::path::Path;
+use std::{os::unix::fs::MetadataExt, path::Path};
 
 use aya::{
     maps::{
@@ -18,14 +18,15 @@ use aya::{
 };
 use ipnet::IpNet;
 use rampart_common::{
-    access, maps, net_key_policy, programs, CgroupPathKey, FileId, KernelLayout, MapExecKey,
-    Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo, PortRange, Reason,
+    access, maps, net_key_policy, programs, CgroupPathKey, CgroupPattern, FileId, KernelLayout,
+    MapExecKey, Net4Key, Net6Key, NetRule, PathKey, PathRule, PolicyInfo, PortRange, Reason,
     KERNEL_LAYOUT_SYMBOL, LISTEN_RULES, MAX_POLICIES, PATH_KEY_BYTES, PINNED_MAPS,
     PORT_RANGES_PER_NET_RULE, QUIET_DENIALS,
 };
 
 use super::{
-    cgroup::Cgroup,
+    cgroup::{By, Cgroup},
+    cgroup_pattern::Pattern,
     integrity::{self, Tamper},
     pins::Pins,
     sys,
@@ -146,6 +147,8 @@ pub struct Adopted {
     pub ids: Vec<(u64, u32)>,
     /// (cgroup name, slot) pairs of `GOVERNED_PATHS`.
     pub names: Vec<(String, u32)>,
+    /// (pattern, slot) pairs of `GOVERNED_PATTERNS`.
+    pub patterns: Vec<(Pattern, u32)>,
 }
 
 /// Keys written into the rule maps for one slot.
@@ -367,7 +370,24 @@ impl Enforcer {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Adopted { slots, ids, names })
+        let entries: HashMap<_, CgroupPathKey, CgroupPattern> =
+            HashMap::try_from(self.map_mut(maps::GOVERNED_PATTERNS)?)?;
+        let mut patterns = Vec::new();
+        for kv in entries.iter() {
+            let (key, value) = kv?;
+            match Pattern::from_kernel(&key, &value) {
+                Some(p) => patterns.push((p, value.slot)),
+                None => tracing::warn!(
+                    "a pinned governed-pattern entry does not parse; it is left as is"
+                ),
+            }
+        }
+        Ok(Adopted {
+            slots,
+            ids,
+            names,
+            patterns,
+        })
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
@@ -587,7 +607,12 @@ impl Enforcer {
         if self.network_root.is_some() {
             return Ok(());
         }
-        let id = cgroup.id.ok_or_else(|| {
+        // A pattern's programs go on its parent, whose descendants include every match.
+        let parent_id = match cgroup.by {
+            By::Pattern(_) => std::fs::metadata(&cgroup.path).ok().map(|m| m.ino()),
+            By::Name | By::Id => None,
+        };
+        let id = cgroup.id.or(parent_id).ok_or_else(|| {
             anyhow!(
                 "cgroup {} does not exist; cannot attach to it",
                 cgroup.label()
@@ -626,6 +651,17 @@ impl Enforcer {
     /// (from then on a cgroup made at that path is governed by the kernel as it is made),
     /// then the cgroup there now, if any.
     pub fn govern(&mut self, cgroup: &Cgroup, slot: u32) -> Result<()> {
+        if let By::Pattern(p) = &cgroup.by {
+            let (key, value) = p
+                .key()
+                .zip(p.value(slot))
+                .ok_or_else(|| anyhow!("governed cgroup pattern {} is too long", cgroup.label()))?;
+            let mut patterns: HashMap<_, CgroupPathKey, CgroupPattern> =
+                HashMap::try_from(self.map_mut(maps::GOVERNED_PATTERNS)?)?;
+            patterns
+                .insert(key, value, 0)
+                .with_context(|| format!("governing the cgroup pattern {}", cgroup.label()))?;
+        }
         if let Some(key) = cgroup.path_key() {
             let mut paths: HashMap<_, CgroupPathKey, u32> =
                 HashMap::try_from(self.map_mut(maps::GOVERNED_PATHS)?)?;
@@ -646,6 +682,21 @@ impl Enforcer {
     /// Ends governance of `cgroup` (its descendants fall back to a governed ancestor, if
     /// any): its name first (no cgroup made there is governed any more), then its id.
     pub fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()> {
+        if let Some(key) = match &cgroup.by {
+            By::Pattern(p) => p.key(),
+            By::Name | By::Id => None,
+        } {
+            let mut patterns: HashMap<_, CgroupPathKey, CgroupPattern> =
+                HashMap::try_from(self.map_mut(maps::GOVERNED_PATTERNS)?)?;
+            match patterns.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("ungoverning the cgroup pattern {}", cgroup.label())
+                    })
+                }
+            }
+        }
         if let Some(key) = cgroup.path_key() {
             let mut paths: HashMap<_, CgroupPathKey, u32> =
                 HashMap::try_from(self.map_mut(maps::GOVERNED_PATHS)?)?;

@@ -7,6 +7,7 @@
 
 pub mod btf;
 pub mod cgroup;
+pub mod cgroup_pattern;
 pub mod enforcer;
 pub mod event_access;
 pub mod events;

@@ -513,13 +513,13 @@ fn unless_outside_governance(
     }
 }
 
-/// Whether `cgroup` (`/a/b`) is one of the policy's governed cgroups or below one.
+/// Whether `cgroup` (`/a/b`) is one of the policy's governed cgroups, a match of one of its
+/// patterns, or below one.
 fn governs(policy: &CompiledPolicy, cgroup: &str) -> bool {
-    policy.governs.iter().any(|g| {
-        cgroup
-            .strip_prefix(g.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    policy
+        .governs
+        .iter()
+        .any(|g| crate::kernel::cgroup_pattern::covers(g, cgroup))
 }
 
 fn lookup_net(entries: &[NetEntry], addr: IpAddr) -> Option<&NetEntry> {

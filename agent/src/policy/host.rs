@@ -14,7 +14,7 @@ use super::{
     compile::{compile, CompiledPolicy, Resolver},
     source::PolicySource,
 };
-use crate::kernel::file_id::kernel_dev;
+use crate::kernel::{cgroup_pattern::Pattern, file_id::kernel_dev};
 
 /// Resolves rule paths with this host's file system: symlinks are followed (the kernel
 /// judges the file a path leads to), and exec rules pin the identity of the file there.
@@ -90,7 +90,49 @@ pub fn compile_sources(
             compiled.push(policy);
         }
     }
+    check_patterns(&cgroups)?;
     Ok(compiled)
+}
+
+/// Refuses governed patterns the kernel could not apply one way: two at the same parent
+/// (`GOVERNED_PATTERNS` holds one per parent), or a cgroup named by one policy that
+/// another policy's pattern matches (which would govern it depends on load order).
+fn check_patterns(cgroups: &BTreeMap<String, String>) -> Result<()> {
+    let mut parents: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut patterns = Vec::new();
+    for (text, policy) in cgroups {
+        let Some(p) = Pattern::parse(text)? else {
+            continue;
+        };
+        if let Some((other, by)) = parents.insert(text_parent(text), (text, policy)) {
+            bail!(
+                "spec.governs: patterns {other} (policy `{by}`) and {text} (policy `{policy}`) \
+                 are both below {}; one pattern per parent cgroup is supported, widen one to \
+                 cover both",
+                p.parent
+            );
+        }
+        patterns.push((p, text, policy));
+    }
+    for (name, policy) in cgroups {
+        for (p, text, by) in &patterns {
+            let (parent, child) = name.rsplit_once('/').unwrap_or(("", name));
+            if by != &policy && parent == p.parent && !child.contains('*') && p.matches_name(child)
+            {
+                bail!(
+                    "spec.governs: cgroup {name} (policy `{policy}`) matches the pattern {text} \
+                     of policy `{by}`; a cgroup has one policy (narrow the pattern, or govern \
+                     {name} in `{by}`)"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The parent part of a governed name (`/a/b` of `/a/b/c*`).
+fn text_parent(text: &str) -> &str {
+    text.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
 /// The first line number (1-based) holding `key` and `value`, for errors found after

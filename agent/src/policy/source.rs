@@ -702,6 +702,8 @@ impl<'de> Deserialize<'de> for CgroupPath {
                 "the cgroup root cannot be governed (it would govern the whole host); name a child cgroup",
             ));
         }
+        crate::kernel::cgroup_pattern::Pattern::parse(trimmed)
+            .map_err(|e| de::Error::custom(format!("{e:#}")))?;
         Ok(CgroupPath(trimmed.to_owned()))
     }
 }

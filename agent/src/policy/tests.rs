@@ -1063,3 +1063,52 @@ fn unix_peers_outside_the_policy_need_connect_at_their_path() {
     assert_eq!(e.path.as_deref(), Some("@/run/peers/a"));
     assert!(parse_err(&text.replace("[connect]", "[conect]")).contains("conect"));
 }
+
+/// Two policies, `a` governing `a_governs` and `b` governing `b_governs`, put together as
+/// the host does.
+fn two_policies(a_governs: &str, b_governs: &str) -> anyhow::Result<Vec<super::CompiledPolicy>> {
+    let doc = |name: &str, governs: &str| {
+        format!(
+            "apiVersion: rampart.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: {name}\n\
+             spec:\n  governs: [{governs}]\n"
+        )
+    };
+    let text = format!("{}---\n{}", doc("a", a_governs), doc("b", b_governs));
+    let src = PolicySource::parse("p.yaml", &text)?;
+    super::host::compile_sources(&[src], &Pinned)
+}
+
+#[test]
+fn governed_patterns_are_checked_where_policies_are_put_together() {
+    let ok = two_policies(
+        "/system.slice/docker-*.scope",
+        "/system.slice/docker-a.scope/sub",
+    )
+    .expect("a cgroup below a match may have a policy of its own");
+    assert_eq!(ok[0].governs, ["/system.slice/docker-*.scope"]);
+    let e = format!(
+        "{:#}",
+        two_policies(
+            "/system.slice/docker-*.scope",
+            "/system.slice/docker-a.scope"
+        )
+        .unwrap_err()
+    );
+    assert!(
+        e.contains("matches the pattern /system.slice/docker-*.scope of policy `a`"),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        two_policies("/system.slice/docker-*.scope", "/system.slice/crio-*.scope").unwrap_err()
+    );
+    assert!(e.contains("one pattern per parent cgroup"), "{e}");
+    for (bad, why) in [
+        ("/system.slice/*/x", "last component"),
+        ("/docker-*.scope", "cgroup v2 root"),
+        ("/a/b**", "2 `*`"),
+    ] {
+        let e = parse_err(&BASE.replace("governs: [", &format!("governs: [{bad}, ")));
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}

@@ -1,7 +1,8 @@
 //! Governance follows the cgroup path, not the cgroup: a governed cgroup removed and made
 //! again at the same path (what systemd does on every service restart) is governed before
 //! anything runs in it, and a governed path that does not exist when the policy loads is
-//! governed as soon as it is made.
+//! governed as soon as it is made; a governed pattern governs its matches, those made
+//! later included, and not their siblings.
 
 use std::path::{Path, PathBuf};
 
@@ -110,6 +111,53 @@ pub fn governed_path_created_after_load_governed(env: &mut Env) -> Result<String
                 "the agent started with the governed path absent (no exit); once made, the cgroup \
              and a cgroup below it were governed: denied probe and unlisted connect EPERM, the \
              allowed ones worked"
+                    .into(),
+            )
+        },
+    )
+}
+
+/// Whether a task in `cg` runs the denied probe (the cgroup is not governed).
+fn ungoverned(env: &Env, cg: &Path, what: &str) -> Result<()> {
+    want(
+        &format!("{what}: the denied probe (not governed)"),
+        exec_target(env, cg, &env.denied)?,
+        Outcome::Ran,
+    )
+}
+
+pub fn governed_pattern_matches_made_later_governed(env: &mut Env) -> Result<String> {
+    let parent = Path::new(CGROUP_ROOT).join("rampart-pods");
+    let (before, other) = (parent.join("pod-a"), parent.join("other"));
+    let (later, sidecar) = (parent.join("pod-b"), parent.join("sidecar"));
+    let container = later.join("ctr");
+    for dir in [&container, &before, &other, &later, &sidecar, &parent] {
+        let _ = std::fs::remove_dir(dir);
+    }
+    for dir in [&parent, &before, &other] {
+        std::fs::create_dir(dir)?;
+    }
+    with_agent(
+        "pattern",
+        &policy(&["/rampart-pods/pod-*"]),
+        || -> Result<String> {
+            enforced(env, &before, "pod-a, a match when the policy loaded")?;
+            ungoverned(env, &other, "`other`, present at load, does not match")?;
+            std::fs::create_dir(&later)?;
+            enforced(env, &later, "pod-b, a match made after the policy loaded")?;
+            std::fs::create_dir(&container)?;
+            enforced(env, &container, "a cgroup below pod-b")?;
+            std::fs::create_dir(&sidecar)?;
+            ungoverned(env, &sidecar, "`sidecar`, made after load, does not match")?;
+            ungoverned(env, &parent, "the parent of the pattern")?;
+            std::fs::remove_dir(&before)?;
+            std::fs::create_dir(&before)?;
+            enforced(env, &before, "pod-a removed and made again")?;
+            Ok(
+                "governs /rampart-pods/pod-*: pod-a (there at load), pod-b (made after), a \
+                 cgroup below pod-b and pod-a made again were governed at once (denied probe \
+                 and unlisted connect EPERM, allowed ones worked); `other`, `sidecar` (made \
+                 after) and the parent ran the denied probe"
                     .into(),
             )
         },

@@ -139,6 +139,12 @@ pub const ALL: &[Scenario] = &[
         run: governance::governed_path_created_after_load_governed,
     },
     Scenario {
+        name: "governed-pattern-matches-made-later-governed-siblings-not",
+        phase: AgentPhase::NotStarted,
+        requires: Requires::BpfLsm,
+        run: governance::governed_pattern_matches_made_later_governed,
+    },
+    Scenario {
         name: "cut-lineage-tail-caught-after-restart",
         phase: AgentPhase::NotStarted,
         requires: Requires::BpfLsm,

@@ -9,7 +9,10 @@ use rampart_common::MAX_PATH_RULES;
 
 use super::{switch, Generation, LoadTimes, PolicyMaps};
 use crate::{
-    kernel::{cgroup::Cgroup, enforcer::SlotInfo},
+    kernel::{
+        cgroup::{By, Cgroup},
+        enforcer::SlotInfo,
+    },
     policy::{
         compile::{CompiledPolicy, Literal},
         host::compile_sources,
@@ -24,6 +27,8 @@ struct FakeMaps {
     slots: BTreeMap<u32, (u64, usize)>,
     governed: BTreeMap<u64, u32>,
     names: BTreeMap<String, u32>,
+    /// parent -> (pattern, slot)
+    patterns: BTreeMap<String, (String, u32)>,
     attached: BTreeSet<u64>,
     fail_install_at: Option<usize>,
     fail_govern_at: Option<usize>,
@@ -60,8 +65,15 @@ impl PolicyMaps for FakeMaps {
         if self.fail_govern_at == Some(self.governs) {
             bail!("injected govern failure");
         }
-        if !cgroup.name.is_empty() {
-            self.names.insert(cgroup.name.clone(), slot);
+        match &cgroup.by {
+            By::Name => {
+                self.names.insert(cgroup.name.clone(), slot);
+            }
+            By::Pattern(p) => {
+                self.patterns
+                    .insert(p.parent.clone(), (cgroup.name.clone(), slot));
+            }
+            By::Id => {}
         }
         if let Some(id) = cgroup.id {
             self.governed.insert(id, slot);
@@ -69,7 +81,15 @@ impl PolicyMaps for FakeMaps {
         Ok(())
     }
     fn ungovern(&mut self, cgroup: &Cgroup) -> Result<()> {
-        self.names.remove(&cgroup.name);
+        match &cgroup.by {
+            By::Name => {
+                self.names.remove(&cgroup.name);
+            }
+            By::Pattern(p) => {
+                self.patterns.remove(&p.parent);
+            }
+            By::Id => {}
+        }
         if let Some(id) = cgroup.id {
             self.governed.remove(&id);
         }
@@ -99,13 +119,18 @@ impl FakeMaps {
 }
 
 /// Cgroup ids are the number in the name: `/cg3` is 3.
-fn resolve(name: &str) -> Result<Cgroup> {
+fn resolve(name: &str) -> Result<Vec<Cgroup>> {
     let id = name.trim_start_matches("/cg").parse()?;
-    Ok(Cgroup {
+    Ok(vec![named(name, Some(id))])
+}
+
+fn named(name: &str, id: Option<u64>) -> Cgroup {
+    Cgroup {
         name: name.into(),
         path: name.into(),
-        id: Some(id),
-    })
+        id,
+        by: By::Name,
+    }
 }
 
 fn policy(name: &str, governs: &[&str], files: usize) -> CompiledPolicy {
@@ -248,16 +273,12 @@ fn cgroups_that_cannot_be_resolved_change_nothing() {
 fn a_cgroup_made_again_during_the_swap_is_governed_under_its_new_id() {
     // Each resolution of `/cgN` finds a newer cgroup: N*10 + how often it was resolved.
     let calls = std::cell::RefCell::new(BTreeMap::<String, u64>::new());
-    let remade = |name: &str| -> Result<Cgroup> {
+    let remade = |name: &str| -> Result<Vec<Cgroup>> {
         let base: u64 = name.trim_start_matches("/cg").parse()?;
         let mut calls = calls.borrow_mut();
         let n = calls.entry(name.to_string()).or_default();
         *n += 1;
-        Ok(Cgroup {
-            name: name.into(),
-            path: name.into(),
-            id: Some(base * 10 + *n),
-        })
+        Ok(vec![named(name, Some(base * 10 + *n))])
     };
     let mut maps = FakeMaps::default();
     let v1 = switch(
@@ -311,4 +332,223 @@ fn a_cgroup_made_again_during_the_swap_is_governed_under_its_new_id() {
         .collect();
     assert!(left.is_empty(), "cgroups at /cg3 still governed: {left:?}");
     assert!(v2.governed.iter().all(|(_, c)| c.name != "/cg3"));
+}
+
+/// Cgroups of a host (path -> id) as the fake kernel and the agent's resolver see them.
+#[derive(Default)]
+struct Host {
+    cgroups: std::cell::RefCell<BTreeMap<String, u64>>,
+    /// Made when the pattern is resolved the n-th time (a cgroup appearing mid-swap).
+    made_at_resolve: std::cell::RefCell<Option<(usize, String, u64)>>,
+    resolves: std::cell::Cell<usize>,
+}
+
+impl Host {
+    fn with(cgroups: &[(&str, u64)]) -> Self {
+        let host = Self::default();
+        for (path, id) in cgroups {
+            host.cgroups.borrow_mut().insert((*path).into(), *id);
+        }
+        host
+    }
+
+    /// What `cgroup::open_in_hierarchy` does, over this host.
+    fn resolve(&self, name: &str) -> Result<Vec<Cgroup>> {
+        let cgroups = self.cgroups.borrow();
+        let Some(p) = crate::kernel::cgroup_pattern::Pattern::parse(name)? else {
+            return Ok(vec![named(name, cgroups.get(name).copied())]);
+        };
+        drop(cgroups);
+        self.resolves.set(self.resolves.get() + 1);
+        if let Some((n, path, id)) = self.made_at_resolve.borrow().clone() {
+            if n == self.resolves.get() {
+                self.cgroups.borrow_mut().insert(path, id);
+            }
+        }
+        let matches = self
+            .cgroups
+            .borrow()
+            .iter()
+            .filter(|(path, _)| {
+                path.rsplit_once('/')
+                    .is_some_and(|(parent, child)| parent == p.parent && p.matches_name(child))
+            })
+            .map(|(path, id)| Cgroup {
+                by: By::Id,
+                ..named(path, Some(*id))
+            })
+            .collect::<Vec<_>>();
+        let entry = Cgroup {
+            name: name.into(),
+            path: p.parent.clone().into(),
+            id: None,
+            by: By::Pattern(p),
+        };
+        Ok(std::iter::once(entry).chain(matches).collect())
+    }
+
+    /// The kernel's `cgroup_mkdir`: a new cgroup is governed by its path, else by its
+    /// parent's pattern.
+    fn mkdir(&self, maps: &mut FakeMaps, path: &str, id: u64) {
+        self.cgroups.borrow_mut().insert(path.into(), id);
+        let (parent, child) = path.rsplit_once('/').expect("a path below the root");
+        let by_pattern = maps.patterns.get(parent).and_then(|(text, slot)| {
+            let p = crate::kernel::cgroup_pattern::Pattern::parse(text).ok()??;
+            p.matches_name(child).then_some(*slot)
+        });
+        if let Some(slot) = maps.names.get(path).copied().or(by_pattern) {
+            maps.governed.insert(id, slot);
+        }
+    }
+}
+
+fn load_on(
+    host: &Host,
+    maps: &mut FakeMaps,
+    current: Option<&Generation>,
+    version: u64,
+    policies: Vec<CompiledPolicy>,
+) -> Result<Generation> {
+    let resolve = |name: &str| host.resolve(name);
+    switch(
+        maps,
+        &resolve,
+        current,
+        policies,
+        info(version),
+        &mut LoadTimes::default(),
+    )
+}
+
+const PODS: &[(&str, u64)] = &[
+    ("/pods/pod-1", 101),
+    ("/pods/pod-2", 102),
+    ("/pods/other", 103),
+    ("/cg9", 9),
+];
+
+#[test]
+fn a_pattern_governs_its_matches_now_and_later_and_a_swap_moves_all_of_them() {
+    let host = Host::with(PODS);
+    let mut maps = FakeMaps::default();
+    let v1 = load_on(
+        &host,
+        &mut maps,
+        None,
+        1,
+        vec![policy("p", &["/pods/pod-*"], 1)],
+    )
+    .expect("v1 loads");
+    assert_eq!(maps.versions(), BTreeMap::from([(101, 1), (102, 1)]));
+    assert_eq!(maps.patterns["/pods"].0, "/pods/pod-*");
+    assert!(
+        maps.names.is_empty(),
+        "matches are governed by id: {:?}",
+        maps.names
+    );
+    // The kernel governs a match made after the load, and not a sibling that does not match.
+    host.mkdir(&mut maps, "/pods/pod-3", 104);
+    host.mkdir(&mut maps, "/pods/sidecar", 105);
+    assert_eq!(maps.versions().get(&104), Some(&1));
+    assert_eq!(maps.versions().get(&105), None);
+    // The next swap finds 104 (not recorded in v1) and moves it too: no cgroup is left on
+    // a retired slot (`versions` would panic on one).
+    let v2 = load_on(
+        &host,
+        &mut maps,
+        Some(&v1),
+        2,
+        vec![policy("p", &["/pods/pod-*"], 1)],
+    )
+    .expect("v2 loads");
+    assert_eq!(
+        maps.versions(),
+        BTreeMap::from([(101, 2), (102, 2), (104, 2)])
+    );
+    // A policy without the pattern ungoverns it and every match, recorded or not.
+    host.mkdir(&mut maps, "/pods/pod-4", 106);
+    load_on(
+        &host,
+        &mut maps,
+        Some(&v2),
+        3,
+        vec![policy("q", &["/cg9"], 1)],
+    )
+    .expect("v3 loads");
+    assert!(maps.patterns.is_empty(), "{:?}", maps.patterns);
+    assert_eq!(maps.versions(), BTreeMap::from([(9, 3)]));
+}
+
+#[test]
+fn moving_a_cgroup_from_its_name_to_a_pattern_keeps_it_governed() {
+    let host = Host::with(PODS);
+    let mut maps = FakeMaps::default();
+    let v1 = load_on(
+        &host,
+        &mut maps,
+        None,
+        1,
+        vec![policy("p", &["/pods/pod-1"], 1)],
+    )
+    .expect("v1 loads");
+    load_on(
+        &host,
+        &mut maps,
+        Some(&v1),
+        2,
+        vec![policy("p", &["/pods/pod-*"], 1)],
+    )
+    .expect("v2 loads");
+    assert_eq!(maps.versions(), BTreeMap::from([(101, 2), (102, 2)]));
+    assert!(
+        maps.names.is_empty(),
+        "the name entry is gone: {:?}",
+        maps.names
+    );
+}
+
+#[test]
+fn a_match_made_while_the_pattern_is_being_switched_is_governed() {
+    let host = Host::with(PODS);
+    // Made after the first resolution, before the pattern entry is written: the kernel
+    // does not govern it, the swap must.
+    *host.made_at_resolve.borrow_mut() = Some((2, "/pods/pod-7".into(), 107));
+    let mut maps = FakeMaps::default();
+    let v1 = load_on(
+        &host,
+        &mut maps,
+        None,
+        1,
+        vec![policy("p", &["/pods/pod-*"], 1)],
+    )
+    .expect("v1 loads");
+    assert_eq!(maps.versions().get(&107), Some(&1), "{:?}", maps.governed);
+    assert!(v1.governed.iter().any(|(_, c)| c.id == Some(107)));
+}
+
+#[test]
+fn a_failed_switch_puts_the_previous_pattern_back() {
+    let host = Host::with(PODS);
+    let mut maps = FakeMaps::default();
+    let v1 = load_on(
+        &host,
+        &mut maps,
+        None,
+        1,
+        vec![policy("p", &["/pods/pod-*"], 1)],
+    )
+    .expect("v1 loads");
+    let before = maps.patterns.clone();
+    // The pattern entry is written, then governing pod-1 fails.
+    maps.fail_govern_at = Some(maps.governs + 2);
+    load_on(
+        &host,
+        &mut maps,
+        Some(&v1),
+        2,
+        vec![policy("p", &["/pods/pod-1*"], 1)],
+    )
+    .expect_err("injected");
+    assert_eq!(maps.patterns, before);
+    assert_eq!(maps.versions(), BTreeMap::from([(101, 1), (102, 1)]));
 }
