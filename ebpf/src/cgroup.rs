@@ -54,7 +54,8 @@ fn v2_cgroup_id(cgrp: *const u8, layout: &KernelLayout) -> Option<u64> {
     Some(btf_u64(kn, layout.kn_id))
 }
 
-/// Governs `cgrp` with the slot of its path, if the path is governed.
+/// Governs `cgrp` with the slot of its path, if the path is governed, else with the slot
+/// of its parent's pattern, if its name matches.
 fn govern_new(cgrp: *const u8, path: *const u8) {
     let layout = layout();
     let Some(id) = v2_cgroup_id(cgrp, layout) else {
@@ -63,22 +64,10 @@ fn govern_new(cgrp: *const u8, path: *const u8) {
     let Some(key) = CGROUP_PATH_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: this CPU's scratch, used only by this program invocation; zeroed word by
-    // word (the key compares all of its bytes), then filled by the helper, which writes at
-    // most CGROUP_PATH_BYTES bytes including the NUL.
-    let len = unsafe {
-        let words = core::ptr::addr_of_mut!((*key).path) as *mut u64;
-        let mut i = 0;
-        while i < CGROUP_PATH_BYTES / 8 {
-            core::ptr::write_volatile(words.add(i), 0);
-            i += 1;
-        }
-        bpf_probe_read_kernel_str(
-            core::ptr::addr_of_mut!((*key).path) as *mut _,
-            CGROUP_PATH_BYTES as u32,
-            path as *const _,
-        )
-    };
+    // SAFETY: this CPU's scratch, used only by this program invocation; zeroed (the key
+    // compares all of its bytes), then filled by the helper, which writes at most
+    // CGROUP_PATH_BYTES bytes including the NUL.
+    let len = unsafe { read_key(key, path, CGROUP_PATH_BYTES as u32) };
     // A path that filled the buffer may have been cut: governed paths are shorter.
     if len <= 0 || len as usize >= CGROUP_PATH_BYTES {
         return;
@@ -91,8 +80,32 @@ fn govern_new(cgrp: *const u8, path: *const u8) {
         let _ = GOVERNED.insert(id, slot, 0);
         return;
     }
-    if let Some(slot) = pattern_slot(key, len as usize - 1) {
+    if let Some(slot) = pattern_slot(key, len as usize - 1, path) {
         let _ = GOVERNED.insert(id, slot, 0);
+    }
+}
+
+/// Zeroes the key at `key`, then reads the kernel string at `src` into it (at most `size`
+/// bytes with the NUL); returns the helper's result (bytes written with the NUL, or an
+/// error).
+///
+/// # Safety
+/// `key` must be this CPU's scratch entry, used by nothing else during the call.
+unsafe fn read_key(key: *mut CgroupPathKey, src: *const u8, size: u32) -> i64 {
+    // SAFETY: the caller's: `key` is this CPU's scratch entry, written only here; the
+    // helper writes at most `size` (at most CGROUP_PATH_BYTES) bytes into it.
+    unsafe {
+        let words = core::ptr::addr_of_mut!((*key).path) as *mut u64;
+        let mut i = 0;
+        while i < CGROUP_PATH_BYTES / 8 {
+            core::ptr::write_volatile(words.add(i), 0);
+            i += 1;
+        }
+        bpf_probe_read_kernel_str(
+            core::ptr::addr_of_mut!((*key).path) as *mut _,
+            size,
+            src as *const _,
+        )
     }
 }
 
@@ -100,46 +113,50 @@ fn govern_new(cgrp: *const u8, path: *const u8) {
 /// index the verifier sees is in bounds.
 const PATH_MASK: usize = CGROUP_PATH_BYTES - 1;
 
-/// The slot of the pattern of `path`'s parent that its last component matches, if any.
-/// `n` is the path's length without the NUL (less than `CGROUP_PATH_BYTES`).
-fn pattern_slot(path: &CgroupPathKey, n: usize) -> Option<u32> {
-    // The last `/`; the kernel's paths start with one, and patterns are never of the root.
+/// The slot of the pattern of the parent of `path` (read from the kernel's `src`, `n`
+/// bytes without the NUL) that its last component matches, if any.
+///
+/// Shaped for the verifier: the scan for the last `/` exits at one of up to 256 places, so
+/// what follows it uses the position only as helper arguments (the parent and the name are
+/// read again from `src`), after which it is dead and the verifier's states merge.
+fn pattern_slot(path: &CgroupPathKey, n: usize, src: *const u8) -> Option<u32> {
+    // The last `/`, scanning back; the kernel's paths start with one, and patterns are
+    // never of the root, so a `/` at 0 is no match.
     let mut last = 0usize;
-    let mut i = 0usize;
-    while i < CGROUP_PATH_BYTES {
-        if i >= n {
+    let mut j = 0usize;
+    while j < CGROUP_PATH_BYTES {
+        if j >= n {
             break;
         }
+        let i = n - 1 - j;
         if path.path[i & PATH_MASK] == b'/' {
             last = i;
+            break;
         }
-        i += 1;
+        j += 1;
     }
-    if last == 0 {
+    if last == 0 || last >= CGROUP_PATH_BYTES - 2 {
         return None;
     }
     let parent = CGROUP_PATH_SCRATCH.get_ptr_mut(1)?;
-    // SAFETY: this CPU's second scratch entry, used only by this program invocation;
-    // written whole (the parent's bytes, then zeros) before it is read as a key.
-    let parent = unsafe {
-        let bytes = core::ptr::addr_of_mut!((*parent).path) as *mut u8;
-        let mut i = 0usize;
-        while i < CGROUP_PATH_BYTES {
-            let b = if i < last {
-                path.path[i & PATH_MASK]
-            } else {
-                0
-            };
-            core::ptr::write_volatile(bytes.add(i & PATH_MASK), b);
-            i += 1;
-        }
-        &*parent
+    let name = CGROUP_PATH_SCRATCH.get_ptr_mut(2)?;
+    // SAFETY: this CPU's second and third scratch entries, used only by this program run.
+    // The parent: the path's first `last` bytes and a NUL, zero-padded. The name: what
+    // follows that `/`, with its NUL. `src + last + 1` stays within the kernel's string.
+    let name_len = unsafe {
+        read_key(parent, src, (last + 1) as u32);
+        read_key(name, src.wrapping_add(last + 1), CGROUP_PATH_BYTES as u32)
     };
+    if name_len <= 0 || name_len as usize > CGROUP_PATH_BYTES {
+        return None;
+    }
+    let len = name_len as usize - 1;
+    // SAFETY: both entries are initialised above and only read from here.
+    let (parent, name) = unsafe { (&*parent, &*name) };
     // SAFETY: the value is only read here, within this program run.
     let rule: &CgroupPattern = unsafe { GOVERNED_PATTERNS.get(parent) }?;
-    let start = last + 1;
     let (plen, slen) = (rule.prefix_len as usize, rule.suffix_len as usize);
-    if plen > CGROUP_PATTERN_BYTES || slen > CGROUP_PATTERN_BYTES || n < start + plen + slen {
+    if plen > CGROUP_PATTERN_BYTES || slen > CGROUP_PATTERN_BYTES || len < plen + slen {
         return None;
     }
     let mut j = 0usize;
@@ -147,18 +164,18 @@ fn pattern_slot(path: &CgroupPathKey, n: usize) -> Option<u32> {
         if j >= plen {
             break;
         }
-        if path.path[(start + j) & PATH_MASK] != rule.prefix[j] {
+        if name.path[j & PATH_MASK] != rule.prefix[j] {
             return None;
         }
         j += 1;
     }
-    let tail = n - slen;
+    let tail = len - slen;
     let mut j = 0usize;
     while j < CGROUP_PATTERN_BYTES {
         if j >= slen {
             break;
         }
-        if path.path[(tail + j) & PATH_MASK] != rule.suffix[j] {
+        if name.path[(tail + j) & PATH_MASK] != rule.suffix[j] {
             return None;
         }
         j += 1;

@@ -23,10 +23,10 @@ pub static GOVERNED_PATHS: HashMap<CgroupPathKey, u32> =
 pub static GOVERNED_PATTERNS: HashMap<CgroupPathKey, CgroupPattern> =
     HashMap::with_max_entries(MAX_GOVERNED_PATTERNS, 0);
 
-/// Per-CPU scratch for the path of a cgroup being made (entry 0) and of its parent
-/// (entry 1): too big for the stack.
+/// Per-CPU scratch for the path of a cgroup being made (entry 0), its parent's (entry 1)
+/// and its name (entry 2): too big for the stack.
 #[map(name = "CGROUP_PATH_SCRATCH")]
-pub static CGROUP_PATH_SCRATCH: PerCpuArray<CgroupPathKey> = PerCpuArray::with_max_entries(2, 0);
+pub static CGROUP_PATH_SCRATCH: PerCpuArray<CgroupPathKey> = PerCpuArray::with_max_entries(3, 0);
 
 /// Pinned anti-rollback state; no program reads it.
 #[map(name = "ROLLBACK_MARK")]
