@@ -142,45 +142,17 @@ impl Generation {
                 .names
                 .into_iter()
                 .map(|(name, slot)| {
-                    let path = format!("(adopted cgroup {name})").into();
-                    let by = By::Name;
-                    (
-                        slot,
-                        Cgroup {
-                            name,
-                            path,
-                            id: None,
-                            by,
-                        },
-                    )
+                    let path = format!("(adopted cgroup {name})");
+                    (slot, adopted_record(name, path, None, By::Name))
                 })
                 .chain(adopted.patterns.into_iter().map(|(pattern, slot)| {
                     let name = pattern.text();
-                    let path = format!("(adopted cgroup pattern {name})").into();
-                    let by = By::Pattern(pattern);
-                    (
-                        slot,
-                        Cgroup {
-                            name,
-                            path,
-                            id: None,
-                            by,
-                        },
-                    )
+                    let path = format!("(adopted cgroup pattern {name})");
+                    (slot, adopted_record(name, path, None, By::Pattern(pattern)))
                 }))
                 .chain(adopted.ids.into_iter().map(|(id, slot)| {
-                    let path = format!("(adopted cgroup id {id})").into();
-                    let name = String::new();
-                    let by = By::Id;
-                    (
-                        slot,
-                        Cgroup {
-                            name,
-                            path,
-                            id: Some(id),
-                            by,
-                        },
-                    )
+                    let path = format!("(adopted cgroup id {id})");
+                    (slot, adopted_record(String::new(), path, Some(id), By::Id))
                 }))
                 .collect(),
         }))
@@ -247,6 +219,17 @@ impl Generation {
             rest.id = None;
         }
         (rest.id.is_some() || rest.by != By::Id).then_some(rest)
+    }
+}
+
+/// A record adopted from pinned maps: `path` says where it came from (there is no
+/// directory to point at).
+fn adopted_record(name: String, path: String, id: Option<u64>, by: By) -> Cgroup {
+    Cgroup {
+        name,
+        path: path.into(),
+        id,
+        by,
     }
 }
 

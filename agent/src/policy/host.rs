@@ -98,13 +98,13 @@ pub fn compile_sources(
 /// (`GOVERNED_PATTERNS` holds one per parent), or a cgroup named by one policy that
 /// another policy's pattern matches (which would govern it depends on load order).
 fn check_patterns(cgroups: &BTreeMap<String, String>) -> Result<()> {
-    let mut parents: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut parents: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     let mut patterns = Vec::new();
     for (text, policy) in cgroups {
         let Some(p) = Pattern::parse(text)? else {
             continue;
         };
-        if let Some((other, by)) = parents.insert(text_parent(text), (text, policy)) {
+        if let Some((other, by)) = parents.insert(p.parent.clone(), (text, policy)) {
             bail!(
                 "spec.governs: patterns {other} (policy `{by}`) and {text} (policy `{policy}`) \
                  are both below {}; one pattern per parent cgroup is supported, widen one to \
@@ -128,11 +128,6 @@ fn check_patterns(cgroups: &BTreeMap<String, String>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The parent part of a governed name (`/a/b` of `/a/b/c*`).
-fn text_parent(text: &str) -> &str {
-    text.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
 /// The first line number (1-based) holding `key` and `value`, for errors found after

@@ -420,6 +420,11 @@ fn load_on(
     )
 }
 
+/// The first load: one policy governing `/pods/pod-*`.
+fn load_pods(host: &Host, maps: &mut FakeMaps) -> Generation {
+    load_on(host, maps, None, 1, vec![policy("p", &["/pods/pod-*"], 1)]).expect("v1 loads")
+}
+
 const PODS: &[(&str, u64)] = &[
     ("/pods/pod-1", 101),
     ("/pods/pod-2", 102),
@@ -431,14 +436,7 @@ const PODS: &[(&str, u64)] = &[
 fn a_pattern_governs_its_matches_now_and_later_and_a_swap_moves_all_of_them() {
     let host = Host::with(PODS);
     let mut maps = FakeMaps::default();
-    let v1 = load_on(
-        &host,
-        &mut maps,
-        None,
-        1,
-        vec![policy("p", &["/pods/pod-*"], 1)],
-    )
-    .expect("v1 loads");
+    let v1 = load_pods(&host, &mut maps);
     assert_eq!(maps.versions(), BTreeMap::from([(101, 1), (102, 1)]));
     assert_eq!(maps.patterns["/pods"].0, "/pods/pod-*");
     assert!(
@@ -514,14 +512,7 @@ fn a_match_made_while_the_pattern_is_being_switched_is_governed() {
     // does not govern it, the swap must.
     *host.made_at_resolve.borrow_mut() = Some((2, "/pods/pod-7".into(), 107));
     let mut maps = FakeMaps::default();
-    let v1 = load_on(
-        &host,
-        &mut maps,
-        None,
-        1,
-        vec![policy("p", &["/pods/pod-*"], 1)],
-    )
-    .expect("v1 loads");
+    let v1 = load_pods(&host, &mut maps);
     assert_eq!(maps.versions().get(&107), Some(&1), "{:?}", maps.governed);
     assert!(v1.governed.iter().any(|(_, c)| c.id == Some(107)));
 }
@@ -530,14 +521,7 @@ fn a_match_made_while_the_pattern_is_being_switched_is_governed() {
 fn a_failed_switch_puts_the_previous_pattern_back() {
     let host = Host::with(PODS);
     let mut maps = FakeMaps::default();
-    let v1 = load_on(
-        &host,
-        &mut maps,
-        None,
-        1,
-        vec![policy("p", &["/pods/pod-*"], 1)],
-    )
-    .expect("v1 loads");
+    let v1 = load_pods(&host, &mut maps);
     let before = maps.patterns.clone();
     // The pattern entry is written, then governing pod-1 fails.
     maps.fail_govern_at = Some(maps.governs + 2);
